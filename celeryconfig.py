@@ -1,0 +1,70 @@
+"""Celery configuration of the heartbeat worker and beat, built from the environment.
+
+Every value the heartbeat itself needs comes from ``worker.settings.Settings`` (read and
+validated once); a bad variable stops the program with one line before Celery starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.settings import load_or_exit
+
+heartbeat_settings = load_or_exit()
+_interval_s = heartbeat_settings.interval_s
+
+broker_url = heartbeat_settings.broker_url
+#: Keep retrying while the broker is down at startup, explicitly (Celery 6 changes the default).
+broker_connection_retry_on_startup = True
+broker_connection_retry = True
+broker_connection_max_retries = None
+#: Socket timeouts and keepalive, so a dropped or half-open connection can't block forever;
+#: the health check PINGs a pooled connection idle longer than 10 s before using it.
+broker_transport_options: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 5.0,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 10,
+    "visibility_timeout": 3600,
+}
+broker_heartbeat = 10  # AMQP only: detect a dead RabbitMQ connection
+
+#: JSON only: a pickled message is refused (ContentDisallowed), never executed.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+
+#: A heartbeat has no result to keep.
+result_backend = None
+task_ignore_result = True
+task_store_errors_even_if_ignored = False
+
+task_routes = {"health": {"queue": "heartbeat"}}
+task_default_queue = "heartbeat"
+timezone = "UTC"
+enable_utc = True
+
+#: One heartbeat at a time per worker, and no prefetching of heartbeats that will expire.
+worker_concurrency = 1
+worker_prefetch_multiplier = 1
+worker_send_task_events = False
+worker_hijack_root_logger = True
+
+#: Beat keeps its schedule in memory (no schedule file to corrupt in the working
+#: directory) and sends the first heartbeat at once.
+beat_scheduler = "worker.beat:HeartbeatScheduler"
+beat_max_loop_interval = max(min(_interval_s, 5.0), 0.25)
+beat_schedule = {
+    "heartbeat": {
+        "task": "health",
+        "schedule": _interval_s,
+        "options": {
+            "queue": "heartbeat",
+            # A heartbeat not started within one interval is discarded by the worker, so a
+            # backlog after an outage can never make a dead pipeline look fresh.
+            "expires": _interval_s,
+        },
+    },
+}

@@ -1,0 +1,5 @@
+"""``python -m worker``: the same as the ``petsage-heartbeat`` command."""
+
+from worker.cli import main
+
+raise SystemExit(main())

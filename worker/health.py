@@ -1,0 +1,84 @@
+"""The body of the ``health`` task, free of Celery so it can be tested and benchmarked alone.
+
+It measures the store round trip (``TIME``, which also tells how far this host's clock is
+from Redis's), runs the user checks, builds the payload and hands it to the store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from worker.checks import DEFAULT_CHECK_TIMEOUT_S, run_user_checks
+from worker.payload import DEFAULT_MESSAGE, SCHEMA, CheckResult, worst_status
+from worker.reader import redis_time_ms
+from worker.settings import Settings
+from worker.store import HeartbeatStore, PublishResult
+from worker.urls import redact
+from worker.version import __version__
+
+
+def iso_ms(epoch_ms: float) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with offset, millisecond precision."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def store_check(client: redis.Redis) -> tuple[CheckResult, float]:
+    """Time one ``TIME`` round trip; return the result and Redis-minus-local clock offset (ms)."""
+    before_ms = time.time() * 1000
+    started = time.perf_counter()
+    try:
+        reply = client.time()
+    except redis.RedisError as exc:
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        return ({"status": "error", "latency_ms": latency_ms,
+                 "error": redact(f"{type(exc).__name__}: {exc}")[:300]}, 0.0)
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    midpoint_ms = before_ms + latency_ms / 2
+    offset_ms = redis_time_ms(reply) - midpoint_ms
+    return {"status": "ok", "latency_ms": latency_ms}, round(offset_ms, 3)
+
+
+def build_body(settings: Settings, *, node: str, started_ms: float, finished_ms: float,
+               published_at_ms: float | None, checks: dict[str, CheckResult],
+               clock_offset_ms: float, message: str = DEFAULT_MESSAGE) -> dict[str, Any]:
+    """The payload minus what the store stamps (``seq``, ``ts_ms``, ``timestamp``)."""
+    status = worst_status([c["status"] for c in checks.values()])
+    lag_ms = None if published_at_ms is None else round(max(started_ms - published_at_ms, 0), 3)
+    if status != "ok" and message == DEFAULT_MESSAGE:
+        bad = sorted(name for name, c in checks.items() if c["status"] != "ok")
+        message = f"PetSage is {status}: check {', '.join(bad)} failed"
+    return {
+        "schema": SCHEMA,
+        "service": settings.service,
+        "status": status,
+        "message": message,
+        "interval_s": settings.interval_s,
+        "stale_after_s": settings.stale_after_s,
+        "published_at": None if published_at_ms is None else iso_ms(published_at_ms),
+        "started_at": iso_ms(started_ms),
+        "finished_at": iso_ms(finished_ms),
+        "queue_lag_ms": lag_ms,
+        "duration_ms": round(finished_ms - started_ms, 3),
+        "clock_offset_ms": clock_offset_ms,
+        "worker": {"node": node, "hostname": socket.gethostname(), "pid": os.getpid()},
+        "version": __version__,
+        "checks": checks,
+    }
+
+
+def run_health(client: redis.Redis, store: HeartbeatStore, settings: Settings, *, node: str,
+               published_at_ms: float | None = None) -> PublishResult:
+    """Run the checks and publish one heartbeat; raises ``redis.RedisError`` if the write fails."""
+    started_ms = time.time() * 1000
+    store_result, offset_ms = store_check(client)
+    checks: dict[str, CheckResult] = {"redis": store_result}
+    checks.update(run_user_checks(min(DEFAULT_CHECK_TIMEOUT_S, settings.interval_s)))
+    body = build_body(settings, node=node, started_ms=started_ms, finished_ms=time.time() * 1000,
+                      published_at_ms=published_at_ms, checks=checks, clock_offset_ms=offset_ms)
+    return store.publish(settings.service, body)

@@ -1,0 +1,97 @@
+"""The only place Redis key and channel names are built.
+
+Names (prefix ``petsage:hb`` by default, service ``petsage``)::
+
+    petsage:hb:{petsage}           latest payload (string, JSON, TTL = retention)
+    petsage:hb:{petsage}:history   stream, one entry per heartbeat, capped
+    petsage:hb:{petsage}:beat      beat's last publish of the heartbeat task (string, JSON)
+    petsage:hb:index               sorted set: member = service, score = last ts_ms
+    petsage:hb:events              pub/sub channel: each payload as published
+
+The service part is wrapped in braces, a Redis Cluster *hash tag*, so that all of one
+service's keys live in one slot and its write stays one atomic script on a cluster too.
+The names are the same whether or not the store is a cluster, so dashboards never have to
+know. This is the one deliberate change from the design's ``{prefix}:{service}`` names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from worker.errors import ConfigError
+
+SERVICE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a service name may be: no globs, colons, braces, spaces or newlines."""
+
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}(:[A-Za-z0-9._-]{1,32}){0,3}")
+"""What a key prefix may be: up to four colon-separated parts of the service alphabet."""
+
+DEFAULT_PREFIX = "petsage:hb"
+"""The default key prefix (``HEARTBEAT_KEY_PREFIX``)."""
+
+
+def _shown(value: str) -> str:
+    """Quote a refused value for an error line, cut short and with control characters escaped."""
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    return repr(shown)
+
+
+def validate_service(service: str, *, source: str = "service name") -> str:
+    """Return ``service`` if it is a valid service name, else raise ``ConfigError``."""
+    if not isinstance(service, str) or not SERVICE_PATTERN.fullmatch(service):
+        raise ConfigError(
+            f"{source} {_shown(str(service))} is invalid; "
+            "accepted: 1-64 characters of A-Z a-z 0-9 . _ -"
+        )
+    return service
+
+
+def validate_prefix(prefix: str, *, source: str = "key prefix") -> str:
+    """Return ``prefix`` if it is a valid key prefix, else raise ``ConfigError``."""
+    if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
+        raise ConfigError(
+            f"{source} {_shown(str(prefix))} is invalid; accepted: up to 4 parts joined by ':', "
+            "each 1-32 characters of A-Z a-z 0-9 . _ - (e.g. petsage:hb)"
+        )
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one prefix; build every name through this object."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+
+    def _join(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def latest(self, service: str) -> str:
+        """The string key holding the latest payload of ``service``."""
+        return self._join("{" + validate_service(service) + "}")
+
+    def history(self, service: str) -> str:
+        """The capped stream of ``service``'s heartbeats."""
+        return self._join("{" + validate_service(service) + "}", "history")
+
+    def beat(self, service: str) -> str:
+        """The beat marker of ``service``: beat's last publish of the heartbeat task."""
+        return self._join("{" + validate_service(service) + "}", "beat")
+
+    @property
+    def index(self) -> str:
+        """The fleet index: member = service, score = last heartbeat ts_ms."""
+        return self._join("index")
+
+    @property
+    def events(self) -> str:
+        """The pub/sub channel every payload is published on."""
+        return self._join("events")
+
+    @property
+    def pattern(self) -> str:
+        """An ACL key pattern covering every key of this prefix (``~petsage:hb:*``)."""
+        return self._join("*")

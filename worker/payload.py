@@ -1,0 +1,122 @@
+"""The heartbeat payload, schema 1: its fields, and the check that a stored one is sound.
+
+The seed's ``status``, ``message`` and ``timestamp`` keep their meaning; the rest tells a
+reader everything it needs without configuration (``interval_s``, ``stale_after_s``) and
+where time went on the way (hop times, ``queue_lag_ms``, ``duration_ms``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NotRequired, TypedDict
+
+SCHEMA = 1
+"""The payload schema this code writes and reads."""
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+"""A payload larger than this is refused on write and reported ``invalid`` on read."""
+
+DEFAULT_MESSAGE = "PetSage system is alive and purring!"
+"""The seed's ``message``."""
+
+Status = Literal["ok", "degraded", "error"]
+STATUSES: tuple[Status, ...] = ("ok", "degraded", "error")
+"""Statuses in order of badness: the worst check decides the payload's status."""
+
+
+class CheckResult(TypedDict):
+    """One check's outcome inside ``checks``."""
+
+    status: Status
+    latency_ms: float
+    error: NotRequired[str]
+
+
+class WorkerInfo(TypedDict):
+    """Which worker process wrote the heartbeat."""
+
+    node: str
+    hostname: str
+    pid: int
+
+
+class Payload(TypedDict):
+    """One heartbeat as stored at ``{prefix}:{service}`` and published on ``{prefix}:events``."""
+
+    seq: int  #: per-service counter, +1 per accepted write (set by the store script)
+    ts_ms: int  #: Redis server clock at the write, epoch ms (set by the store script)
+    timestamp: str  #: ``ts_ms`` as ISO-8601 UTC with offset (the seed's field)
+    schema: int  #: payload schema, 1
+    service: str  #: service name
+    status: Status  #: ok, degraded or error: the worst of ``checks``
+    message: str  #: the seed's message, or what went wrong
+    interval_s: float  #: the beat interval the writer was configured with
+    stale_after_s: float  #: age at which readers call this heartbeat stale
+    published_at: str | None  #: when beat published the task (ISO UTC), if known
+    started_at: str  #: when the worker started the task (worker clock, ISO UTC)
+    finished_at: str  #: when the checks were done, just before the write (worker clock)
+    queue_lag_ms: float | None  #: start minus publish, on one clock; None if unknown
+    duration_ms: float  #: start to finish of the task body
+    clock_offset_ms: float  #: Redis clock minus the worker's clock, measured by the store check
+    worker: WorkerInfo  #: node name, hostname and pid of the writer
+    version: str  #: petsage-heartbeat version of the writer
+    checks: dict[str, CheckResult]  #: name -> status and latency; ``redis`` always present
+
+
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "seq": (int,),
+    "ts_ms": (int,),
+    "timestamp": (str,),
+    "schema": (int,),
+    "service": (str,),
+    "status": (str,),
+    "message": (str,),
+    "interval_s": (int, float),
+    "stale_after_s": (int, float),
+    "checks": (dict,),
+}
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def payload_problem(data: Any, service: str) -> str | None:
+    """Say what is wrong with a decoded payload, or return None if it is sound.
+
+    Only what a reader relies on is checked strictly; unknown extra fields are allowed so
+    that a newer writer doesn't make an older reader cry wolf.
+    """
+    if not isinstance(data, dict):
+        return f"payload is a JSON {type(data).__name__}, not an object"
+    for name, types in _REQUIRED.items():
+        if name not in data:
+            return f"payload has no {name!r}"
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"payload field {name!r} has the wrong type ({type(value).__name__})"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"payload field {name!r} is not finite"
+    if data["schema"] != SCHEMA:
+        return f"payload schema {data['schema']!r} is not {SCHEMA}"
+    if data["service"] != service:
+        return f"payload is for service {data['service'][:64]!r}, not {service!r}"
+    if data["status"] not in STATUSES:
+        return f"payload status {data['status'][:20]!r} is not one of {', '.join(STATUSES)}"
+    if not 0 <= data["ts_ms"] < 2**53 or data["seq"] < 1:
+        return "payload ts_ms or seq is out of range"
+    if not (0 < data["interval_s"] < 1e9 and data["interval_s"] <= data["stale_after_s"] < 1e9):
+        return "payload interval_s/stale_after_s are out of range"
+    for name in ("queue_lag_ms", "duration_ms", "clock_offset_ms"):
+        if data.get(name) is not None and not _finite_number(data[name]):
+            return f"payload field {name!r} is not a finite number"
+    return None
+
+
+def worst_status(statuses: list[Status]) -> Status:
+    """The worst of ``statuses`` (ok < degraded < error); ok for none."""
+    return max(statuses, key=STATUSES.index, default="ok")

@@ -1,0 +1,190 @@
+"""Read one heartbeat and say what state it is in. Never raises; imports no Celery.
+
+One round trip asks for the server's ``TIME``, the key's ``TYPE``, its ``STRLEN`` and at
+most the first 16 KiB of it (``GETRANGE``), so the age comes from the same clock that
+stamped the heartbeat, and a huge or hostile value costs the reader nothing.
+
+``client`` may be a redis-py client (sync) or any object with
+``execute_many(commands) -> list`` (the probe's own small client), whose replies are the
+raw values or exception instances for error replies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast, runtime_checkable
+
+from worker.keys import Keys, validate_service
+from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
+from worker.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
+from worker.urls import redact
+
+Command = tuple[str | bytes | int | float, ...]
+
+
+@runtime_checkable
+class CommandClient(Protocol):
+    """A client that sends several commands in one round trip and returns their replies."""
+
+    def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        """Send ``commands`` pipelined; return one reply (or exception instance) each."""
+        ...
+
+
+def execute_many(client: Any, commands: Sequence[Command]) -> list[Any]:
+    """Run ``commands`` in one round trip on a ``CommandClient`` or a redis-py client."""
+    if isinstance(client, CommandClient):
+        return client.execute_many(commands)
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return cast(list[Any], pipe.execute(raise_on_error=False))
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReport:
+    """What a reader knows about one service's heartbeat at one instant of the Redis clock."""
+
+    service: str
+    state: State
+    reason: str  #: one human line: why this state
+    age_s: float | None = None  #: seconds since ts_ms on the Redis clock; None if unknown
+    thresholds: Thresholds | None = None  #: the late/stale ages used
+    payload: Payload | None = None  #: the decoded payload when it was readable
+    now_ms: int | None = None  #: the Redis clock reading the age was computed from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """Nagios exit code of the state."""
+        return self.state.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the payload included as stored)."""
+        return {
+            "service": self.service,
+            "state": self.state.value,
+            "reason": self.reason,
+            "age_s": None if self.age_s is None else round(self.age_s, 3),
+            "late_after_s": self.thresholds.late_after_s if self.thresholds else None,
+            "stale_after_s": self.thresholds.stale_after_s if self.thresholds else None,
+            "now_ms": self.now_ms,
+            "payload": self.payload,
+            **self.extra,
+        }
+
+
+def redis_time_ms(reply: Any) -> int:
+    """Convert a ``TIME`` reply (seconds, microseconds) to epoch milliseconds."""
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def read_commands(keys: Keys, service: str) -> list[Command]:
+    """The commands ``read_heartbeat`` sends, for callers that batch them with others."""
+    key = keys.latest(service)
+    return [("TIME",), ("TYPE", key), ("STRLEN", key), ("GETRANGE", key, 0, MAX_PAYLOAD_BYTES - 1)]
+
+
+def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = None,
+          stale_after_s: float | None = None) -> HeartbeatReport:
+    """Turn the replies to ``read_commands`` into a report (pure: no I/O)."""
+    time_reply, type_reply, strlen_reply, value = replies[:4]
+    for reply in (time_reply, type_reply):
+        if isinstance(reply, BaseException):
+            return HeartbeatReport(service, State.UNREACHABLE,
+                                   f"Redis refused the read: {redact(str(reply))[:200]}")
+    now_ms = redis_time_ms(time_reply)
+    kind = _text(type_reply)
+    if kind == "none":
+        return HeartbeatReport(service, State.MISSING, "no heartbeat stored for this service",
+                               now_ms=now_ms)
+    if kind != "string":
+        return HeartbeatReport(service, State.INVALID, f"the key holds a {kind}, not a string",
+                               now_ms=now_ms)
+    if isinstance(strlen_reply, BaseException) or isinstance(value, BaseException):
+        return HeartbeatReport(service, State.INVALID, "the stored value could not be read",
+                               now_ms=now_ms)
+    if int(strlen_reply) > MAX_PAYLOAD_BYTES:
+        return HeartbeatReport(
+            service, State.INVALID,
+            f"stored value is {int(strlen_reply)} bytes, over the {MAX_PAYLOAD_BYTES} limit",
+            now_ms=now_ms)
+    try:
+        data = json.loads(_bytes(value).decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return HeartbeatReport(service, State.INVALID,
+                               f"stored value is not JSON: {str(exc)[:100]}", now_ms=now_ms)
+    problem = payload_problem(data, service)
+    if problem is not None:
+        return HeartbeatReport(service, State.INVALID, problem, now_ms=now_ms)
+    payload = cast(Payload, data)
+    age_ms = now_ms - payload["ts_ms"]
+    if age_ms < -FUTURE_TOLERANCE_MS:
+        return HeartbeatReport(
+            service, State.INVALID,
+            f"heartbeat ts_ms is {-age_ms / 1000:.1f}s ahead of the Redis clock",
+            now_ms=now_ms, payload=payload)
+    defaults = Thresholds.for_interval(payload["interval_s"], payload["stale_after_s"])
+    stale = defaults.stale_after_s if stale_after_s is None else stale_after_s
+    late = min(defaults.late_after_s if late_after_s is None else late_after_s, stale)
+    thresholds = Thresholds(late, stale)
+    age_s = max(age_ms, 0) / 1000
+    state = state_for(age_s, payload["status"], thresholds)
+    return HeartbeatReport(service, state, _reason(state, age_s, payload, thresholds),
+                           age_s=age_s, thresholds=thresholds, payload=payload, now_ms=now_ms)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds) -> str:
+    if payload["status"] != "ok" and state is not State.FRESH:
+        bad = [n for n, c in payload["checks"].items()
+               if isinstance(c, dict) and c.get("status") != "ok"]
+        if bad and age_s <= thresholds.stale_after_s:
+            return f"status {payload['status']}: check {', '.join(bad)[:200]}"
+    if state is State.STALE:
+        return f"last heartbeat {age_s:.1f}s ago, over {thresholds.stale_after_s:g}s"
+    if state is State.LATE:
+        return f"last heartbeat {age_s:.1f}s ago, over {thresholds.late_after_s:g}s"
+    return f"last heartbeat {age_s:.1f}s ago"
+
+
+def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
+                   late_after_s: float | None = None,
+                   stale_after_s: float | None = None) -> HeartbeatReport:
+    """Read ``service``'s heartbeat and judge it on the Redis clock.
+
+    Thresholds come from the payload's own ``interval_s``/``stale_after_s`` unless given.
+    Returns a report for every outcome: bad data is ``invalid``, a dead or slow
+    connection is ``unreachable`` (the client's own timeouts bound the wait).
+    An invalid ``service`` name raises ``ConfigError``: that is the caller's bug, not data.
+    """
+    validate_service(service)
+    keys = keys or Keys()
+    started = time.monotonic()
+    try:
+        replies = execute_many(client, read_commands(keys, service))
+    except UnicodeDecodeError:
+        return HeartbeatReport(service, State.INVALID,
+                               "stored value is not UTF-8 (and the client decodes replies)")
+    except Exception as exc:  # any client, any failure: the reader reports, never raises
+        waited = time.monotonic() - started
+        return HeartbeatReport(
+            service, State.UNREACHABLE,
+            f"Redis could not be asked ({type(exc).__name__} after {waited:.1f}s): "
+            f"{redact(str(exc))[:200]}")
+    return judge(service, replies, late_after_s=late_after_s, stale_after_s=stale_after_s)

@@ -1,0 +1,78 @@
+"""Publish one heartbeat: one atomic script, one round trip, on the Redis server's clock.
+
+The script (``publish.lua``) stamps ``seq``, ``ts_ms`` and ``timestamp`` itself, so the
+time that decides staleness is the server's, never the worker's. It refuses to move a
+service's heartbeat backwards, sets the TTL on every write, caps the history stream,
+updates the fleet index and publishes the payload on the events channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import PayloadTooLarge
+from worker.keys import Keys, validate_service
+from worker.payload import MAX_PAYLOAD_BYTES
+from worker.states import FUTURE_TOLERANCE_MS
+
+if TYPE_CHECKING:
+    import redis
+
+PUBLISH_SCRIPT = resources.files("worker").joinpath("publish.lua").read_text(encoding="utf-8")
+"""The Lua source of the write; loaded once per process."""
+
+STAMP_RESERVE_BYTES = 96
+"""Room the script's ``seq``/``ts_ms``/``timestamp`` prefix takes in the size limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What the store did with one heartbeat."""
+
+    accepted: bool  #: False when a newer heartbeat was already stored
+    seq: int  #: the stored seq (the new one if accepted)
+    ts_ms: int  #: the stored ts_ms on the Redis clock
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """Serialise the payload body compactly; refuse NaN and anything over the size limit."""
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    if len(text.encode()) + STAMP_RESERVE_BYTES > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"heartbeat payload is {len(text.encode())} bytes; the limit is "
+            f"{MAX_PAYLOAD_BYTES - STAMP_RESERVE_BYTES} (trim check messages)"
+        )
+    return text
+
+
+class HeartbeatStore:
+    """Writes heartbeats for any number of services through one redis-py client."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, retention_s: int,
+                 history_len: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._retention_ms = int(retention_s * 1000)
+        self._history_len = history_len
+        self._script = client.register_script(PUBLISH_SCRIPT)
+
+    def publish(self, service: str, body: dict[str, Any]) -> PublishResult:
+        """Write one heartbeat of ``service``; ``body`` is the payload minus the stamped fields."""
+        validate_service(service)
+        if not body:
+            raise ValueError("a heartbeat body needs at least one field")
+        text = encode_body(body)
+        lag = body.get("queue_lag_ms")
+        reply = self._script(
+            keys=[self._keys.latest(service), self._keys.history(service), self._keys.index],
+            args=[
+                text, service, self._retention_ms, self._history_len, self._keys.events,
+                FUTURE_TOLERANCE_MS, body.get("status", "ok"),
+                "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
+            ],
+        )
+        accepted, seq, ts_ms = (int(x) for x in reply)
+        return PublishResult(bool(accepted), seq, ts_ms)
