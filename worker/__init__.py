@@ -7,7 +7,7 @@ The Celery app lives in ``worker.celery`` (``celery -A worker ...`` finds it the
 from __future__ import annotations
 
 from worker.checks import check, register_check
-from worker.errors import ConfigError, HeartbeatError, PayloadTooLarge
+from worker.errors import ConfigError, HeartbeatError, PayloadTooLargeError
 from worker.keys import Keys
 from worker.payload import Payload
 from worker.reader import HeartbeatReport, read_heartbeat
@@ -21,7 +21,7 @@ __all__ = [
     "HeartbeatReport",
     "Keys",
     "Payload",
-    "PayloadTooLarge",
+    "PayloadTooLargeError",
     "Settings",
     "State",
     "Thresholds",

@@ -1,4 +1,4 @@
-"""The Celery app ``worker``: ``celery -A worker beat`` and ``celery -A worker worker -Q heartbeat``.
+"""The Celery app: ``celery -A worker beat`` and ``celery -A worker worker -Q heartbeat``.
 
 Importing ``worker`` alone does not import this module (nor Celery): Celery finds it as
 ``worker.celery`` when given ``-A worker``.

@@ -85,7 +85,7 @@ def _outcome(value: Any) -> Status:
     if value is False:
         return "error"
     if isinstance(value, str) and value in STATUSES:
-        return value  # type: ignore[return-value]
+        return value
     return "degraded"
 
 

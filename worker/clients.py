@@ -48,7 +48,8 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
     if parts.username:
         auth["username"] = unquote(parts.username)
     db = int(parts.path.strip("/") or 0)
-    sentinel = Sentinel(hosts, sentinel_kwargs={"socket_timeout": timeout_s,
-                                                "socket_connect_timeout": timeout_s},
-                        **common, **auth)
-    return sentinel.master_for(query["master"], db=db)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        hosts, sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        **common, **auth)
+    master: redis.Redis = sentinel.master_for(query["master"], db=db)  # type: ignore[no-untyped-call]
+    return master

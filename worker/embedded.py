@@ -13,31 +13,33 @@ import socket
 import threading
 from typing import Any
 
+import redis
+
 try:
-    import redis
     from fakeredis import TcpFakeServer
     from fakeredis._clients._tcp_server import TCPFakeRequestHandler
-except ImportError:  # pragma: no cover - exercised when the extra is missing
-    TcpFakeServer = None
-    TCPFakeRequestHandler = None
+except ImportError:  # pragma: no cover - the [embedded] extra is not installed
+    HAVE_FAKEREDIS = False
+else:
+    HAVE_FAKEREDIS = True
 
 _POLL_INTERVAL_S = 0.01
 
 
 def available() -> bool:
     """True when fakeredis (with lupa for Lua) is installed."""
-    if TcpFakeServer is None:
+    if not HAVE_FAKEREDIS:
         return False
     try:
-        import lupa  # noqa: F401
+        import lupa  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-if TCPFakeRequestHandler is not None:
+if HAVE_FAKEREDIS:
 
-    class _Handler(TCPFakeRequestHandler):  # type: ignore[misc,valid-type]
+    class _Handler(TCPFakeRequestHandler):
         """fakeredis's handler, but an error reply is a reply, not a reason to hang up."""
 
         def handle(self) -> None:
@@ -69,8 +71,9 @@ class EmbeddedRedis:
     """A fakeredis TCP server on a free loopback port, served from a daemon thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not available() or TcpFakeServer is None:
-            raise RuntimeError("the embedded server needs: pip install 'petsage-heartbeat[embedded]'")
+        if not available():
+            raise RuntimeError(
+                "the embedded server needs: pip install 'petsage-heartbeat[embedded]'")
         if port == 0:
             with socket.socket() as probe:
                 probe.bind((host, 0))

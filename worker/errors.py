@@ -11,5 +11,5 @@ class ConfigError(HeartbeatError, ValueError):
     """A setting, URL or name was refused; the message is one line for the user."""
 
 
-class PayloadTooLarge(HeartbeatError):
+class PayloadTooLargeError(HeartbeatError):
     """A payload over the size limit was refused before it reached Redis."""

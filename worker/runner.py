@@ -8,6 +8,7 @@ in this process. Each heartbeat is printed as it lands, read back through the re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +48,8 @@ def celery_commands(loglevel: str) -> dict[str, list[str]]:
     }
 
 
-def _spawn(commands: Mapping[str, list[str]], env: Mapping[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+def _spawn(commands: Mapping[str, list[str]],
+           env: Mapping[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     return {
         name: subprocess.Popen(argv, env=dict(env), start_new_session=True)
         for name, argv in commands.items()
@@ -61,10 +63,8 @@ def _stop(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
             _signal_group(child.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for child in children.values():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            pass
     for child in children.values():
         _signal_group(child.pid, signal.SIGKILL)  # pool children too, even if the parent exited
         if child.poll() is None:
@@ -72,10 +72,8 @@ def _stop(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def format_report(report: HeartbeatReport) -> str:
@@ -106,7 +104,8 @@ def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) 
                 return 1
         try:
             if pubsub is None:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub(  # type: ignore[no-untyped-call]
+                    ignore_subscribe_messages=True)
                 pubsub.subscribe(keys.events)
             message = pubsub.get_message(timeout=0.2)
         except redis.RedisError as exc:

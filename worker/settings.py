@@ -145,7 +145,9 @@ class Settings:
         service = validate_service(
             env.get("HEARTBEAT_SERVICE", DEFAULT_SERVICE), source="HEARTBEAT_SERVICE"
         )
-        interval_s = _number(env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S)
+        interval_s = _number(
+            env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S
+        )
         stale_after_s = _number(
             env, "HEARTBEAT_STALE_AFTER_S", interval_s * STALE_FACTOR, minimum=interval_s,
             what=f"seconds, at least HEARTBEAT_INTERVAL_S ({interval_s:g})",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import PayloadTooLarge
+from worker.errors import PayloadTooLargeError
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES
 from worker.states import FUTURE_TOLERANCE_MS
@@ -41,7 +41,7 @@ def encode_body(body: dict[str, Any]) -> str:
     """Serialise the payload body compactly; refuse NaN and anything over the size limit."""
     text = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     if len(text.encode()) + STAMP_RESERVE_BYTES > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(
+        raise PayloadTooLargeError(
             f"heartbeat payload is {len(text.encode())} bytes; the limit is "
             f"{MAX_PAYLOAD_BYTES - STAMP_RESERVE_BYTES} (trim check messages)"
         )

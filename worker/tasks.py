@@ -54,7 +54,8 @@ def _note(problem: str | None) -> None:
         _State.last_problem = problem
 
 
-@app.task(name="health", bind=True, ignore_result=True, acks_late=False,
+@app.task(  # type: ignore[untyped-decorator]
+    name="health", bind=True, ignore_result=True, acks_late=False,
           time_limit=_TIME_LIMIT_S + 2, soft_time_limit=_TIME_LIMIT_S)
 def health(self: Any) -> None:
     """Publish one heartbeat of ``settings.service``; store failures are logged, not raised."""

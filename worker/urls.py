@@ -53,7 +53,9 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
     try:
         parts: SplitResult = urlsplit(url)
     except ValueError as exc:
-        raise ConfigError(f"{source} {redact(url)!r} is not a URL ({exc}); accepted: {accepted}") from None
+        raise ConfigError(
+            f"{source} {redact(url)!r} is not a URL ({exc}); accepted: {accepted}"
+        ) from None
     if parts.scheme not in schemes:
         raise ConfigError(
             f"{source} has unknown scheme {parts.scheme + '://' if parts.scheme else 'none'} "

@@ -1,0 +1,63 @@
+"""Fixtures: fakeredis for fast unit tests, real redis-server processes for claims about Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+
+from tests.helpers import Proc, RedisServer
+from worker import checks
+
+
+@pytest.fixture
+def fake() -> fakeredis.FakeRedis:
+    """A fresh in-memory fake server (Lua runs through lupa)."""
+    return fakeredis.FakeRedis()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests that kill Redis start their own."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def real(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's real redis-server, emptied before each test."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, free to kill and restart."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[list[Proc]]:
+    """Subprocesses started by a test; all stopped (process groups killed) at the end."""
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        proc.stop(timeout_s=5)
+
+
+@pytest.fixture(autouse=True)
+def _clean_check_registry() -> Iterator[None]:
+    """Tests that register checks don't leak them into other tests."""
+    before = checks.registered_checks()
+    yield
+    for name in checks.registered_checks():
+        if name not in before:
+            checks.unregister_check(name)

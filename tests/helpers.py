@@ -1,0 +1,166 @@
+"""Test helpers: throwaway redis-server processes, celery subprocesses, deadline waits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float, *, interval_s: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while True:
+        try:
+            last = condition()
+        except Exception as exc:  # a condition that raises just isn't true yet
+            last = exc
+        if last:
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; a missing binary fails the run in CI and skips the test elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if IN_CI:
+            pytest.fail(message + " (CI must provide it)")
+        pytest.skip(message)
+    return path
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, in its own dir, that a test can kill and restart."""
+
+    def __init__(self, *extra_args: str, port: int | None = None) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="petsage-redis-")
+        self.extra_args = list(extra_args)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kwargs)
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, *self.extra_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._pingable, 10, what=f"redis-server on port {self.port}")
+        return self
+
+    def _pingable(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def heartbeat_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for celery and CLI subprocesses pointed at ``redis_url``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HEARTBEAT_", "CELERY_"))}
+    env.update({
+        "CELERY_BROKER_URL": redis_url,
+        "HEARTBEAT_REDIS_URL": redis_url,
+        "HEARTBEAT_INTERVAL_S": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
+
+
+class Proc:
+    """A subprocess in its own process group with its output captured to a file."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], cwd: Path, name: str) -> None:
+        self.name = name
+        self.log_path = cwd / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10) -> int:
+        """Signal the whole process group, wait, then SIGKILL what is left."""
+        if self.proc.poll() is None:
+            _killpg(self.proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout_s)
+        _killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def celery_argv(role: str, *extra: str) -> list[str]:
+    base = [sys.executable, "-m", "celery", "-A", "worker"]
+    if role == "beat":
+        return [*base, "beat", "--loglevel", "INFO", *extra]
+    return [*base, "worker", "-Q", "heartbeat", "--loglevel", "INFO", "--concurrency", "1",
+            "--without-mingle", "--without-gossip", "--hostname", "hbtest@%h", *extra]
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "worker", *args]

@@ -1,0 +1,135 @@
+"""End to end: real celery beat and worker processes, a real redis-server, interval 0.5 s."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from worker import State, read_heartbeat
+from worker.payload import payload_problem
+
+pytestmark = pytest.mark.e2e
+
+
+def _fresh(client: redis.Redis, service: str = "petsage") -> bool:
+    return read_heartbeat(client, service).state is State.FRESH
+
+
+def test_pipeline_lands_goes_stale_when_the_worker_dies_and_recovers(
+        own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> None:
+    env = heartbeat_env(own_redis.url)
+    client = own_redis.client()
+    procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
+    worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
+    procs.append(worker)
+
+    wait_for(lambda: _fresh(client), 30, what="a first fresh heartbeat")
+    report = read_heartbeat(client, "petsage")
+    assert report.payload is not None and payload_problem(report.payload, "petsage") is None
+    assert report.payload["interval_s"] == 0.5 and report.payload["stale_after_s"] == 1.5
+    assert report.payload["queue_lag_ms"] is not None
+    assert report.payload["worker"]["node"].startswith("hbtest@")
+    seen = [(report.payload["seq"], report.payload["ts_ms"])]
+
+    worker.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: read_heartbeat(client, "petsage").state is State.STALE, 1.5 + 1,
+             interval_s=0.02, what="stale within stale_after + 1 s of the worker dying")
+    assert time.monotonic() - killed_at <= 2.5
+
+    again = Proc(celery_argv("worker"), env, tmp_path, "worker2")
+    procs.append(again)
+    wait_for(lambda: re.search(r"hbtest@\S+ ready\.", again.output()), 30,
+             interval_s=0.01, what="the restarted worker to be ready")
+    ready_at = time.monotonic()
+    wait_for(lambda: _fresh(client), 1.0 + 0.3, interval_s=0.02,
+             what="fresh within 2 intervals of the worker being ready")
+    assert time.monotonic() - ready_at <= 1.3
+    final = read_heartbeat(client, "petsage").payload
+    assert final is not None
+    seen.append((final["seq"], final["ts_ms"]))
+    assert seen == sorted(seen)
+    # Beat kept its schedule in memory: nothing but our own logs in the working directory.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beat.log", "worker.log", "worker2.log"]
+
+
+def _processes_with_marker(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_run_with_no_url_starts_embedded_redis_and_stops_cleanly(tmp_path: Path) -> None:
+    marker = f"PETSAGE_TEST_MARKER={uuid.uuid4()}"
+    env = heartbeat_env("unused")
+    for name in ("CELERY_BROKER_URL", "HEARTBEAT_REDIS_URL", "HEARTBEAT_INTERVAL_S"):
+        env.pop(name)
+    env[marker.split("=", maxsplit=1)[0]] = marker.split("=")[1]
+    started = time.monotonic()
+    run = Proc(cli_argv("run"), env, tmp_path, "run")
+    try:
+        url = wait_for(lambda: re.search(r"redis://127\.0\.0\.1:\d+/0", run.output()), 5,
+                       what="the embedded server's URL").group(0)
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        wait_for(lambda: _fresh(client), 5 - (time.monotonic() - started), interval_s=0.05,
+                 what="the first heartbeat within 5 s of start")
+        report = read_heartbeat(client, "petsage")
+        assert report.payload is not None and report.payload["interval_s"] == 10
+        wait_for(lambda: "heartbeat petsage seq=1 fresh" in run.output(), 5,
+                 what="the heartbeat printed as it lands")
+        assert len(_processes_with_marker(marker)) >= 3  # run, beat, worker (+ pool child)
+        run.proc.send_signal(signal.SIGTERM)
+        stop_started = time.monotonic()
+        code = run.proc.wait(timeout=10)
+        assert time.monotonic() - stop_started <= 5
+        assert code == 0, run.output()
+        assert _processes_with_marker(marker) == []
+        output = run.output()
+        assert "Traceback" not in output and "Cannot connect" not in output
+    finally:
+        run.stop(timeout_s=1)
+        for pid in _processes_with_marker(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HEARTBEAT_INTERVAL_S", "abc"),
+        ("HEARTBEAT_INTERVAL_S", "0"),
+        ("HEARTBEAT_INTERVAL_S", "-1"),
+        ("HEARTBEAT_STALE_AFTER_S", "0.2"),
+        ("CELERY_BROKER_URL", "foo://127.0.0.1:1/0"),
+        ("HEARTBEAT_REDIS_URL", "foo://127.0.0.1:1/0"),
+        ("HEARTBEAT_SERVICE", "bad name*"),
+    ],
+)
+@pytest.mark.parametrize("program", ["beat", "worker", "run"])
+def test_bad_configuration_exits_with_one_line_and_no_traceback(
+        tmp_path: Path, program: str, variable: str, value: str) -> None:
+    env = heartbeat_env("redis://127.0.0.1:1/0", **{variable: value})
+    argv = cli_argv("run") if program == "run" else celery_argv(program)
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode != 0
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert variable in lines[0] and "Traceback" not in lines[0]
+    assert lines[0].startswith("petsage-heartbeat: ")
