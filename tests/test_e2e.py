@@ -133,3 +133,30 @@ def test_bad_configuration_exits_with_one_line_and_no_traceback(
     assert len(lines) == 1, lines
     assert variable in lines[0] and "Traceback" not in lines[0]
     assert lines[0].startswith("petsage-heartbeat: ")
+
+
+def test_checks_named_in_the_setting_run_in_the_real_worker(
+        own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> None:
+    env = heartbeat_env(own_redis.url, HEARTBEAT_CHECKS="db=tests.plugins.sample_checks:ping_db",
+                        PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
+    procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
+    client = own_redis.client()
+
+    def has_db_check() -> bool:
+        payload = read_heartbeat(client, "petsage").payload
+        return payload is not None and "db" in payload["checks"]
+
+    wait_for(has_db_check, 30, what="a heartbeat carrying the user's check")
+    report = read_heartbeat(client, "petsage")
+    assert report.payload is not None and report.payload["checks"]["db"]["status"] == "degraded"
+    assert report.payload["status"] == "degraded" and report.state is State.LATE
+
+
+def test_a_check_that_cannot_be_imported_stops_the_worker_with_one_line(tmp_path: Path) -> None:
+    env = heartbeat_env("redis://127.0.0.1:1/0", HEARTBEAT_CHECKS="nosuch.module:ping")
+    done = subprocess.run(celery_argv("worker"), env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1, lines
+    assert "HEARTBEAT_CHECKS" in lines[0] and "nosuch.module" in lines[0]

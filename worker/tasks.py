@@ -10,6 +10,7 @@ import redis
 
 from worker.celery import app
 from worker.checks import load_check_specs
+from worker.errors import ConfigError
 from worker.clients import make_client
 from worker.health import run_health
 from worker.settings import Settings
@@ -19,7 +20,13 @@ from worker.urls import redact
 logger = logging.getLogger(__name__)
 
 settings: Settings = app.conf.heartbeat_settings
-load_check_specs(settings.checks)
+try:
+    load_check_specs(settings.checks)
+except ConfigError as exc:
+    import sys
+
+    print(f"petsage-heartbeat: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 _TIME_LIMIT_S = max(10.0, 3 * settings.interval_s)
 """Hard bound on one heartbeat: the store's timeouts and the checks' fit well inside it."""

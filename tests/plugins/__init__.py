@@ -1,0 +1,1 @@
+"""Importable user checks for the HEARTBEAT_CHECKS tests."""
