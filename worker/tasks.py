@@ -10,8 +10,8 @@ import redis
 
 from worker.celery import app
 from worker.checks import load_check_specs
-from worker.errors import ConfigError
 from worker.clients import make_client
+from worker.errors import ConfigError
 from worker.health import run_health
 from worker.settings import Settings
 from worker.store import HeartbeatStore
