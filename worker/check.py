@@ -1,0 +1,79 @@
+"""``petsage-heartbeat check``: a probe with Nagios exit codes and a hard deadline.
+
+Imports neither Celery, kombu nor redis-py: it runs as a fresh process on every
+Kubernetes probe or cron tick, where import time is most of the cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from worker.errors import ConfigError
+from worker.reader import HeartbeatReport, read_heartbeat
+from worker.reader_config import reader_client, reader_settings
+from worker.report_format import nagios_line, summary
+from worker.states import State
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 2.0
+"""The whole check (DNS, connect, AUTH, read) gives up after this long (``--timeout``)."""
+
+
+def positive_seconds(flag: str, value: float | None) -> float | None:
+    """Validate an optional seconds flag: finite and above zero."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{flag} {value!r} is out of range; accepted: seconds > 0")
+    return value
+
+
+def within(deadline_s: float, work: Callable[[], T]) -> T | None:
+    """Run ``work`` in a daemon thread; None if it is not done by the deadline.
+
+    A thread, not socket timeouts alone: name resolution has no timeout of its own, and a
+    probe must answer inside Kubernetes' ``timeoutSeconds`` whatever hangs.
+    """
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(work()), daemon=True,
+                              name="heartbeat-check")
+    thread.start()
+    thread.join(deadline_s)
+    return box[0] if box else None
+
+
+def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
+              late_after_s: float | None, stale_after_s: float | None, timeout_s: float,
+              as_json: bool, unreachable_ok: bool) -> int:
+    """Print one line (or one JSON object) and return the Nagios exit code."""
+    try:
+        positive_seconds("--timeout", timeout_s)
+        positive_seconds("--late-after", late_after_s)
+        positive_seconds("--stale-after", stale_after_s)
+        settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
+    except ConfigError as exc:
+        print(f"UNKNOWN - petsage-heartbeat: {exc}")
+        return 3
+
+    def probe() -> HeartbeatReport:
+        client = reader_client(settings.redis_url, timeout_s)
+        try:
+            return read_heartbeat(client, settings.service, keys=settings.keys,
+                                  late_after_s=late_after_s, stale_after_s=stale_after_s)
+        finally:
+            client.close()
+
+    report = within(timeout_s + 0.05, probe) or HeartbeatReport(
+        settings.service, State.UNREACHABLE, f"timed out after {timeout_s:g}s")
+    code = report.exit_code
+    if unreachable_ok and report.state is State.UNREACHABLE:
+        code = 0
+    if as_json:
+        print(json.dumps({**summary(report), "exit_code": code}))
+    else:
+        line = nagios_line(report)
+        print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)
+    return code

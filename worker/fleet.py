@@ -1,0 +1,87 @@
+"""Read every service in the fleet index in a constant number of commands.
+
+``ZRANGE`` the index, then one read-only script (``EVAL_RO``; ``EVAL`` on servers without
+it) returns the server's ``TIME`` and, for each service, the key's type, length and value
+(only when it is at most 16 KiB). Two commands for 10 or 10,000 services, where pipelined
+GETs would still be N commands, and no unbounded value is ever transferred.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.keys import SERVICE_PATTERN, Keys
+from worker.payload import MAX_PAYLOAD_BYTES
+from worker.reader import HeartbeatReport, execute_many, judge, read_heartbeat
+from worker.states import SEVERITY, State
+from worker.urls import redact
+
+READ_MANY_SCRIPT = """
+local t = redis.call('TIME')
+local out = {t}
+local cap = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)
+  if type(kind) == 'table' then kind = kind['ok'] end
+  if kind == 'string' then
+    local n = redis.call('STRLEN', key)
+    if n <= cap then
+      out[i + 1] = {kind, n, redis.call('GET', key)}
+    else
+      out[i + 1] = {kind, n, false}
+    end
+  else
+    out[i + 1] = {kind, 0, false}
+  end
+end
+return out
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def fleet_services(client: Any, keys: Keys) -> list[str]:
+    """Every valid service name in the index (invalid members are ignored, never used as keys)."""
+    (members,) = execute_many(client, [("ZRANGE", keys.index, 0, -1)])
+    if isinstance(members, BaseException):
+        raise members
+    return [name for name in map(_text, members) if SERVICE_PATTERN.fullmatch(name)]
+
+
+def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatReport]:
+    """Judge several services from one script call; order follows ``services``."""
+    if not services:
+        return []
+    key_names = [keys.latest(s) for s in services]
+    args: tuple[str | int, ...] = (READ_MANY_SCRIPT, len(key_names), *key_names,
+                                   MAX_PAYLOAD_BYTES)
+    (reply,) = execute_many(client, [("EVAL_RO", *args)])
+    if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
+        (reply,) = execute_many(client, [("EVAL", *args)])
+    if isinstance(reply, BaseException):
+        raise reply
+    time_reply, rows = reply[0], reply[1:]
+    reports = []
+    for service, (kind, length, value) in zip(services, rows, strict=True):
+        reports.append(judge(service, [time_reply, kind, length, value or b""]))
+    return reports
+
+
+def read_fleet(client: Any, keys: Keys) -> list[HeartbeatReport] | HeartbeatReport:
+    """Every indexed service, worst first; or one ``unreachable`` report if Redis can't be asked."""
+    try:
+        reports = read_many(client, fleet_services(client, keys), keys)
+    except Exception as exc:  # the reader reports, never raises
+        return HeartbeatReport("*", State.UNREACHABLE,
+                               f"Redis could not be asked: {redact(str(exc))[:200]}")
+    return sort_worst_first(reports)
+
+
+def sort_worst_first(reports: list[HeartbeatReport]) -> list[HeartbeatReport]:
+    """Worst state first, then oldest first, then by name."""
+    return sorted(reports, key=lambda r: (SEVERITY.index(r.state), -(r.age_s or 0), r.service))
+
+
+__all__ = ["fleet_services", "read_fleet", "read_heartbeat", "read_many", "sort_worst_first"]

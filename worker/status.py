@@ -1,0 +1,44 @@
+"""``petsage-heartbeat status``: one service or the whole fleet, worst first."""
+
+from __future__ import annotations
+
+import json
+
+from worker.check import positive_seconds, within
+from worker.errors import ConfigError
+from worker.fleet import read_fleet
+from worker.reader import HeartbeatReport, read_heartbeat
+from worker.reader_config import reader_client, reader_settings
+from worker.report_format import render_table, summary, table_row
+from worker.states import State
+
+
+def run_status(*, redis_url: str | None, service: str | None, all_services: bool,
+               prefix: str | None, timeout_s: float, as_json: bool) -> int:
+    """Print a table (or a JSON list); return the worst exit code (2 for an empty fleet)."""
+    try:
+        positive_seconds("--timeout", timeout_s)
+        settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
+    except ConfigError as exc:
+        print(f"petsage-heartbeat: {exc}")
+        return 3
+
+    def read() -> list[HeartbeatReport] | HeartbeatReport:
+        client = reader_client(settings.redis_url, timeout_s)
+        try:
+            if all_services:
+                return read_fleet(client, settings.keys)
+            return [read_heartbeat(client, settings.service, keys=settings.keys)]
+        finally:
+            client.close()
+
+    result = within(timeout_s * 2 + 0.05, read) or HeartbeatReport(
+        "*", State.UNREACHABLE, f"timed out after {timeout_s:g}s")
+    reports = [result] if isinstance(result, HeartbeatReport) else result
+    if as_json:
+        print(json.dumps([summary(r) for r in reports]))
+    elif reports:
+        print(render_table([table_row(r) for r in reports]))
+    else:
+        print("no service has published a heartbeat under this prefix")
+    return max((r.exit_code for r in reports), default=2)
