@@ -99,7 +99,8 @@ def test_flags_override_thresholds_and_service(redis_server: RedisServer,
 
 def test_unreachable_when_nothing_listens() -> None:
     done = check("redis://127.0.0.1:1/0")
-    assert done.returncode == 3 and done.stdout.startswith("UNKNOWN - petsage heartbeat unreachable")
+    assert done.returncode == 3
+    assert done.stdout.startswith("UNKNOWN - petsage heartbeat unreachable")
     assert check("redis://127.0.0.1:1/0", "--unreachable-ok").returncode == 0
 
 
