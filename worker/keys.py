@@ -17,7 +17,6 @@ know. This is the one deliberate change from the design's ``{prefix}:{service}``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from worker.errors import ConfigError
 
@@ -57,14 +56,26 @@ def validate_prefix(prefix: str, *, source: str = "key prefix") -> str:
     return prefix
 
 
-@dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names for one prefix; build every name through this object."""
+    """Key names for one prefix; build every name through this object.
 
-    prefix: str = DEFAULT_PREFIX
+    A plain class rather than a dataclass: ``dataclasses`` costs the ``check`` probe more
+    import time than everything else it needs.
+    """
 
-    def __post_init__(self) -> None:
-        validate_prefix(self.prefix)
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = validate_prefix(prefix)
+
+    def __repr__(self) -> str:
+        return f"Keys({self.prefix!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Keys) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)
 
     def _join(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))

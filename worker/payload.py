@@ -77,12 +77,12 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
 }
 
 
+_ABSENT = object()
+
+
 def _finite_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))
 
 
 def payload_problem(data: Any, service: str) -> str | None:
@@ -91,15 +91,18 @@ def payload_problem(data: Any, service: str) -> str | None:
     Only what a reader relies on is checked strictly; unknown extra fields are allowed so
     that a newer writer doesn't make an older reader cry wolf.
     """
-    if not isinstance(data, dict):
+    # Exact type tests: JSON decodes to exact dict/list/str/int/float/bool, and a bool must
+    # not pass for an int. Fleets of 10,000 services run this 10,000 times per read.
+    if type(data) is not dict:
         return f"payload is a JSON {type(data).__name__}, not an object"
     for name, types in _REQUIRED.items():
-        if name not in data:
-            return f"payload has no {name!r}"
-        value = data[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            return f"payload field {name!r} has the wrong type ({type(value).__name__})"
-        if isinstance(value, float) and not math.isfinite(value):
+        value = data.get(name, _ABSENT)
+        kind = type(value)
+        if kind not in types:
+            if value is _ABSENT:
+                return f"payload has no {name!r}"
+            return f"payload field {name!r} has the wrong type ({kind.__name__})"
+        if kind is float and not math.isfinite(value):
             return f"payload field {name!r} is not finite"
     if data["schema"] != SCHEMA:
         return f"payload schema {data['schema']!r} is not {SCHEMA}"
@@ -112,7 +115,8 @@ def payload_problem(data: Any, service: str) -> str | None:
     if not (0 < data["interval_s"] < 1e9 and data["interval_s"] <= data["stale_after_s"] < 1e9):
         return "payload interval_s/stale_after_s are out of range"
     for name in ("queue_lag_ms", "duration_ms", "clock_offset_ms"):
-        if data.get(name) is not None and not _finite_number(data[name]):
+        value = data.get(name)
+        if value is not None and not _finite_number(value):
             return f"payload field {name!r} is not a finite number"
     return None
 

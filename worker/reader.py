@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
@@ -44,8 +43,7 @@ def execute_many(client: Any, commands: Sequence[Command]) -> list[Any]:
     return cast(list[Any], pipe.execute(raise_on_error=False))
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatReport:
+class HeartbeatReport(NamedTuple):
     """What a reader knows about one service's heartbeat at one instant of the Redis clock."""
 
     service: str
@@ -55,7 +53,7 @@ class HeartbeatReport:
     thresholds: Thresholds | None = None  #: the late/stale ages used
     payload: Payload | None = None  #: the decoded payload when it was readable
     now_ms: int | None = None  #: the Redis clock reading the age was computed from
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = {}  # noqa: RUF012 - never mutated; reports are built whole
 
     @property
     def exit_code(self) -> int:
@@ -122,7 +120,7 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
             f"stored value is {int(strlen_reply)} bytes, over the {MAX_PAYLOAD_BYTES} limit",
             now_ms=now_ms)
     try:
-        data = json.loads(_bytes(value).decode("utf-8"), parse_constant=_refuse_constant)
+        data = _DECODER.decode(_bytes(value).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return HeartbeatReport(service, State.INVALID,
                                f"stored value is not JSON: {str(exc)[:100]}", now_ms=now_ms)
@@ -148,6 +146,10 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+"""One strict decoder for every read (NaN and Infinity are not JSON); made once, not per call."""
 
 
 def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds) -> str:

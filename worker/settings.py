@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from worker.errors import ConfigError
 from worker.keys import DEFAULT_PREFIX, Keys, validate_prefix, validate_service
@@ -66,8 +66,7 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class CheckSpec:
+class CheckSpec(NamedTuple):
     """A user check named in ``HEARTBEAT_CHECKS``: ``[name=]module:function``."""
 
     name: str
@@ -91,8 +90,7 @@ def parse_check_specs(raw: str, *, source: str = "HEARTBEAT_CHECKS") -> tuple[Ch
     return tuple(specs)
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(NamedTuple):
     """Everything the worker, beat and the readers need to agree on."""
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -105,7 +103,7 @@ class Settings:
     retention_s: int = DEFAULT_RETENTION_S
     history_len: int = DEFAULT_HISTORY_LEN
     redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
-    checks: tuple[CheckSpec, ...] = field(default=())
+    checks: tuple[CheckSpec, ...] = ()
     #: True when neither URL was set: ``run`` starts the embedded server in that case.
     urls_defaulted: bool = False
 

@@ -7,7 +7,7 @@ round trip as the value) so a reader on a host with a wrong clock still gets it 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.settings import LATE_FACTOR
 
@@ -51,8 +51,7 @@ FUTURE_TOLERANCE_MS = 2000
 """A stored ts_ms up to this far ahead of Redis's clock reads as age 0; further is invalid."""
 
 
-@dataclass(frozen=True, slots=True)
-class Thresholds:
+class Thresholds(NamedTuple):
     """The ages (seconds) at which a heartbeat becomes late and stale."""
 
     late_after_s: float

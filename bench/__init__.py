@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a markdown table of medians and ratios measured side by side."""

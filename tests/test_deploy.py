@@ -1,0 +1,54 @@
+"""The Kubernetes examples: one beat with Recreate, probes that use ``check`` correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.helpers import REPO
+from worker.cli import _parser
+
+K8S = REPO / "deploy" / "kubernetes"
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _container(name: str) -> dict[str, Any]:
+    (deployment,) = _docs(K8S / f"{name}.yaml")
+    assert deployment["kind"] == "Deployment"
+    return deployment["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def test_beat_runs_exactly_one_replica_and_never_two_during_a_rollout() -> None:
+    (deployment,) = _docs(K8S / "beat.yaml")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert _container("beat")["command"][:4] == ["celery", "-A", "worker", "beat"]
+
+
+def test_workers_consume_the_heartbeat_queue() -> None:
+    command = _container("worker")["command"]
+    assert command[:4] == ["celery", "-A", "worker", "worker"]
+    assert command[command.index("-Q") + 1] == "heartbeat"
+
+
+def test_probes_use_check_readiness_fails_on_unreachable_liveness_does_not() -> None:
+    for name in ("beat", "worker"):
+        container = _container(name)
+        readiness = container["readinessProbe"]["exec"]["command"]
+        liveness = container["livenessProbe"]["exec"]["command"]
+        for probe, command in (("readinessProbe", readiness), ("livenessProbe", liveness)):
+            assert command[:2] == ["petsage-heartbeat", "check"]
+            args = _parser().parse_args(command[1:])  # every flag exists
+            assert args.timeout < container[probe]["timeoutSeconds"]
+        assert "--unreachable-ok" not in readiness and "--unreachable-ok" in liveness
+
+
+def test_urls_come_from_a_secret_not_the_config_map() -> None:
+    config, secret = _docs(K8S / "config.yaml")
+    assert config["kind"] == "ConfigMap" and secret["kind"] == "Secret"
+    assert not any("URL" in key for key in config["data"])
