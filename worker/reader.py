@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
+from worker.settings import LATE_FACTOR
 from worker.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
 from worker.urls import redact
 
@@ -103,7 +104,14 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
         if isinstance(reply, BaseException):
             return HeartbeatReport(service, State.UNREACHABLE,
                                    f"Redis refused the read: {redact(str(reply))[:200]}")
-    now_ms = redis_time_ms(time_reply)
+    return judge_value(service, redis_time_ms(time_reply), type_reply, strlen_reply, value,
+                       late_after_s=late_after_s, stale_after_s=stale_after_s)
+
+
+def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, value: Any, *,
+                late_after_s: float | None = None,
+                stale_after_s: float | None = None) -> HeartbeatReport:
+    """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock)."""
     kind = _text(type_reply)
     if kind == "none":
         return HeartbeatReport(service, State.MISSING, "no heartbeat stored for this service",
@@ -134,10 +142,9 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
             service, State.INVALID,
             f"heartbeat ts_ms is {-age_ms / 1000:.1f}s ahead of the Redis clock",
             now_ms=now_ms, payload=payload)
-    defaults = Thresholds.for_interval(payload["interval_s"], payload["stale_after_s"])
-    stale = defaults.stale_after_s if stale_after_s is None else stale_after_s
-    late = min(defaults.late_after_s if late_after_s is None else late_after_s, stale)
-    thresholds = Thresholds(late, stale)
+    stale = payload["stale_after_s"] if stale_after_s is None else stale_after_s
+    late = payload["interval_s"] * LATE_FACTOR if late_after_s is None else late_after_s
+    thresholds = Thresholds(min(late, stale), stale)
     age_s = max(age_ms, 0) / 1000
     state = state_for(age_s, payload["status"], thresholds)
     return HeartbeatReport(service, state, _reason(state, age_s, payload, thresholds),
