@@ -60,11 +60,11 @@ beat_schedule = {
     "heartbeat": {
         "task": "health",
         "schedule": _interval_s,
-        "options": {
-            "queue": "heartbeat",
-            # A heartbeat not started within one interval is discarded by the worker, so a
-            # backlog after an outage can never make a dead pipeline look fresh.
-            "expires": _interval_s,
-        },
+        # No Celery ``expires``: it compares beat's clock with the worker's, and a worker
+        # clock one interval ahead would silently drop every heartbeat. Beat stamps
+        # ``published_at_ms`` and ``heartbeat_expires_ms`` (one interval) instead, and the
+        # task discards a heartbeat not started within one interval, judged on the Redis
+        # clock: a backlog after an outage still never makes a dead pipeline look fresh.
+        "options": {"queue": "heartbeat"},
     },
 }

@@ -71,7 +71,8 @@ def test_seq_and_ts_increase_and_every_write_lands_everywhere(client: redis.Redi
     assert client.zscore(KEYS.index, "petsage") == results[-1].ts_ms
     entries = client.xrange(KEYS.history("petsage"))
     assert [int(e[1][b"seq"]) for e in entries] == [1, 2, 3, 4, 5]
-    assert set(entries[-1][1]) == {b"ts_ms", b"seq", b"status", b"lag_ms", b"duration_ms"}
+    assert set(entries[-1][1]) == {b"ts_ms", b"seq", b"status", b"lag_ms", b"duration_ms",
+                                   b"queue_depth"}
     published = []
     deadline = time.monotonic() + 5
     while len(published) < 5 and time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from worker.errors import ConfigError
-from worker.reader import HeartbeatReport, read_heartbeat
+from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
 from worker.report_format import nagios_line, summary
 from worker.states import State
@@ -66,8 +66,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         finally:
             client.close()
 
-    report = within(timeout_s + 0.05, probe) or HeartbeatReport(
-        settings.service, State.UNREACHABLE, f"timed out after {timeout_s:g}s")
+    report = within(timeout_s + 0.05, probe) or unreachable(
+        settings.service, f"timed out after {timeout_s:g}s")
     code = report.exit_code
     if unreachable_ok and report.state is State.UNREACHABLE:
         code = 0

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from worker.urls import validate_url
@@ -19,12 +21,13 @@ HEALTH_CHECK_INTERVAL_S = 15
 
 
 def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_URL",
-                decode_responses: bool = False) -> redis.Redis:
+                decode_responses: bool = False, retries: int | None = None) -> redis.Redis:
     """A redis-py client for ``url`` whose connect and reads give up after ``timeout_s``.
 
     ``rediss://`` verifies the server certificate unless the URL says
     ``ssl_cert_reqs=none``; pass a CA bundle with ``?ssl_ca_certs=/path/ca.pem``.
     ``sentinel://h1:26379,h2:26379/0?master=NAME`` asks the sentinels for the master.
+    ``retries`` replaces redis-py's default retry on connection errors (0: fail at once).
     """
     validate_url(url, source=source)
     common: dict[str, Any] = {
@@ -34,6 +37,8 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "decode_responses": decode_responses,
     }
+    if retries is not None:
+        common["retry"] = Retry(NoBackoff(), retries)
     parts = urlsplit(url)
     if parts.scheme != "sentinel":
         return redis.Redis.from_url(url, **common)

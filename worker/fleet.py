@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+from worker.diagnosis import MAX_MARKER_BYTES, parse_marker
 from worker.keys import SERVICE_PATTERN, Keys
 from worker.payload import MAX_PAYLOAD_BYTES
 from worker.reader import (
@@ -20,16 +21,19 @@ from worker.reader import (
     judge_value,
     read_heartbeat,
     redis_time_ms,
+    unreachable,
 )
-from worker.states import SEVERITY, State
+from worker.states import SEVERITY
 from worker.urls import redact
 
 READ_MANY_SCRIPT = """
+-- KEYS: latest, beat marker, latest, beat marker, ... ARGV[1] value cap, ARGV[2] marker cap
 local t = redis.call('TIME')
 local out = {t}
 local cap = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS, 2 do
   -- One GETRANGE per key in the common case; the rare cases say what the key holds.
+  local key = KEYS[i]
   local v = redis.pcall('GETRANGE', key, 0, cap)
   if type(v) == 'string' and #v > 0 and #v <= cap then
     out[i + 1] = v
@@ -40,6 +44,9 @@ for i, key in ipairs(KEYS) do
     if kind == 'string' then n = redis.call('STRLEN', key) end
     out[i + 1] = {kind, n}
   end
+  local m = redis.pcall('GETRANGE', KEYS[i + 1], 0, tonumber(ARGV[2]) - 1)
+  if type(m) ~= 'string' then m = '' end
+  out[i + 2] = m
 end
 return out
 """
@@ -61,9 +68,9 @@ def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatRep
     """Judge several services from one script call; order follows ``services``."""
     if not services:
         return []
-    key_names = [keys.latest(s) for s in services]
+    key_names = [name for s in services for name in (keys.latest(s), keys.beat(s))]
     args: tuple[str | int, ...] = (READ_MANY_SCRIPT, len(key_names), *key_names,
-                                   MAX_PAYLOAD_BYTES)
+                                   MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
     (reply,) = execute_many(client, [("EVAL_RO", *args)])
     if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
         (reply,) = execute_many(client, [("EVAL", *args)])
@@ -75,11 +82,15 @@ def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatRep
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for service, row in zip(services, reply[1:], strict=True):
+        rows = reply[1:]
+        for service, row, raw_marker in zip(services, rows[0::2], rows[1::2], strict=True):
+            marker = parse_marker(raw_marker)
             if isinstance(row, bytes | str):
-                reports.append(judge_value(service, now_ms, b"string", len(row), row))
+                reports.append(judge_value(service, now_ms, b"string", len(row), row,
+                                           marker=marker))
             else:  # [type, length]: missing, another type, empty or oversized
-                reports.append(judge_value(service, now_ms, row[0], row[1], b""))
+                reports.append(judge_value(service, now_ms, row[0], row[1], b"",
+                                           marker=marker))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -91,8 +102,7 @@ def read_fleet(client: Any, keys: Keys) -> list[HeartbeatReport] | HeartbeatRepo
     try:
         reports = read_many(client, fleet_services(client, keys), keys)
     except Exception as exc:  # the reader reports, never raises
-        return HeartbeatReport("*", State.UNREACHABLE,
-                               f"Redis could not be asked: {redact(str(exc))[:200]}")
+        return unreachable("*", f"Redis could not be asked: {redact(str(exc))[:200]}")
     return sort_worst_first(reports)
 
 

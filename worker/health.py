@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
+from worker.backlog import Backlog
 from worker.checks import DEFAULT_CHECK_TIMEOUT_S, run_user_checks
 from worker.payload import DEFAULT_MESSAGE, SCHEMA, CheckResult, worst_status
 from worker.reader import redis_time_ms
@@ -44,10 +46,21 @@ def store_check(client: redis.Redis) -> tuple[CheckResult, float]:
     return {"status": "ok", "latency_ms": latency_ms}, round(offset_ms, 3)
 
 
+class Discarded(NamedTuple):
+    """A heartbeat not started within its expiry (judged on the Redis clock): not written."""
+
+    lag_ms: float
+
+
 def build_body(settings: Settings, *, node: str, started_ms: float, finished_ms: float,
                published_at_ms: float | None, checks: dict[str, CheckResult],
-               clock_offset_ms: float, message: str = DEFAULT_MESSAGE) -> dict[str, Any]:
-    """The payload minus what the store stamps (``seq``, ``ts_ms``, ``timestamp``)."""
+               clock_offset_ms: float, backlog: Backlog | None = None,
+               message: str = DEFAULT_MESSAGE) -> dict[str, Any]:
+    """The payload minus what the store stamps (``seq``, ``ts_ms``, ``timestamp``).
+
+    All hop times are on the Redis clock: ``published_at_ms`` as beat stamped it, the
+    start and finish as this worker's clock plus its measured offset to Redis's.
+    """
     status = worst_status([c["status"] for c in checks.values()])
     lag_ms = None if published_at_ms is None else round(max(started_ms - published_at_ms, 0), 3)
     if status != "ok" and message == DEFAULT_MESSAGE:
@@ -66,6 +79,7 @@ def build_body(settings: Settings, *, node: str, started_ms: float, finished_ms:
         "queue_lag_ms": lag_ms,
         "duration_ms": round(finished_ms - started_ms, 3),
         "clock_offset_ms": clock_offset_ms,
+        "backlog": backlog,
         "worker": {"node": node, "hostname": socket.gethostname(), "pid": os.getpid()},
         "version": __version__,
         "checks": checks,
@@ -73,12 +87,25 @@ def build_body(settings: Settings, *, node: str, started_ms: float, finished_ms:
 
 
 def run_health(client: redis.Redis, store: HeartbeatStore, settings: Settings, *, node: str,
-               published_at_ms: float | None = None) -> PublishResult:
-    """Run the checks and publish one heartbeat; raises ``redis.RedisError`` if the write fails."""
-    started_ms = time.time() * 1000
+               published_at_ms: float | None = None, expires_ms: float | None = None,
+               backlog: Callable[[float], Backlog] | None = None) -> PublishResult | Discarded:
+    """Run the checks and publish one heartbeat; raises ``redis.RedisError`` if the write fails.
+
+    ``published_at_ms`` is the publish time on the Redis clock (beat's stamp). A heartbeat
+    whose lag exceeds ``expires_ms`` is discarded unwritten: after an outage, the backlog
+    of old heartbeats must not make a dead pipeline look fresh.
+    """
+    local_start_ms = time.time() * 1000
     store_result, offset_ms = store_check(client)
+    started_ms = local_start_ms + offset_ms
+    if (published_at_ms is not None and expires_ms is not None
+            and store_result["status"] == "ok" and started_ms - published_at_ms > expires_ms):
+        return Discarded(round(started_ms - published_at_ms, 3))
     checks: dict[str, CheckResult] = {"redis": store_result}
     checks.update(run_user_checks(min(DEFAULT_CHECK_TIMEOUT_S, settings.interval_s)))
-    body = build_body(settings, node=node, started_ms=started_ms, finished_ms=time.time() * 1000,
-                      published_at_ms=published_at_ms, checks=checks, clock_offset_ms=offset_ms)
+    queue = None if backlog is None else backlog(time.time() * 1000 + offset_ms)
+    body = build_body(settings, node=node, started_ms=started_ms,
+                      finished_ms=time.time() * 1000 + offset_ms,
+                      published_at_ms=published_at_ms, checks=checks,
+                      clock_offset_ms=offset_ms, backlog=queue)
     return store.publish(settings.service, body)

@@ -58,6 +58,7 @@ class Payload(TypedDict):
     queue_lag_ms: float | None  #: start minus publish, on one clock; None if unknown
     duration_ms: float  #: start to finish of the task body
     clock_offset_ms: float  #: Redis clock minus the worker's clock, measured by the store check
+    backlog: NotRequired[dict[str, Any] | None]  #: queue depth and oldest message age
     worker: WorkerInfo  #: node name, hostname and pid of the writer
     version: str  #: petsage-heartbeat version of the writer
     checks: dict[str, CheckResult]  #: name -> status and latency; ``redis`` always present

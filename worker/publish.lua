@@ -3,7 +3,7 @@
 -- ARGV[1] body: the payload as a JSON object without seq, ts_ms and timestamp
 -- ARGV[2] service  ARGV[3] retention ms  ARGV[4] history cap  ARGV[5] events channel
 -- ARGV[6] future tolerance ms  ARGV[7] status  ARGV[8] queue lag ms ('' = unknown)
--- ARGV[9] duration ms
+-- ARGV[9] duration ms  ARGV[10] queue depth ('' = unknown)
 -- Returns {accepted (1/0), seq, ts_ms}: on 0, the stored (newer) seq and ts_ms.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,7 +50,7 @@ local payload = string.format('{"seq":%d,"ts_ms":%d,"timestamp":"%s",', seq, now
 redis.call('SET', KEYS[1], payload, 'PX', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'ts_ms', string.format('%d', now),
   'seq', string.format('%d', seq), 'status', ARGV[7], 'lag_ms', ARGV[8],
-  'duration_ms', ARGV[9])
+  'duration_ms', ARGV[9], 'queue_depth', ARGV[10])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if KEYS[3] then
   redis.call('ZADD', KEYS[3], now, ARGV[2])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
+from worker.diagnosis import MAX_MARKER_BYTES, diagnose, parse_marker
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
 from worker.settings import LATE_FACTOR
@@ -54,6 +55,8 @@ class HeartbeatReport(NamedTuple):
     thresholds: Thresholds | None = None  #: the late/stale ages used
     payload: Payload | None = None  #: the decoded payload when it was readable
     now_ms: int | None = None  #: the Redis clock reading the age was computed from
+    diagnosis: str | None = None  #: the broken hop when not fresh (see ``worker.diagnosis``)
+    beat: dict[str, Any] | None = None  #: beat's last publish marker, when readable
     extra: dict[str, Any] = {}  # noqa: RUF012 - never mutated; reports are built whole
 
     @property
@@ -71,6 +74,8 @@ class HeartbeatReport(NamedTuple):
             "late_after_s": self.thresholds.late_after_s if self.thresholds else None,
             "stale_after_s": self.thresholds.stale_after_s if self.thresholds else None,
             "now_ms": self.now_ms,
+            "diagnosis": self.diagnosis,
+            "beat": self.beat,
             "payload": self.payload,
             **self.extra,
         }
@@ -93,7 +98,8 @@ def _bytes(value: Any) -> bytes:
 def read_commands(keys: Keys, service: str) -> list[Command]:
     """The commands ``read_heartbeat`` sends, for callers that batch them with others."""
     key = keys.latest(service)
-    return [("TIME",), ("TYPE", key), ("STRLEN", key), ("GETRANGE", key, 0, MAX_PAYLOAD_BYTES - 1)]
+    return [("TIME",), ("TYPE", key), ("STRLEN", key), ("GETRANGE", key, 0, MAX_PAYLOAD_BYTES - 1),
+            ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1)]
 
 
 def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = None,
@@ -102,20 +108,28 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
     time_reply, type_reply, strlen_reply, value = replies[:4]
     for reply in (time_reply, type_reply):
         if isinstance(reply, BaseException):
-            return HeartbeatReport(service, State.UNREACHABLE,
-                                   f"Redis refused the read: {redact(str(reply))[:200]}")
+            return unreachable(service, f"Redis refused the read: {redact(str(reply))[:200]}")
+    marker = parse_marker(replies[4]) if len(replies) > 4 else None
     return judge_value(service, redis_time_ms(time_reply), type_reply, strlen_reply, value,
-                       late_after_s=late_after_s, stale_after_s=stale_after_s)
+                       late_after_s=late_after_s, stale_after_s=stale_after_s, marker=marker)
+
+
+def unreachable(service: str, reason: str) -> HeartbeatReport:
+    """The report for a store that could not be asked."""
+    return HeartbeatReport(service, State.UNREACHABLE, reason, diagnosis="store_unreachable")
 
 
 def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, value: Any, *,
-                late_after_s: float | None = None,
-                stale_after_s: float | None = None) -> HeartbeatReport:
+                late_after_s: float | None = None, stale_after_s: float | None = None,
+                marker: dict[str, Any] | None = None) -> HeartbeatReport:
     """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock)."""
     kind = _text(type_reply)
     if kind == "none":
-        return HeartbeatReport(service, State.MISSING, "no heartbeat stored for this service",
-                               now_ms=now_ms)
+        diagnosis, why = diagnose(State.MISSING, now_ms=now_ms, age_s=None, payload=None,
+                                  marker=marker, thresholds=None)
+        return HeartbeatReport(service, State.MISSING,
+                               f"no heartbeat stored for this service; {diagnosis}: {why}",
+                               now_ms=now_ms, diagnosis=diagnosis, beat=marker)
     if kind != "string":
         return HeartbeatReport(service, State.INVALID, f"the key holds a {kind}, not a string",
                                now_ms=now_ms)
@@ -147,8 +161,14 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
     thresholds = Thresholds(min(late, stale), stale)
     age_s = max(age_ms, 0) / 1000
     state = state_for(age_s, payload["status"], thresholds)
-    return HeartbeatReport(service, state, _reason(state, age_s, payload, thresholds),
-                           age_s=age_s, thresholds=thresholds, payload=payload, now_ms=now_ms)
+    reason = _reason(state, age_s, payload, thresholds)
+    diagnosis = None
+    if state is not State.FRESH:
+        diagnosis, why = diagnose(state, now_ms=now_ms, age_s=age_s, payload=data,
+                                  marker=marker, thresholds=thresholds)
+        reason = f"{reason}; {diagnosis}: {why}"
+    return HeartbeatReport(service, state, reason, age_s=age_s, thresholds=thresholds,
+                           payload=payload, now_ms=now_ms, diagnosis=diagnosis, beat=marker)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -192,8 +212,6 @@ def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
                                "stored value is not UTF-8 (and the client decodes replies)")
     except Exception as exc:  # any client, any failure: the reader reports, never raises
         waited = time.monotonic() - started
-        return HeartbeatReport(
-            service, State.UNREACHABLE,
-            f"Redis could not be asked ({type(exc).__name__} after {waited:.1f}s): "
-            f"{redact(str(exc))[:200]}")
+        return unreachable(service, f"Redis could not be asked ({type(exc).__name__} after "
+                                    f"{waited:.1f}s): {redact(str(exc))[:200]}")
     return judge(service, replies, late_after_s=late_after_s, stale_after_s=stale_after_s)

@@ -23,6 +23,14 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
         "late_after_s": report.thresholds.late_after_s if report.thresholds else None,
         "stale_after_s": report.thresholds.stale_after_s if report.thresholds else None,
         "reason": report.reason,
+        "diagnosis": report.diagnosis,
+        "clock_offset_ms": payload.get("clock_offset_ms"),
+        "beat": None if report.beat is None else {
+            "published_age_s": None if report.now_ms is None else round(
+                max(report.now_ms - report.beat["published_at_ms"], 0) / 1000, 3),
+            "seq": report.beat.get("seq"),
+            "queue_depth": report.beat.get("queue_depth"),
+        },
         "heartbeat": None if not payload else {
             "seq": payload.get("seq"),
             "ts_ms": payload.get("ts_ms"),
@@ -32,6 +40,7 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
             "worker": worker.get("node") if isinstance(worker, dict) else None,
             "queue_lag_ms": payload.get("queue_lag_ms"),
             "duration_ms": payload.get("duration_ms"),
+            "backlog": payload.get("backlog"),
         },
         **report.extra,
     }
@@ -51,9 +60,8 @@ def nagios_line(report: HeartbeatReport) -> str:
         text = f"{report.service} heartbeat {report.state.value}: {report.reason}"
         if payload is not None:
             text += f", seq {payload['seq']}"
-    for key, value in report.extra.items():
-        if isinstance(value, str) and key == "diagnosis":
-            text += f", diagnosis {value}"
+    if report.diagnosis:
+        text += f" [{report.diagnosis}]"
     if report.age_s is None or report.thresholds is None or payload is None:
         return f"{label} - {text}"
     perf = (f"age={report.age_s:.3f}s;{report.thresholds.late_after_s:g};"
@@ -65,7 +73,8 @@ def nagios_line(report: HeartbeatReport) -> str:
     return f"{label} - {text} | {perf}"
 
 
-TABLE_COLUMNS = ("SERVICE", "STATE", "AGE", "SEQ", "WORKER", "LAG", "STATUS", "REASON")
+TABLE_COLUMNS = ("SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "LAG", "STATUS",
+                 "REASON")
 
 
 def table_row(report: HeartbeatReport) -> tuple[str, ...]:
@@ -75,6 +84,7 @@ def table_row(report: HeartbeatReport) -> tuple[str, ...]:
     return (
         report.service,
         report.state.value,
+        report.diagnosis or "-",
         "-" if report.age_s is None else f"{report.age_s:.1f}s",
         str(p.get("seq", "-")),
         str((worker or {}).get("node", "-")),

@@ -7,10 +7,9 @@ import json
 from worker.check import positive_seconds, within
 from worker.errors import ConfigError
 from worker.fleet import read_fleet
-from worker.reader import HeartbeatReport, read_heartbeat
+from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
 from worker.report_format import render_table, summary, table_row
-from worker.states import State
 
 
 def run_status(*, redis_url: str | None, service: str | None, all_services: bool,
@@ -32,8 +31,8 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
         finally:
             client.close()
 
-    result = within(timeout_s * 2 + 0.05, read) or HeartbeatReport(
-        "*", State.UNREACHABLE, f"timed out after {timeout_s:g}s")
+    result = within(timeout_s * 2 + 0.05, read) or unreachable(
+        "*", f"timed out after {timeout_s:g}s")
     reports = [result] if isinstance(result, HeartbeatReport) else result
     if as_json:
         print(json.dumps([summary(r) for r in reports]))

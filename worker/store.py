@@ -66,12 +66,14 @@ class HeartbeatStore:
             raise ValueError("a heartbeat body needs at least one field")
         text = encode_body(body)
         lag = body.get("queue_lag_ms")
+        depth = (body.get("backlog") or {}).get("depth")
         reply = self._script(
             keys=[self._keys.latest(service), self._keys.history(service), self._keys.index],
             args=[
                 text, service, self._retention_ms, self._history_len, self._keys.events,
                 FUTURE_TOLERANCE_MS, body.get("status", "ok"),
                 "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
+                "" if depth is None else int(depth),
             ],
         )
         accepted, seq, ts_ms = (int(x) for x in reply)

@@ -8,14 +8,16 @@ from typing import Any
 
 import redis
 
+from worker.backlog import Backlog, amqp_backlog, redis_backlog
 from worker.celery import app
 from worker.checks import load_check_specs
 from worker.clients import make_client
 from worker.errors import ConfigError
-from worker.health import run_health
+from worker.health import Discarded, run_health
+from worker.protocol import EXPIRES_HEADER, HEARTBEAT_QUEUE, PUBLISHED_AT_HEADER
 from worker.settings import Settings
 from worker.store import HeartbeatStore
-from worker.urls import redact
+from worker.urls import REDIS_SCHEMES, redact
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +35,14 @@ _TIME_LIMIT_S = max(10.0, 3 * settings.interval_s)
 
 
 class _State:
-    """Per-process client and store (made after the pool forks) and the last outcome."""
+    """Per-process clients and store (made after the pool forks) and the last outcome."""
 
     pid: int = -1
     client: redis.Redis | None = None
     store: HeartbeatStore | None = None
+    broker_client: redis.Redis | None = None
     last_problem: str | None = None
+    discarded: int = 0
 
 
 def _store() -> tuple[redis.Redis, HeartbeatStore]:
@@ -47,34 +51,56 @@ def _store() -> tuple[redis.Redis, HeartbeatStore]:
         _State.client = client
         _State.store = HeartbeatStore(client, settings.keys, retention_s=settings.retention_s,
                                       history_len=settings.history_len)
+        _State.broker_client = None
+        if settings.broker_url.split("://", 1)[0] in REDIS_SCHEMES:
+            _State.broker_client = (
+                client if settings.broker_url == settings.redis_url
+                else make_client(settings.broker_url, timeout_s=settings.redis_timeout_s,
+                                 source="CELERY_BROKER_URL"))
         _State.pid = os.getpid()
     return _State.client, _State.store
+
+
+def _backlog(now_ms: float) -> Backlog:
+    if _State.broker_client is not None:
+        return redis_backlog(_State.broker_client, HEARTBEAT_QUEUE, now_ms)
+    return amqp_backlog(app, HEARTBEAT_QUEUE)
 
 
 def _note(problem: str | None) -> None:
     """Log when the outcome changes (failing, or recovered), not on every tick."""
     if problem != _State.last_problem:
         if problem is None:
-            logger.warning("heartbeat store recovered: publishing again")
+            logger.warning("heartbeat published again")
         else:
             logger.error("heartbeat not published: %s", problem)
         _State.last_problem = problem
 
 
+def _header(request: Any, name: str) -> float | None:
+    value = getattr(request, name, None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 @app.task(  # type: ignore[untyped-decorator]
     name="health", bind=True, ignore_result=True, acks_late=False,
-          time_limit=_TIME_LIMIT_S + 2, soft_time_limit=_TIME_LIMIT_S)
+    time_limit=_TIME_LIMIT_S + 2, soft_time_limit=_TIME_LIMIT_S)
 def health(self: Any) -> None:
     """Publish one heartbeat of ``settings.service``; store failures are logged, not raised."""
     client, store = _store()
-    published_at_ms = getattr(self.request, "published_at_ms", None)
     try:
         result = run_health(
             client, store, settings, node=self.request.hostname or "unknown",
-            published_at_ms=float(published_at_ms) if published_at_ms is not None else None,
+            published_at_ms=_header(self.request, PUBLISHED_AT_HEADER),
+            expires_ms=_header(self.request, EXPIRES_HEADER), backlog=_backlog,
         )
     except redis.RedisError as exc:
         _note(redact(f"{type(exc).__name__}: {exc}"))
+        return
+    if isinstance(result, Discarded):
+        _State.discarded += 1
+        _note("expired heartbeats discarded (backlog after an outage); the next fresh one "
+              "will be published")
         return
     _note(None if result.accepted else
           f"a newer heartbeat (seq {result.seq}) is already stored; this one was dropped")

@@ -56,7 +56,7 @@ class Watcher:
         result = read_fleet(client, self.settings.keys)
         if isinstance(result, HeartbeatReport):  # the store could not be asked
             names = list(self.states) or ["*"]
-            return [HeartbeatReport(name, result.state, result.reason) for name in names]
+            return [result._replace(service=name) for name in names]
         return result
 
     def observe(self, reports: list[HeartbeatReport]) -> None:
@@ -80,6 +80,7 @@ class Watcher:
             "age_s": None if report.age_s is None else round(report.age_s, 3),
             "seq": payload.get("seq"),
             "reason": report.reason,
+            "diagnosis": report.diagnosis,
             "exit_code": report.exit_code,
             **report.extra,
         }

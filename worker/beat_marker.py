@@ -1,0 +1,106 @@
+"""Beat's publish marker in Redis, and beat's estimate of the Redis clock.
+
+Beat records each publish of the heartbeat task at ``{prefix}:{service}:beat``: when (on
+the Redis clock), when the next is due, a counter, and the queue depth right after the
+publish when the broker is the same Redis. Readers compare it with the heartbeat to tell
+"beat is down" from "beat publishes but nothing consumes".
+
+A marker write must never delay or stop beat: it has a short timeout, and after a failure
+it is not tried again for a while (the failure is logged once, and recovery once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from importlib import resources
+from typing import Any
+
+import redis
+
+from worker.keys import Keys
+from worker.reader import redis_time_ms
+from worker.urls import redact
+from worker.version import __version__
+
+logger = logging.getLogger(__name__)
+
+MARKER_SCRIPT = resources.files("worker").joinpath("beat_marker.lua").read_text(encoding="utf-8")
+
+MARKER_TIMEOUT_S = 0.5
+"""Connect/read timeout of a marker write: beat must not wait on the store."""
+
+RETRY_AFTER_FAILURE_S = 5.0
+"""After a failed marker write, beat skips marker writes for this long."""
+
+PRIORITY_SEPARATOR = "\x06\x16"
+"""kombu's Redis transport names priority sub-queues ``{queue}\\x06\\x16{priority}``."""
+
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's default priority steps: step 0 is the queue's own list."""
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps one queue in (the queue, then its priority sub-queues)."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+class BeatMarker:
+    """Writes beat's marker and keeps beat's offset to the Redis clock."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, service: str, *, interval_s: float,
+                 retention_s: int, queue_keys: list[str] | None = None) -> None:
+        self._client = client
+        self._script = client.register_script(MARKER_SCRIPT)
+        self._marker_key = keys.beat(service)
+        self._queue_keys = queue_keys or []
+        self._interval_ms = int(interval_s * 1000)
+        self._retention_ms = retention_s * 1000
+        self._fields = json.dumps({
+            "service": service, "interval_s": interval_s, "hostname": socket.gethostname(),
+            "pid": os.getpid(), "version": __version__,
+        }, separators=(",", ":"))
+        self.offset_ms: float | None = None  #: Redis clock minus beat's clock, last measured
+        self._skip_until = 0.0
+        self._failing = False
+
+    def redis_now_ms(self) -> float:
+        """Beat's best estimate of the Redis clock now (its own clock if never measured)."""
+        return time.time() * 1000 + (self.offset_ms or 0.0)
+
+    def measure_offset(self) -> None:
+        """Read the Redis clock once (at start) so the first publish is stamped right."""
+        self._guarded(lambda: self._offset_from(self._client.time()))
+
+    def record_publish(self) -> None:
+        """Write the marker for a publish that just happened (never raises)."""
+
+        def write() -> None:
+            reply = self._script(keys=[self._marker_key, *self._queue_keys],
+                                 args=[self._interval_ms, self._retention_ms, self._fields])
+            self._offset_from([int(reply[0]) // 1000, (int(reply[0]) % 1000) * 1000])
+
+        self._guarded(write)
+
+    def _offset_from(self, time_reply: Any) -> None:
+        self.offset_ms = redis_time_ms(time_reply) - time.time() * 1000
+
+    def _guarded(self, action: Any) -> None:
+        now = time.monotonic()
+        if now < self._skip_until:
+            return
+        try:
+            action()
+        except (redis.RedisError, OSError) as exc:
+            self._skip_until = now + RETRY_AFTER_FAILURE_S
+            if not self._failing:
+                logger.warning("beat marker not written (beat keeps publishing): %s",
+                               redact(f"{type(exc).__name__}: {exc}"))
+            self._failing = True
+            return
+        if self._failing:
+            logger.warning("beat marker written again")
+        self._failing = False
