@@ -10,8 +10,8 @@ import redis
 from tests.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
 from tests.publishing import publish
 
-HOOK = 'printf "%s %s %s %s|%s\\n" "$PETSAGE_SERVICE" "$PETSAGE_OLD_STATE" "$PETSAGE_NEW_STATE" ' \
-       '"$PETSAGE_AGE_S" "$PETSAGE_REASON" >> "$HOOK_LOG"'
+HOOK = 'printf "%s %s %s %s %s|%s\\n" "$PETSAGE_SERVICE" "$PETSAGE_OLD_STATE" ' \
+       '"$PETSAGE_NEW_STATE" "$PETSAGE_AGE_S" "$PETSAGE_DIAGNOSIS" "$PETSAGE_REASON" >> "$HOOK_LOG"'
 
 
 def _events(proc: Proc) -> list[dict[str, object]]:
@@ -44,6 +44,7 @@ def test_watch_sees_staleness_without_any_message_runs_hooks_and_survives_restar
     stale = _events(watch)[-1]
     assert stale["service"] == "petsage" and isinstance(stale["age_s"], float)
     assert stale["age_s"] > 1.5 and "over 1.5s" in str(stale["reason"])
+    assert stale["diagnosis"] == "beat_down"  # no beat marker was ever written here
 
     def hook_lines() -> list[str]:
         return hook_log.read_text().splitlines() if hook_log.exists() else []
@@ -51,8 +52,9 @@ def test_watch_sees_staleness_without_any_message_runs_hooks_and_survives_restar
     wait_for(lambda: any(" late stale " in line for line in hook_lines()), 5,
              what="the --exec hook run for the stale transition")
     line = next(line for line in hook_lines() if " late stale " in line)
-    service, old, new, age = line.split("|")[0].split()
-    assert (service, old, new) == ("petsage", "late", "stale") and float(age) > 1.5
+    service, old, new, age, diagnosis = line.split("|")[0].split()
+    assert (service, old, new, diagnosis) == ("petsage", "late", "stale", "beat_down")
+    assert float(age) > 1.5
 
     own_redis.kill()
     wait_for(lambda: _transitions(watch)[-1] == ("stale", "unreachable"), 10,

@@ -1,0 +1,145 @@
+"""Diagnosis rules, beat marker writes, expiry on the Redis clock and skew-proof lag."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from tests.publishing import publish
+from tests.test_store import SETTINGS, _SkewedClock, make_store
+from worker import State, read_heartbeat
+from worker.backlog import redis_backlog
+from worker.beat_marker import BeatMarker, queue_lists
+from worker.diagnosis import diagnose, parse_marker
+from worker.health import Discarded, run_health
+from worker.keys import Keys
+from worker.reader import redis_time_ms
+from worker.states import Thresholds
+
+NOW = 1_800_000_000_000
+T = Thresholds(15, 30)
+
+
+def marker(age_s: float, depth: int | None = 3) -> dict[str, Any]:
+    return {"published_at_ms": NOW - int(age_s * 1000), "next_due_ms": NOW, "seq": 9,
+            "queue_depth": depth, "interval_s": 10}
+
+
+def payload(**extra: Any) -> dict[str, Any]:
+    return {"status": "ok", "interval_s": 10, "queue_lag_ms": 3.0, "duration_ms": 2.0, **extra}
+
+
+@pytest.mark.parametrize(
+    ("state", "age_s", "the_payload", "the_marker", "expected"),
+    [
+        (State.FRESH, 1, payload(), marker(1), None),
+        (State.UNREACHABLE, None, None, None, "store_unreachable"),
+        (State.MISSING, None, None, None, "never_seen"),
+        (State.MISSING, None, None, marker(2), "no_consumer"),
+        (State.MISSING, None, None, marker(60), "beat_down"),
+        (State.STALE, 40, payload(), marker(41), "beat_down"),
+        (State.STALE, 40, payload(), None, "beat_down"),
+        (State.STALE, 40, payload(), marker(3), "no_consumer"),
+        (State.LATE, 20, payload(), marker(3), "no_consumer"),
+        (State.LATE, 20, payload(queue_lag_ms=9000.0, duration_ms=2000.0), marker(3),
+         "worker_slow"),
+        (State.LATE, 2, payload(status="degraded"), marker(2), "check_failed"),
+        (State.STALE, 2, payload(status="error"), marker(2), "check_failed"),
+    ],
+)
+def test_diagnosis_rules(state: State, age_s: float | None, the_payload: dict[str, Any] | None,
+                         the_marker: dict[str, Any] | None, expected: str | None) -> None:
+    diagnosis, why = diagnose(state, now_ms=NOW, age_s=age_s, payload=the_payload,
+                              marker=the_marker, thresholds=T)
+    assert diagnosis == expected
+    assert bool(why) == (expected is not None)
+
+
+def test_unreadable_markers_count_as_absent() -> None:
+    for raw in (b"", b"junk", b"[]", json.dumps({"published_at_ms": "x"}).encode(),
+                json.dumps({**marker(1), "queue_depth": "9"}).encode(), b"x" * 5000,
+                redis.ResponseError("WRONGTYPE")):
+        assert parse_marker(raw) is None
+    assert parse_marker(json.dumps(marker(1)).encode()) == marker(1)
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def client(request: pytest.FixtureRequest) -> redis.Redis:
+    if request.param == "fakeredis":
+        return fakeredis.FakeRedis()
+    return request.getfixturevalue("real")  # type: ignore[no-any-return]
+
+
+def test_beat_marker_counts_publishes_and_reads_the_queue_depth(client: redis.Redis) -> None:
+    beat = BeatMarker(client, Keys(), "petsage", interval_s=10, retention_s=3600,
+                      queue_keys=queue_lists("heartbeat"))
+    client.lpush("heartbeat", "a", "b")
+    client.lpush("heartbeat\x06\x163", "c")
+    beat.record_publish()
+    beat.record_publish()
+    stored = parse_marker(client.get(Keys().beat("petsage")))
+    assert stored is not None and stored["seq"] == 2 and stored["queue_depth"] == 3
+    assert stored["next_due_ms"] - stored["published_at_ms"] == 10_000
+    assert abs(stored["published_at_ms"] - redis_time_ms(client.time())) < 2000
+    assert 0 < client.pttl(Keys().beat("petsage")) <= 3_600_000
+    assert beat.offset_ms is not None and abs(beat.offset_ms) < 2000
+
+
+def test_a_failing_marker_write_never_raises_and_backs_off(
+        caplog: pytest.LogCaptureFixture) -> None:
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=None)
+    beat = BeatMarker(dead, Keys(), "petsage", interval_s=1, retention_s=60)
+    started = time.monotonic()
+    for _ in range(20):
+        beat.record_publish()
+    assert time.monotonic() - started < 1.0  # tried once, then skipped for a while
+    assert sum("beat marker not written" in r.message for r in caplog.records) == 1
+
+
+def test_with_a_marker_the_reader_says_no_consumer_or_beat_down(client: redis.Redis) -> None:
+    publish(client, interval_s=0.5)
+    stored = json.loads(client.get(Keys().latest("petsage")) or b"")
+    stored["ts_ms"] -= 5000
+    client.set(Keys().latest("petsage"), json.dumps(stored))
+    assert read_heartbeat(client, "petsage").diagnosis == "beat_down"  # no marker at all
+    BeatMarker(client, Keys(), "petsage", interval_s=0.5, retention_s=60).record_publish()
+    report = read_heartbeat(client, "petsage")
+    assert report.state is State.STALE and report.diagnosis == "no_consumer"
+    assert "no_consumer: beat published" in report.reason and report.beat is not None
+
+
+def test_expired_heartbeats_are_discarded_on_the_redis_clock(
+        client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.health
+
+    # The worker's clock is an hour ahead: Celery's own expiry would drop everything.
+    monkeypatch.setattr(worker.health, "time", _SkewedClock(3600))
+    redis_now = redis_time_ms(client.time())
+    fresh = run_health(client, make_store(client), SETTINGS, node="n",
+                       published_at_ms=redis_now - 100, expires_ms=10_000)
+    assert not isinstance(fresh, Discarded) and fresh.accepted
+    p = read_heartbeat(client, "petsage").payload
+    assert p is not None and p["queue_lag_ms"] is not None
+    assert 50 <= p["queue_lag_ms"] < 2000  # not an hour: both ends on the Redis clock
+    assert abs(p["clock_offset_ms"] + 3_600_000) < 2000
+    old = run_health(client, make_store(client), SETTINGS, node="n",
+                     published_at_ms=redis_now - 20_000, expires_ms=10_000)
+    assert isinstance(old, Discarded) and old.lag_ms >= 20_000
+    assert read_heartbeat(client, "petsage").payload["seq"] == 1  # type: ignore[index]
+
+
+def test_backlog_depth_and_oldest_age_on_a_redis_broker(real: redis.Redis) -> None:
+    now = redis_time_ms(real.time())
+    for age_ms in (3000, 2000, 1000):  # oldest pushed first, as kombu does
+        real.lpush("heartbeat", json.dumps({"headers": {"published_at_ms": now - age_ms}}))
+    real.lpush("heartbeat\x06\x169", json.dumps({"headers": {}}))
+    backlog = redis_backlog(real, "heartbeat", now)
+    assert backlog["depth"] == 4 and backlog["error"] is None
+    assert backlog["oldest_age_ms"] == pytest.approx(3000, abs=1)
+    down = redis_backlog(redis.Redis(port=1, retry=None), "heartbeat", now)
+    assert down["depth"] is None and down["error"]
