@@ -30,11 +30,13 @@ def wait_for(condition: Callable[[], T], timeout_s: float, *, interval_s: float 
     last: Any = None
     while True:
         try:
-            last = condition()
+            result = condition()
         except Exception as exc:  # a condition that raises just isn't true yet
             last = exc
-        if last:
-            return last  # type: ignore[no-any-return]
+        else:
+            if result:
+                return result
+            last = result
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
         time.sleep(interval_s)

@@ -63,6 +63,14 @@ def _reader_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                        help="re-read every S seconds when no heartbeat arrives (default 0.5)")
     _common_reader_flags(watch, timeout_s=2.0)
 
+    serve = sub.add_parser("serve", help="HTTP: /system/health, /metrics and the dashboard")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9808, help="port (default 9808)")
+    serve.add_argument("--redis", metavar="URL",
+                       help="store URL (default: HEARTBEAT_REDIS_URL, else CELERY_BROKER_URL)")
+    serve.add_argument("--prefix", metavar="PREFIX",
+                       help="key prefix (default HEARTBEAT_KEY_PREFIX)")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
@@ -85,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     if args.command == "watch":
         return _watch(args)
+    if args.command == "serve":
+        from worker.serve import run_serve
+
+        return run_serve(host=args.host, port=args.port, redis_url=args.redis, prefix=args.prefix)
     if args.command == "run":
         from worker.runner import run
 

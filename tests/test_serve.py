@@ -1,0 +1,136 @@
+"""``petsage-heartbeat serve`` as a real process: HTTP, /metrics with promtool, Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    REPO,
+    Proc,
+    RedisServer,
+    cli_argv,
+    free_port,
+    heartbeat_env,
+    require_binary,
+    wait_for,
+)
+from tests.publishing import backdate, publish
+from worker.keys import Keys
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def served(own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> str:
+    port = free_port()
+    proc = Proc(cli_argv("serve", "--port", str(port)), heartbeat_env(own_redis.url), tmp_path,
+                "serve")
+    procs.append(proc)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get(base + "/metrics")[0] == 200, 30, what="serve answering")
+    return base
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.escape(name + (f"{{{wanted}}}" if wanted else "")) + r" (\S+)"
+    match = re.search("^" + pattern + "$", text, re.MULTILINE)
+    return None if match is None else float(match.group(1))
+
+
+def test_health_metrics_and_store_outage_over_http(served: str, own_redis: RedisServer,
+                                                   tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    client = own_redis.client()
+    publish(client, "petsage")
+    publish(client, "retired")
+    status, body = _get(served + "/system/health")
+    assert status == 200 and json.loads(body)["state"] == "fresh"
+    assert _get(served + "/system/health/nobody")[0] == 503
+
+    status, text = _get(served + "/metrics")
+    exposition = tmp_path / "metrics.txt"
+    exposition.write_text(text)
+    check = subprocess.run([promtool, "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    stored = json.loads(client.get(Keys().latest("petsage")) or b"")
+    assert _metric(text, "petsage_heartbeat_seq", service="petsage") == stored["seq"]
+    assert _metric(text, "petsage_heartbeat_last_timestamp_seconds",
+                   service="petsage") == stored["ts_ms"] / 1000
+    assert _metric(text, "petsage_heartbeat_queue_lag_seconds", service="petsage") == 0.003
+    assert _metric(text, "petsage_heartbeat_up", service="petsage") == 1
+    assert _metric(text, "petsage_heartbeat_store_up") == 1
+    assert _metric(text, "petsage_heartbeat_up", service="retired") == 1
+
+    client.zrem(Keys().index, "retired")
+    text = _get(served + "/metrics")[1]
+    assert 'service="retired"' not in text  # no dead series
+
+    own_redis.kill()
+    status, text = _get(served + "/metrics")
+    assert status == 200 and _metric(text, "petsage_heartbeat_store_up") == 0
+    status, body = _get(served + "/system/health")
+    assert status == 503 and json.loads(body)["diagnosis"] == "store_unreachable"
+    assert _get(served + "/")[0] == 200  # the dashboard still answers, with a banner
+    own_redis.start()
+    wait_for(lambda: _metric(_get(served + "/metrics")[1], "petsage_heartbeat_store_up") == 1,
+             15, what="store_up back to 1")
+
+
+def test_alert_rules_pass_promtool_unit_tests() -> None:
+    promtool = require_binary("promtool")
+    rules = REPO / "deploy" / "prometheus"
+    for argv in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run([promtool, *argv], cwd=rules, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _chromium(url: str, tmp_path: Path, *extra: str) -> str:
+    binary = require_binary("chromium")
+    done = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path}/chrome",
+         "--window-size=1280,420", *extra, url],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_dashboard_renders_in_headless_chromium(served: str, own_redis: RedisServer,
+                                                tmp_path: Path) -> None:
+    client = own_redis.client()
+    for _ in range(12):
+        publish(client, "api")
+    publish(client, "billing")
+    backdate(client, "billing", 45)
+    # Virtual time long enough for the page's own refresh (every 3 s) to run once.
+    dom = _chromium(served + "/", tmp_path, "--virtual-time-budget=4500", "--dump-dom")
+    assert re.search(r'<tr data-service="api" data-state="fresh">.*?>fresh<', dom, re.S)
+    assert re.search(r'<tr data-service="billing" data-state="stale">.*?>stale<', dom, re.S)
+    stale_row = dom[dom.index('data-service="billing"'):]
+    assert "beat_down" in stale_row.split("</tr>")[0]
+    assert "<polyline" in dom  # the lag/duration chart of "api"
+    updated = re.search(r'<span id="updated">([^<]+)</span>', dom)
+    assert updated is not None and updated.group(1).endswith("Z")  # set by the refresh script
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    _chromium(served + "/", tmp_path, f"--screenshot={shot}", "--virtual-time-budget=1000")
+    assert shot.exists() and shot.stat().st_size > 5000
