@@ -129,7 +129,7 @@ def test_expired_heartbeats_are_discarded_on_the_redis_clock(
     assert abs(p["clock_offset_ms"] + 3_600_000) < 2000
     old = run_health(client, make_store(client), SETTINGS, node="n",
                      published_at_ms=redis_now - 20_000, expires_ms=10_000)
-    assert isinstance(old, Discarded) and old.lag_ms >= 20_000
+    assert isinstance(old, Discarded) and old.lag_ms >= 19_990  # ms rounding of TIME
     assert read_heartbeat(client, "petsage").payload["seq"] == 1  # type: ignore[index]
 
 
