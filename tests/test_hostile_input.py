@@ -1,0 +1,70 @@
+"""Hostile names, prefixes and URLs: one clear line, a non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.helpers import RedisServer, celery_argv, cli_argv, heartbeat_env
+
+pytestmark = pytest.mark.e2e
+
+NAMES = ["svc*", "svc?", "a:b", "has space", "new\nline", "x" * 1000, "{tag}", ""]
+PREFIXES = ["pre*", "pre?", "a::b", "has space", "new\nline", "p" * 1000, "{tag}", "x:"]
+URLS = ["memcache://127.0.0.1:6379/0", "redis://", "redis://:6379/0", "redis://h:0/0",
+        "redis://h:70000/0", "redis://h:port/0", "redis://h:6379/db", "http://h:6379/0"]
+
+
+def _one_line(done: subprocess.CompletedProcess[str], variable: str) -> None:
+    assert done.returncode != 0
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert variable in lines[0] and "Traceback" not in lines[0]
+    assert "accepted" in lines[0] or "e.g." in lines[0]
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+@pytest.mark.parametrize("name", NAMES, ids=range(len(NAMES)))
+def test_hostile_service_names(redis_server: RedisServer, real: redis.Redis, tmp_path: Path,
+                               name: str) -> None:
+    env = heartbeat_env(redis_server.url, HEARTBEAT_SERVICE=name)
+    if name == "":
+        env["HEARTBEAT_SERVICE"] = " "
+    _one_line(_run(cli_argv("run"), env, tmp_path), "HEARTBEAT_SERVICE")
+    _one_line(_run(celery_argv("worker"), env, tmp_path), "HEARTBEAT_SERVICE")
+    _one_line(_run(cli_argv("check", "--service", name), heartbeat_env(redis_server.url),
+                   tmp_path), "--service")
+    _one_line(_run(cli_argv("status", "--service", name), heartbeat_env(redis_server.url),
+                   tmp_path), "--service")
+    assert real.dbsize() == 0
+
+
+@pytest.mark.parametrize("prefix", PREFIXES, ids=range(len(PREFIXES)))
+def test_hostile_key_prefixes(redis_server: RedisServer, real: redis.Redis, tmp_path: Path,
+                              prefix: str) -> None:
+    env = heartbeat_env(redis_server.url, HEARTBEAT_KEY_PREFIX=prefix)
+    _one_line(_run(celery_argv("beat"), env, tmp_path), "HEARTBEAT_KEY_PREFIX")
+    _one_line(_run(cli_argv("check", "--prefix", prefix), heartbeat_env(redis_server.url),
+                   tmp_path), "--prefix")
+    _one_line(_run(cli_argv("serve", "--prefix", prefix, "--port", "1"),
+                   heartbeat_env(redis_server.url), tmp_path), "--p")
+    assert real.dbsize() == 0
+
+
+@pytest.mark.parametrize("url", URLS, ids=range(len(URLS)))
+def test_hostile_urls(redis_server: RedisServer, real: redis.Redis, tmp_path: Path,
+                      url: str) -> None:
+    env = heartbeat_env(url)
+    _one_line(_run(celery_argv("worker"), env, tmp_path), "CELERY_BROKER_URL")
+    env = heartbeat_env(redis_server.url, HEARTBEAT_REDIS_URL=url)
+    _one_line(_run(cli_argv("run"), env, tmp_path), "HEARTBEAT_REDIS_URL")
+    _one_line(_run(cli_argv("check", "--redis", url), heartbeat_env(redis_server.url),
+                   tmp_path), "--redis")
+    assert real.dbsize() == 0
