@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.settings import load_or_exit
+from worker.settings import load_or_exit, tls_options_or_exit
 
 heartbeat_settings = load_or_exit()
 _interval_s = heartbeat_settings.interval_s
@@ -29,6 +29,9 @@ broker_transport_options: dict[str, Any] = {
     "visibility_timeout": 3600,
 }
 broker_heartbeat = 10  # AMQP only: detect a dead RabbitMQ connection
+if broker_url.startswith("rediss://"):
+    #: kombu would not verify a rediss:// broker's certificate by itself.
+    broker_use_ssl = tls_options_or_exit(broker_url)
 
 #: JSON only: a pickled message is refused (ContentDisallowed), never executed.
 task_serializer = "json"

@@ -180,6 +180,19 @@ class Settings(NamedTuple):
         )
 
 
+def tls_options_or_exit(url: str) -> dict[str, object]:
+    """``urls.tls_options`` for the Celery config: a bad value prints one line and exits 2."""
+    from worker.urls import tls_options
+
+    try:
+        return tls_options(url)
+    except ConfigError as exc:
+        import sys
+
+        print(f"petsage-heartbeat: CELERY_BROKER_URL: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
     """``Settings.from_env()`` for entry points: a bad value prints one line and exits 2."""
     try:

@@ -78,3 +78,27 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
             "accepted: sentinel://host:26379,host2:26379/0?master=mymaster"
         )
     return url
+
+
+def tls_options(url: str) -> dict[str, object]:
+    """TLS settings for kombu from a ``rediss://`` URL's query: certificates verified by default.
+
+    kombu's Redis transport does not verify the server certificate of a ``rediss://``
+    broker unless told to, so the Celery config passes these as ``broker_use_ssl``:
+    ``ssl_cert_reqs`` (``required`` unless the URL says ``optional`` or ``none``),
+    ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile``.
+    """
+    import ssl
+    from urllib.parse import parse_qs
+
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+    modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    if reqs not in modes:
+        raise ConfigError(f"ssl_cert_reqs={reqs!r} in {redact(url)!r} is invalid; accepted: "
+                          "required, optional, none")
+    options: dict[str, object] = {"ssl_cert_reqs": modes[reqs]}
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in query:
+            options[name] = query[name]
+    return options

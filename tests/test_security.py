@@ -1,0 +1,182 @@
+"""Security: JSON only, passwords never shown, TLS verified by default, least-privilege ACLs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.helpers import (
+    Proc, RedisServer, celery_argv, cli_argv, free_port, heartbeat_env, wait_for,
+)
+from tests.publishing import publish
+from tests.test_check import _make_certs
+from worker import State, read_heartbeat
+from worker.keys import Keys
+
+pytestmark = pytest.mark.e2e
+SECRET = "hunter2-Xq9-s3cret"  # noqa: S105 - a test password, looked for in every output
+
+# The README's least-privilege ACLs, verbatim (the password is the test's).
+WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat", "~heartbeat\x06\x16*",
+              "~_kombu.*", "~unacked*", "~*.celery.pidbox*", "~*.reply.celery.pidbox*",
+              "resetchannels", "&*", "-@all", "+@connection",
+              "+@read", "+@write", "+@keyspace", "+@list", "+@set", "+@sortedset", "+@hash",
+              "+@string", "+@stream", "+@scripting", "+@pubsub", "+@transaction", "+time",
+              "-@dangerous")
+READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
+              "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
+              "+type", "+exists", "+time", "+zrange", "+xrevrange", "+eval_ro", "+subscribe",
+              "+unsubscribe")
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+
+
+def test_a_pickled_message_is_refused_and_never_runs(own_redis: RedisServer, procs: list[Proc],
+                                                     tmp_path: Path) -> None:
+    worker = Proc(celery_argv("worker"), heartbeat_env(own_redis.url), tmp_path, "worker")
+    procs.append(worker)
+    wait_for(lambda: re.search(r"hbtest@\S+ ready\.", worker.output()), 30, what="ready")
+    attacker = Celery("attacker", broker=own_redis.url)
+    attacker.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
+    attacker.send_task("health", queue="heartbeat", serializer="pickle")
+    wait_for(lambda: "ContentDisallowed" in worker.output(), 15,
+             what="the worker refusing the pickle")
+    assert own_redis.client().get(Keys().latest("petsage")) is None  # never executed
+    assert "Task health" not in worker.output()
+
+
+def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> None:
+    server = RedisServer("--requirepass", SECRET).start()
+    try:
+        url = f"redis://:{SECRET}@127.0.0.1:{server.port}/0"
+        wrong = f"redis://:wrong-{SECRET}@127.0.0.1:{server.port}/0"
+        env = heartbeat_env(url)
+        procs.append(Proc(celery_argv("beat", "--loglevel", "DEBUG"), env, tmp_path, "beat"))
+        procs.append(Proc(celery_argv("worker", "--loglevel", "DEBUG"), env, tmp_path, "worker"))
+        port = free_port()
+        serve = Proc(cli_argv("serve", "--port", str(port)), env, tmp_path, "serve")
+        procs.append(serve)
+        watch = Proc(cli_argv("watch", "--all", "--json"), env, tmp_path, "watch")
+        procs.append(watch)
+        bad_watch = Proc(cli_argv("watch", "--redis", wrong), env, tmp_path, "bad-watch")
+        procs.append(bad_watch)
+        admin = server.client(password=SECRET)
+        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30, what="fresh")
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: "petsage_heartbeat_store_up 1.0" in _get(base + "/metrics"), 30,
+                 what="serve")
+        outputs = [_get(base + path) for path in ("/system/health", "/metrics", "/",
+                                                  "/api/heartbeats", "/openapi.json")]
+        for args in (["check"], ["check", "--json"], ["status", "--all"], ["status", "--json"],
+                     ["check", "--redis", wrong], ["check", "--redis", wrong, "--json"],
+                     ["status", "--all", "--redis", wrong], ["check", "--redis",
+                                                             f"foo://:{SECRET}@h/0"]):
+            done = subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True,
+                                  timeout=30, check=False)
+            outputs += [done.stdout, done.stderr]
+        bad_run = subprocess.run(cli_argv("run"), env=heartbeat_env(wrong, HEARTBEAT_INTERVAL_S="x"),
+                                 capture_output=True, text=True, timeout=30, check=False)
+        outputs += [bad_run.stdout, bad_run.stderr]
+        wait_for(lambda: "unreachable" in bad_watch.output(), 15, what="watch with a bad password")
+        time.sleep(0)  # every process below has produced output already; read it all
+        outputs += [p.output() for p in procs]
+        for text in outputs:
+            assert SECRET not in text
+        assert any("AUTH failed" in text or "invalid password" in text.lower()
+                   or "WRONGPASS" in text for text in outputs)
+    finally:
+        server.close()
+
+
+def test_tls_pipeline_verifies_certificates_by_default(procs: list[Proc],
+                                                       tmp_path: Path) -> None:
+    ours = _make_certs(tmp_path, "ours")
+    other = _make_certs(tmp_path, "other")
+    tls_port = free_port()
+    server = RedisServer("--port", "0", "--tls-port", str(tls_port), "--tls-cert-file",
+                         str(ours["crt"]), "--tls-key-file", str(ours["key"]),
+                         "--tls-ca-cert-file", str(ours["ca"]), "--tls-auth-clients", "no")
+    server.port = tls_port
+    server._pingable = lambda: _tls_up(tls_port, ours["ca"])  # type: ignore[method-assign]
+    server.start()
+    try:
+        good = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ours['ca']}"
+        env = heartbeat_env(good)
+        procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
+        procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
+        wait_for(lambda: subprocess.run(cli_argv("check"), env=env, capture_output=True,
+                                        timeout=30, check=False).returncode == 0, 30,
+                 what="a fresh heartbeat over TLS")
+        bad = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={other['ca']}"
+        untrusted = Proc(celery_argv("worker"), heartbeat_env(bad), tmp_path, "untrusted")
+        procs.append(untrusted)
+        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in untrusted.output(), 30,
+                 what="the worker refusing an untrusted certificate")
+        no_ca = Proc(celery_argv("worker"), heartbeat_env(f"rediss://127.0.0.1:{tls_port}/0"),
+                     tmp_path, "no-ca")
+        procs.append(no_ca)
+        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in no_ca.output(), 30,
+                 what="verification by default (system CAs don't know the test CA)")
+        done = subprocess.run(cli_argv("check", "--redis", bad), env=env, capture_output=True,
+                              text=True, timeout=30, check=False)
+        assert done.returncode == 3 and "not trusted" in done.stdout
+    finally:
+        server.close()
+
+
+def _tls_up(port: int, ca: Path) -> bool:
+    try:
+        client = redis.Redis(port=port, ssl=True, ssl_ca_certs=str(ca), socket_timeout=1)
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
+    server = RedisServer().start()
+    try:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "petsage-worker", *WORKER_ACL)
+        admin.execute_command("ACL", "SETUSER", "petsage-reader", *READER_ACL)
+        worker_url = f"redis://petsage-worker:{SECRET}@127.0.0.1:{server.port}/0"
+        reader_url = f"redis://petsage-reader:{SECRET}@127.0.0.1:{server.port}/0"
+        env = heartbeat_env(worker_url)
+        procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
+        worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
+        procs.append(worker)
+        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30,
+                 what="fresh under the worker's ACL")
+        assert "NOPERM" not in worker.output()
+        reader_env = heartbeat_env(reader_url)
+        for args in (["check"], ["status", "--all", "--json"]):
+            done = subprocess.run(cli_argv(*args), env=reader_env, capture_output=True,
+                                  text=True, timeout=30, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+        reports = json.loads(subprocess.run(cli_argv("status", "--all", "--json"),
+                                            env=reader_env, capture_output=True, text=True,
+                                            timeout=30, check=False).stdout)
+        assert reports[0]["state"] == "fresh" and reports[0]["diagnosis"] is None
+        reader = redis.Redis.from_url(reader_url)
+        assert read_heartbeat(reader, "petsage").state is State.FRESH
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader.set(Keys().latest("petsage"), "forged")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader.get("some-other-app:secret")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            publish(reader)
+    finally:
+        server.close()
