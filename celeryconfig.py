@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.settings import load_or_exit, tls_options_or_exit
+from worker.urls import kombu_sentinel
 
 heartbeat_settings = load_or_exit()
 _interval_s = heartbeat_settings.interval_s
@@ -29,6 +30,13 @@ broker_transport_options: dict[str, Any] = {
     "visibility_timeout": 3600,
 }
 broker_heartbeat = 10  # AMQP only: detect a dead RabbitMQ connection
+if broker_url.startswith("sentinel://"):
+    #: One ``sentinel://h1:p1,h2:p2/0?master=NAME`` format for broker and store; kombu's own
+    #: is ``sentinel://h1:p1/0;sentinel://h2:p2/0`` plus ``master_name``.
+    # Celery lets the CELERY_BROKER_URL variable override ``broker_url``, but not the
+    # read/write URLs, which every connection of beat and the worker uses.
+    broker_url, broker_transport_options["master_name"] = kombu_sentinel(broker_url)
+    broker_read_url = broker_write_url = broker_url
 if broker_url.startswith("rediss://"):
     #: kombu would not verify a rediss:// broker's certificate by itself.
     broker_use_ssl = tls_options_or_exit(broker_url)

@@ -102,3 +102,20 @@ def tls_options(url: str) -> dict[str, object]:
         if name in query:
             options[name] = query[name]
     return options
+
+
+def kombu_sentinel(url: str) -> tuple[str, str]:
+    """Our ``sentinel://h1:p1,h2:p2/db?master=NAME`` as kombu's URL and master name.
+
+    kombu spells a Sentinel broker ``sentinel://h1:p1/db;sentinel://h2:p2/db`` with the
+    master name in ``broker_transport_options``; one URL format for both the broker and
+    the store is easier to get right, so the Celery config translates.
+    """
+    from urllib.parse import parse_qs
+
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    prefix = f"{auth}@" if auth else ""
+    db = parts.path or "/0"
+    urls = ";".join(f"sentinel://{prefix}{host}{db}" for host in hosts.split(","))
+    return urls, parse_qs(parts.query)["master"][-1]
