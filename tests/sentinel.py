@@ -45,7 +45,7 @@ class SentinelSet:
         return redis.Redis(port=port or self.ports[0], socket_timeout=2, decode_responses=True)
 
     def master_port(self) -> int:
-        host, port = self.sentinel().execute_command("SENTINEL", "get-master-addr-by-name",
+        _host, port = self.sentinel().execute_command("SENTINEL", "get-master-addr-by-name",
                                                      self.MASTER)
         return int(port)
 
