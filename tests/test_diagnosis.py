@@ -143,3 +143,23 @@ def test_backlog_depth_and_oldest_age_on_a_redis_broker(real: redis.Redis) -> No
     assert backlog["oldest_age_ms"] == pytest.approx(3000, abs=1)
     down = redis_backlog(redis.Redis(port=1, retry=None), "heartbeat", now)
     assert down["depth"] is None and down["error"]
+
+
+def test_discarded_heartbeats_mean_worker_slow(client: redis.Redis) -> None:
+    publish(client, interval_s=0.5)
+    stored = json.loads(client.get(Keys().latest("petsage")) or b"")
+    stored["ts_ms"] -= 5000
+    client.set(Keys().latest("petsage"), json.dumps(stored))
+    BeatMarker(client, Keys(), "petsage", interval_s=0.5, retention_s=60).record_publish()
+    assert read_heartbeat(client, "petsage").diagnosis == "no_consumer"
+    make_store(client).record_discard("petsage", published_at_ms=redis_time_ms(client.time()),
+                                      lag_ms=4200.0)
+    report = read_heartbeat(client, "petsage")
+    assert report.diagnosis == "worker_slow" and "4.2s after publish" in report.reason
+
+
+def test_a_bad_timestamp_is_invalid_not_a_crash(client: redis.Redis) -> None:
+    publish(client)
+    stored = json.loads(client.get(Keys().latest("petsage")) or b"")
+    client.set(Keys().latest("petsage"), json.dumps({**stored, "timestamp": "x"}))
+    assert read_heartbeat(client, "petsage").state is State.INVALID

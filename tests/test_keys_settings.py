@@ -96,3 +96,28 @@ def test_sentinel_urls_need_a_master() -> None:
     validate_url("sentinel://a:26379,b:26380/0?master=m", source="X")
     with pytest.raises(ConfigError, match="master"):
         validate_url("sentinel://a:26379/0", source="X")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("REDIS://:hunter2@h:1/0", "REDIS://:***@h:1/0"),
+        ("redis://:p@ss@h:1/0", "redis://:***@h:1/0"),
+        ("redis://user:hunter2@h/0?password=hunter2&db=1", "redis://user:***@h/0?password=***&db=1"),
+        ("error 'rediss://u:hunter2@h:6380/0' failed", "error 'rediss://u:***@h:6380/0' failed"),
+        ("sentinel://:hunter2@a:1,b:2/0?master=m", "sentinel://:***@a:1,b:2/0?master=m"),
+    ],
+)
+def test_redaction_covers_case_at_signs_and_query_passwords(text: str, shown: str) -> None:
+    assert redact(text) == shown
+    assert "hunter2" not in redact(text)
+
+
+def test_uppercase_schemes_are_accepted_and_normalised() -> None:
+    from worker.urls import tls_options
+
+    s = Settings.from_env({"CELERY_BROKER_URL": "REDISS://h:6380/0"})
+    assert s.broker_url.startswith("rediss://")
+    assert tls_options(s.broker_url)["ssl_cert_reqs"] != 0  # CERT_NONE is 0: verified
+    with pytest.raises(ConfigError, match="ssl_cert_reqs"):
+        tls_options("rediss://h/0?ssl_cert_reqs=maybe")

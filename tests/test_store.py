@@ -208,12 +208,11 @@ class _SkewedClock:
 
 @pytest.mark.parametrize("offset_s", [3600, -3600])
 def test_ages_come_from_the_redis_clock_not_the_hosts(
-        client: redis.Redis, monkeypatch: pytest.MonkeyPatch, offset_s: int) -> None:
-    import worker.health
-    import worker.reader
-
-    monkeypatch.setattr(worker.health, "time", _SkewedClock(offset_s))
-    monkeypatch.setattr(worker.reader, "time", _SkewedClock(-offset_s))
+        real: redis.Redis, monkeypatch: pytest.MonkeyPatch, offset_s: int) -> None:
+    """This process's wall clock (worker and reader alike) is an hour off; Redis's is not."""
+    client = real
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset_s)
     beat(client)
     report = read_heartbeat(client, "petsage")
     assert report.state is State.FRESH and report.age_s is not None and report.age_s < 1
@@ -257,3 +256,33 @@ def test_one_heartbeat_write_is_one_round_trip(
     stats = real.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 1
     assert "cmdstat_eval" not in stats and "cmdstat_get" in stats  # GET ran inside the script
+
+
+def test_a_hung_check_costs_one_thread_not_one_per_heartbeat(client: redis.Redis) -> None:
+    release = threading.Event()
+
+    @check("stuck")
+    def stuck() -> None:
+        release.wait(60)
+
+    @check("slow1")
+    def slow1() -> None:
+        time.sleep(0.3)
+
+    @check("slow2")
+    def slow2() -> None:
+        time.sleep(0.3)
+
+    quick = Settings.from_env({"HEARTBEAT_INTERVAL_S": "0.5"})
+    before = threading.active_count()
+    started = time.monotonic()
+    for _ in range(5):
+        run_health(client, make_store(client), quick, node="n")
+    elapsed = time.monotonic() - started
+    release.set()
+    # Checks run in parallel under one 0.5 s deadline: 5 heartbeats, not 5 x (3 x 0.5 s).
+    assert elapsed < 5 * 0.5 + 1.5
+    assert threading.active_count() - before <= 1  # the one stuck thread, not five
+    p = read_heartbeat(client, "petsage").payload
+    assert p is not None and "still running" in p["checks"]["stuck"]["error"]
+    assert p["checks"]["slow1"]["status"] == "ok" and p["checks"]["slow2"]["status"] == "ok"

@@ -17,7 +17,7 @@ local seq = 1
 local old = redis.pcall('GET', KEYS[1])
 if type(old) == 'string' then
   local old_seq = string.match(old, '^{"published_at_ms":%d+,"next_due_ms":%d+,"seq":(%d+),')
-  if old_seq then seq = tonumber(old_seq) + 1 end
+  if old_seq and #old_seq <= 15 then seq = tonumber(old_seq) + 1 end
 end
 local depth_json = 'null'
 if depth >= 0 then depth_json = string.format('%d', depth) end

@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, HeartbeatError
 from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
 from worker.report_format import nagios_line, summary
 from worker.states import State
+from worker.urls import redact
 
 T = TypeVar("T")
 
@@ -37,12 +38,24 @@ def within(deadline_s: float, work: Callable[[], T]) -> T | None:
     A thread, not socket timeouts alone: name resolution has no timeout of its own, and a
     probe must answer inside Kubernetes' ``timeoutSeconds`` whatever hangs.
     """
-    box: list[T] = []
-    thread = threading.Thread(target=lambda: box.append(work()), daemon=True,
-                              name="heartbeat-check")
+    box: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except Exception as exc:  # reported by the caller as one line, never a traceback
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="heartbeat-check")
     thread.start()
     thread.join(deadline_s)
-    return box[0] if box else None
+    if box and isinstance(box[0], BaseException):
+        raise ProbeFailedError(redact(f"{type(box[0]).__name__}: {box[0]}")) from None
+    return box[0] if box else None  # type: ignore[return-value]
+
+
+class ProbeFailedError(HeartbeatError):
+    """The probe's work raised (a client library's error): its one-line description."""
 
 
 def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
@@ -66,8 +79,11 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         finally:
             client.close()
 
-    report = within(timeout_s + 0.05, probe) or unreachable(
-        settings.service, f"timed out after {timeout_s:g}s")
+    try:
+        report = within(timeout_s + 0.05, probe) or unreachable(
+            settings.service, f"timed out after {timeout_s:g}s")
+    except ProbeFailedError as exc:
+        report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
     code = report.exit_code
     if unreachable_ok and report.state is State.UNREACHABLE:
         code = 0

@@ -89,35 +89,71 @@ def _outcome(value: Any) -> Status:
     return "degraded"
 
 
-def run_check(fn: CheckFn, timeout_s: float) -> CheckResult:
-    """Run one check in a daemon thread, bounded by ``timeout_s``; never raises."""
-    box: dict[str, Any] = {}
+class _Running:
+    """A check's thread and what it produced; kept while the thread runs."""
 
-    def target() -> None:
+    def __init__(self, fn: CheckFn) -> None:
+        self.box: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.thread = threading.Thread(target=self._run, args=(fn,), name="heartbeat-check",
+                                       daemon=True)
+
+    def _run(self, fn: CheckFn) -> None:
         try:
-            box["value"] = fn()
+            self.box["value"] = fn()
         except Exception as exc:
-            box["error"] = exc
+            self.box["error"] = exc
 
-    started = time.perf_counter()
-    thread = threading.Thread(target=target, name="heartbeat-check", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    if thread.is_alive():
-        return {"status": "degraded", "latency_ms": latency_ms,
-                "error": f"timed out after {timeout_s:g}s"}
-    if "error" in box:
-        exc = box["error"]
-        return {"status": "degraded", "latency_ms": latency_ms,
-                "error": redact(f"{type(exc).__name__}: {exc}")[:300]}
-    status = _outcome(box.get("value"))
-    result: CheckResult = {"status": status, "latency_ms": latency_ms}
-    if status == "degraded" and not isinstance(box.get("value"), str):
-        result["error"] = f"check returned {type(box.get('value')).__name__}, not bool or status"
-    return result
+    def result(self, timeout_s: float) -> CheckResult:
+        latency_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        if self.thread.is_alive():
+            return {"status": "degraded", "latency_ms": latency_ms,
+                    "error": f"timed out after {timeout_s:g}s"}
+        if "error" in self.box:
+            exc = self.box["error"]
+            return {"status": "degraded", "latency_ms": latency_ms,
+                    "error": redact(f"{type(exc).__name__}: {exc}")[:300]}
+        value = self.box.get("value")
+        status = _outcome(value)
+        result: CheckResult = {"status": status, "latency_ms": latency_ms}
+        if status == "degraded" and not isinstance(value, str):
+            result["error"] = f"check returned {type(value).__name__}, not bool or status"
+        return result
+
+
+_HUNG: dict[str, _Running] = {}
+"""Checks whose thread outlived its timeout: not started again until that thread ends, so a
+check stuck forever costs one thread, not one per heartbeat."""
+
+
+def run_checks(checks: dict[str, CheckFn], timeout_s: float) -> dict[str, CheckResult]:
+    """Run ``checks`` in parallel, all within one ``timeout_s`` deadline; never raises."""
+    results: dict[str, CheckResult] = {}
+    running: dict[str, _Running] = {}
+    for name, fn in checks.items():
+        hung = _HUNG.get(name)
+        if hung is not None and hung.thread.is_alive():
+            results[name] = {"status": "degraded", "latency_ms": 0.0,
+                             "error": "still running since an earlier heartbeat (hung)"}
+            continue
+        _HUNG.pop(name, None)
+        run = _Running(fn)
+        try:
+            run.thread.start()
+        except RuntimeError as exc:  # no thread can be started: report, don't fail the task
+            results[name] = {"status": "degraded", "latency_ms": 0.0,
+                             "error": f"could not start: {exc}"[:300]}
+            continue
+        running[name] = run
+    deadline = time.perf_counter() + timeout_s
+    for name, run in running.items():
+        run.thread.join(max(deadline - time.perf_counter(), 0))
+        results[name] = run.result(timeout_s)
+        if run.thread.is_alive():
+            _HUNG[name] = run
+    return {name: results[name] for name in checks}
 
 
 def run_user_checks(timeout_s: float) -> dict[str, CheckResult]:
-    """Run every registered check, one after another, each within ``timeout_s``."""
-    return {name: run_check(fn, timeout_s) for name, fn in registered_checks().items()}
+    """Run every registered check in parallel, all within one ``timeout_s`` deadline."""
+    return run_checks(registered_checks(), timeout_s)

@@ -29,7 +29,7 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
     ``sentinel://h1:26379,h2:26379/0?master=NAME`` asks the sentinels for the master.
     ``retries`` replaces redis-py's default retry on connection errors (0: fail at once).
     """
-    validate_url(url, source=source)
+    url = validate_url(url, source=source)
     common: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,

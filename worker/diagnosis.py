@@ -10,7 +10,8 @@ round trip, on the same Redis clock), name the most likely broken hop:
 | ``beat_down`` | beat's last publish is as overdue as the heartbeat (or never recorded) |
 | ``no_consumer`` | beat publishes on time but no worker runs the task (dead, stuck, or |
 | | not consuming the ``heartbeat`` queue) |
-| ``worker_slow`` | heartbeats land, but the last one's queue lag + run time exceeded an interval |
+| ``worker_slow`` | heartbeats wait over an interval in the queue (the worker discards them as |
+| | expired), or the last one's queue lag + run time exceeded an interval |
 | ``check_failed`` | the heartbeat is recent but a check said degraded or error |
 """
 
@@ -45,9 +46,25 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
     return data
 
 
+def parse_discard(raw: Any) -> dict[str, Any] | None:
+    """The worker's last-discard note as a dict, or None (never raises)."""
+    if not raw or isinstance(raw, BaseException) or len(raw) >= MAX_MARKER_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or type(data.get("published_at_ms")) is not int:
+        return None
+    if type(data.get("lag_ms")) not in (int, float):
+        return None
+    return data
+
+
 def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
              payload: dict[str, Any] | None, marker: dict[str, Any] | None,
-             thresholds: Thresholds | None) -> tuple[str | None, str]:
+             thresholds: Thresholds | None,
+             discard: dict[str, Any] | None = None) -> tuple[str | None, str]:
     """The broken hop and a short explanation; ``(None, "")`` when fresh or undecidable."""
     if state is State.FRESH or state is State.INVALID:
         return None, ""
@@ -60,10 +77,18 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     beat_on_time = beat_age_s is not None and beat_age_s <= late_after_s
     depth = None if marker is None else marker.get("queue_depth")
     queued = "" if depth is None else f", {depth} heartbeat(s) queued"
+    stale_after_s = thresholds.stale_after_s if thresholds else interval_s * 3
+    discarded_recently = (discard is not None and now_ms is not None
+                          and now_ms - discard["published_at_ms"] <= stale_after_s * 1000)
+    slow = ("worker_slow", "" if discard is None else
+            f"the worker runs heartbeats {discard['lag_ms'] / 1000:.1f}s after publish and "
+            "discards them as expired")
     if state is State.MISSING:
         if marker is None:
             return "never_seen", "no heartbeat and no publish by beat were ever recorded"
         if beat_on_time:
+            if discarded_recently:
+                return slow
             return "no_consumer", (f"beat published {beat_age_s:.1f}s ago{queued}, "
                                    "but no heartbeat was ever written")
         return "beat_down", f"beat last published {beat_age_s:.1f}s ago"
@@ -74,6 +99,8 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
         if beat_age_s is None:
             return "beat_down", "beat has recorded no publish"
         return "beat_down", f"beat last published {beat_age_s:.1f}s ago"
+    if discarded_recently:
+        return slow
     lag_ms = _number(payload.get("queue_lag_ms")) + _number(payload.get("duration_ms"))
     if lag_ms > interval_s * 1000:
         return "worker_slow", (f"the last heartbeat took {lag_ms / 1000:.1f}s from publish to "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from worker.diagnosis import MAX_MARKER_BYTES, parse_marker
+from worker.diagnosis import MAX_MARKER_BYTES, parse_discard, parse_marker
 from worker.keys import SERVICE_PATTERN, Keys
 from worker.payload import MAX_PAYLOAD_BYTES
 from worker.reader import (
@@ -27,11 +27,11 @@ from worker.states import SEVERITY
 from worker.urls import redact
 
 READ_MANY_SCRIPT = """
--- KEYS: latest, beat marker, latest, beat marker, ... ARGV[1] value cap, ARGV[2] marker cap
+-- KEYS: (latest, beat marker, discard note) per service. ARGV[1] value cap, ARGV[2] note cap
 local t = redis.call('TIME')
 local out = {t}
 local cap = tonumber(ARGV[1])
-for i = 1, #KEYS, 2 do
+for i = 1, #KEYS, 3 do
   -- One GETRANGE per key in the common case; the rare cases say what the key holds.
   local key = KEYS[i]
   local v = redis.pcall('GETRANGE', key, 0, cap)
@@ -44,9 +44,11 @@ for i = 1, #KEYS, 2 do
     if kind == 'string' then n = redis.call('STRLEN', key) end
     out[i + 1] = {kind, n}
   end
-  local m = redis.pcall('GETRANGE', KEYS[i + 1], 0, tonumber(ARGV[2]) - 1)
-  if type(m) ~= 'string' then m = '' end
-  out[i + 2] = m
+  for j = 1, 2 do
+    local m = redis.pcall('GETRANGE', KEYS[i + j], 0, tonumber(ARGV[2]) - 1)
+    if type(m) ~= 'string' then m = '' end
+    out[i + j + 1] = m
+  end
 end
 return out
 """
@@ -68,7 +70,8 @@ def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatRep
     """Judge several services from one script call; order follows ``services``."""
     if not services:
         return []
-    key_names = [name for s in services for name in (keys.latest(s), keys.beat(s))]
+    key_names = [name for s in services
+                 for name in (keys.latest(s), keys.beat(s), keys.discarded(s))]
     args: tuple[str | int, ...] = (READ_MANY_SCRIPT, len(key_names), *key_names,
                                    MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
     (reply,) = execute_many(client, [("EVAL_RO", *args)])
@@ -83,14 +86,15 @@ def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatRep
     gc.disable()
     try:
         rows = reply[1:]
-        for service, row, raw_marker in zip(services, rows[0::2], rows[1::2], strict=True):
-            marker = parse_marker(raw_marker)
+        for service, row, raw_marker, raw_discard in zip(services, rows[0::3], rows[1::3],
+                                                         rows[2::3], strict=True):
+            marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
             if isinstance(row, bytes | str):
-                reports.append(judge_value(service, now_ms, b"string", len(row), row,
-                                           marker=marker))
+                kind, length, value = b"string", len(row), row
             else:  # [type, length]: missing, another type, empty or oversized
-                reports.append(judge_value(service, now_ms, row[0], row[1], b"",
-                                           marker=marker))
+                kind, length, value = row[0], row[1], b""
+            reports.append(judge_value(service, now_ms, kind, length, value, marker=marker,
+                                       discard=discard))
     finally:
         if gc_was_enabled:
             gc.enable()

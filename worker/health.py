@@ -98,7 +98,9 @@ def run_health(client: redis.Redis, store: HeartbeatStore, settings: Settings, *
     started_ms = local_start_ms + offset_ms
     if (published_at_ms is not None and expires_ms is not None
             and started_ms - published_at_ms > expires_ms):
-        return Discarded(round(started_ms - published_at_ms, 3))
+        lag_ms = round(started_ms - published_at_ms, 3)
+        store.record_discard(settings.service, published_at_ms=published_at_ms, lag_ms=lag_ms)
+        return Discarded(lag_ms)
     checks: dict[str, CheckResult] = {"redis": store_result}
     checks.update(run_user_checks(min(DEFAULT_CHECK_TIMEOUT_S, settings.interval_s)))
     queue = None if backlog is None else backlog(time.time() * 1000 + offset_ms)

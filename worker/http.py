@@ -95,7 +95,7 @@ def health_response(report: HeartbeatReport) -> HealthResponse:
     payload = report.payload
     working = report.state in (State.FRESH, State.LATE) and payload is not None
     if payload is not None:
-        timestamp = datetime.fromisoformat(payload["timestamp"])
+        timestamp = datetime.fromtimestamp(payload["ts_ms"] / 1000, tz=UTC)
     elif report.now_ms is not None:
         timestamp = datetime.fromtimestamp(report.now_ms / 1000, tz=UTC)
     else:

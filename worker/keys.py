@@ -5,6 +5,7 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
     petsage:hb:{petsage}           latest payload (string, JSON, TTL = retention)
     petsage:hb:{petsage}:history   stream, one entry per heartbeat, capped
     petsage:hb:{petsage}:beat      beat's last publish of the heartbeat task (string, JSON)
+    petsage:hb:{petsage}:discarded the last heartbeat a worker discarded as expired (JSON)
     petsage:hb:index               sorted set: member = service, score = last ts_ms
     petsage:hb:events              pub/sub channel: each payload as published
 
@@ -91,6 +92,10 @@ class Keys:
     def beat(self, service: str) -> str:
         """The beat marker of ``service``: beat's last publish of the heartbeat task."""
         return self._join("{" + validate_service(service) + "}", "beat")
+
+    def discarded(self, service: str) -> str:
+        """The last heartbeat of ``service`` the worker discarded as expired (string, JSON)."""
+        return self._join("{" + validate_service(service) + "}", "discarded")
 
     @property
     def index(self) -> str:

@@ -8,6 +8,7 @@ where time went on the way (hop times, ``queue_lag_ms``, ``duration_ms``).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
 SCHEMA = 1
@@ -111,8 +112,16 @@ def payload_problem(data: Any, service: str) -> str | None:
         return f"payload is for service {data['service'][:64]!r}, not {service!r}"
     if data["status"] not in STATUSES:
         return f"payload status {data['status'][:20]!r} is not one of {', '.join(STATUSES)}"
-    if not 0 <= data["ts_ms"] < 2**53 or data["seq"] < 1:
+    if not 0 <= data["ts_ms"] < 2**53 or not 1 <= data["seq"] < 2**53:
         return "payload ts_ms or seq is out of range"
+    return _detail_problem(data)
+
+
+def _detail_problem(data: dict[str, Any]) -> str | None:
+    try:
+        datetime.fromisoformat(data["timestamp"])
+    except ValueError:
+        return "payload timestamp is not ISO-8601"
     if not (0 < data["interval_s"] < 1e9 and data["interval_s"] <= data["stale_after_s"] < 1e9):
         return "payload interval_s/stale_after_s are out of range"
     for name in ("queue_lag_ms", "duration_ms", "clock_offset_ms"):

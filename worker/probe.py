@@ -45,8 +45,7 @@ class ProbeClient:
     """Sends a batch of commands in one round trip; implements ``reader.CommandClient``."""
 
     def __init__(self, url: str, *, timeout_s: float, source: str = "--redis") -> None:
-        validate_url(url, source=source, schemes=("redis", "rediss"))
-        parts = urlsplit(url)
+        parts = urlsplit(validate_url(url, source=source, schemes=("redis", "rediss")))
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -85,8 +84,18 @@ class ProbeClient:
             raise ProbeError(f"TLS certificate of {self.host}:{self.port} was not trusted "
                              f"({exc.verify_message}); pass ?ssl_ca_certs=/path/ca.pem") from None
 
-    def execute_many(self, commands: Sequence[Command]) -> list[Any]:
-        """Connect (AUTH and SELECT in the same round trip), send ``commands``, read replies."""
+    def execute_many(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
+        """Connect (AUTH and SELECT in the same round trip), send ``commands``, read replies.
+
+        ``atomic`` wraps the commands in MULTI/EXEC (still one round trip).
+        """
+        if atomic:
+            replies = self.execute_many([("MULTI",), *commands, ("EXEC",)])
+            result = replies[-1]
+            if isinstance(result, list):
+                return result
+            error = result if isinstance(result, ReplyError) else ReplyError("EXEC aborted")
+            return [error] * len(commands)
         deadline = time.monotonic() + self.timeout_s
         prelude: list[Command] = []
         if self.password is not None:

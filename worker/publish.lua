@@ -11,9 +11,9 @@ local seq = 1
 local old = redis.pcall('GET', KEYS[1])
 if type(old) == 'string' then
   -- The store always writes seq and ts_ms first, so an anchored match reads them back;
-  -- a value that is not ours does not match and is simply replaced.
+  -- a value that is not ours (or has absurd numbers) does not match and is replaced.
   local old_seq, old_ts = string.match(old, '^{"seq":(%d+),"ts_ms":(%d+),')
-  if old_seq then
+  if old_seq and #old_seq <= 15 and #old_ts <= 15 then
     old_seq = tonumber(old_seq)
     old_ts = tonumber(old_ts)
     if old_ts > now and old_ts <= now + tonumber(ARGV[6]) then

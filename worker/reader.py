@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
-from worker.diagnosis import MAX_MARKER_BYTES, diagnose, parse_marker
+from worker.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
 from worker.settings import LATE_FACTOR
@@ -30,16 +30,20 @@ Command = tuple[str | bytes | int | float, ...]
 class CommandClient(Protocol):
     """A client that sends several commands in one round trip and returns their replies."""
 
-    def execute_many(self, commands: Sequence[Command]) -> list[Any]:
-        """Send ``commands`` pipelined; return one reply (or exception instance) each."""
+    def execute_many(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
+        """Send ``commands`` pipelined (in MULTI/EXEC if ``atomic``); one reply each."""
         ...
 
 
-def execute_many(client: Any, commands: Sequence[Command]) -> list[Any]:
-    """Run ``commands`` in one round trip on a ``CommandClient`` or a redis-py client."""
+def execute_many(client: Any, commands: Sequence[Command], *,
+                 atomic: bool = False) -> list[Any]:
+    """Run ``commands`` in one round trip on a ``CommandClient`` or a redis-py client.
+
+    ``atomic`` wraps them in MULTI/EXEC, so that no write lands between them.
+    """
     if isinstance(client, CommandClient):
-        return client.execute_many(commands)
-    pipe = client.pipeline(transaction=False)
+        return client.execute_many(commands, atomic=atomic)
+    pipe = client.pipeline(transaction=atomic)
     for command in commands:
         pipe.execute_command(*command)
     return cast(list[Any], pipe.execute(raise_on_error=False))
@@ -99,7 +103,8 @@ def read_commands(keys: Keys, service: str) -> list[Command]:
     """The commands ``read_heartbeat`` sends, for callers that batch them with others."""
     key = keys.latest(service)
     return [("TIME",), ("TYPE", key), ("STRLEN", key), ("GETRANGE", key, 0, MAX_PAYLOAD_BYTES - 1),
-            ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1)]
+            ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
+            ("GETRANGE", keys.discarded(service), 0, MAX_MARKER_BYTES - 1)]
 
 
 def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = None,
@@ -110,8 +115,10 @@ def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = 
         if isinstance(reply, BaseException):
             return unreachable(service, f"Redis refused the read: {redact(str(reply))[:200]}")
     marker = parse_marker(replies[4]) if len(replies) > 4 else None
+    discard = parse_discard(replies[5]) if len(replies) > 5 else None
     return judge_value(service, redis_time_ms(time_reply), type_reply, strlen_reply, value,
-                       late_after_s=late_after_s, stale_after_s=stale_after_s, marker=marker)
+                       late_after_s=late_after_s, stale_after_s=stale_after_s, marker=marker,
+                       discard=discard)
 
 
 def unreachable(service: str, reason: str) -> HeartbeatReport:
@@ -121,12 +128,13 @@ def unreachable(service: str, reason: str) -> HeartbeatReport:
 
 def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, value: Any, *,
                 late_after_s: float | None = None, stale_after_s: float | None = None,
-                marker: dict[str, Any] | None = None) -> HeartbeatReport:
+                marker: dict[str, Any] | None = None,
+                discard: dict[str, Any] | None = None) -> HeartbeatReport:
     """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock)."""
     kind = _text(type_reply)
     if kind == "none":
         diagnosis, why = diagnose(State.MISSING, now_ms=now_ms, age_s=None, payload=None,
-                                  marker=marker, thresholds=None)
+                                  marker=marker, thresholds=None, discard=discard)
         return HeartbeatReport(service, State.MISSING,
                                f"no heartbeat stored for this service; {diagnosis}: {why}",
                                now_ms=now_ms, diagnosis=diagnosis, beat=marker)
@@ -165,7 +173,7 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
     diagnosis = None
     if state is not State.FRESH:
         diagnosis, why = diagnose(state, now_ms=now_ms, age_s=age_s, payload=data,
-                                  marker=marker, thresholds=thresholds)
+                                  marker=marker, thresholds=thresholds, discard=discard)
         reason = f"{reason}; {diagnosis}: {why}"
     return HeartbeatReport(service, state, reason, age_s=age_s, thresholds=thresholds,
                            payload=payload, now_ms=now_ms, diagnosis=diagnosis, beat=marker)
@@ -206,7 +214,7 @@ def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
     keys = keys or Keys()
     started = time.monotonic()
     try:
-        replies = execute_many(client, read_commands(keys, service))
+        replies = execute_many(client, read_commands(keys, service), atomic=True)
     except UnicodeDecodeError:
         return HeartbeatReport(service, State.INVALID,
                                "stored value is not UTF-8 (and the client decodes replies)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker.check import positive_seconds, within
+from worker.check import ProbeFailedError, positive_seconds, within
 from worker.errors import ConfigError
 from worker.fleet import read_fleet
 from worker.reader import HeartbeatReport, read_heartbeat, unreachable
@@ -31,8 +31,11 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
         finally:
             client.close()
 
-    result = within(timeout_s * 2 + 0.05, read) or unreachable(
-        "*", f"timed out after {timeout_s:g}s")
+    try:
+        result = within(timeout_s + 0.05, read) or unreachable(
+            "*", f"timed out after {timeout_s:g}s")
+    except ProbeFailedError as exc:
+        result = unreachable("*", f"Redis could not be asked: {exc}"[:300])
     reports = [result] if isinstance(result, HeartbeatReport) else result
     if as_json:
         print(json.dumps([summary(r) for r in reports]))

@@ -59,6 +59,15 @@ class HeartbeatStore:
         self._history_len = history_len
         self._script = client.register_script(PUBLISH_SCRIPT)
 
+    def record_discard(self, service: str, *, published_at_ms: float, lag_ms: float) -> None:
+        """Note that a heartbeat waited ``lag_ms`` in the queue and was discarded.
+
+        Readers use it to tell a slow or backlogged worker from one that consumes nothing.
+        """
+        value = json.dumps({"published_at_ms": round(published_at_ms),
+                            "lag_ms": round(lag_ms, 3)}, separators=(",", ":"))
+        self._client.set(self._keys.discarded(service), value, px=self._retention_ms)
+
     def publish(self, service: str, body: dict[str, Any]) -> PublishResult:
         """Write one heartbeat of ``service``; ``body`` is the payload minus the stamped fields."""
         validate_service(service)

@@ -94,7 +94,7 @@ def health(self: Any) -> None:
             published_at_ms=_header(self.request, PUBLISHED_AT_HEADER),
             expires_ms=_header(self.request, EXPIRES_HEADER), backlog=_backlog,
         )
-    except redis.RedisError as exc:
+    except Exception as exc:  # store down, time limit, oversized payload: log once, go on
         _note(redact(f"{type(exc).__name__}: {exc}"))
         return
     if isinstance(result, Discarded):

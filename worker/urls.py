@@ -9,7 +9,7 @@ also be ``amqp://``/``amqps://``/``pyamqp://`` (RabbitMQ), which is kombu's busi
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from worker.errors import ConfigError
 
@@ -19,7 +19,22 @@ REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
 """Schemes accepted for ``CELERY_BROKER_URL``."""
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;#\s]*")
+
+
+def _redact_one(match: re.Match[str]) -> str:
+    url = match.group(0)
+    scheme, _, rest = url.partition("://")
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
+              default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)  # the last @ ends the userinfo, as urlsplit
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    return f"{scheme}://{netloc}{_PASSWORD_PARAM.sub(lambda m: m.group(1) + '***', tail)}"
 
 
 def redact(text: str) -> str:
@@ -27,8 +42,9 @@ def redact(text: str) -> str:
 
     Used on every URL and every error message before it reaches a log line, the CLI or an
     HTTP response, so a password can't leak through an exception from a client library.
+    Covers any scheme case, an ``@`` inside the password, and ``?password=`` parameters.
     """
-    return _PASSWORD_IN_URL.sub(lambda m: m.group("head") + "***", text)
+    return _URL_IN_TEXT.sub(_redact_one, text)
 
 
 def _port_ok(netloc_part: str, source: str, url: str) -> None:
@@ -56,28 +72,31 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
         raise ConfigError(
             f"{source} {redact(url)!r} is not a URL ({exc}); accepted: {accepted}"
         ) from None
-    if parts.scheme not in schemes:
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
         raise ConfigError(
-            f"{source} has unknown scheme {parts.scheme + '://' if parts.scheme else 'none'} "
+            f"{source} has unknown scheme {scheme + '://' if scheme else 'none'} "
             f"in {redact(url)!r}; accepted: {accepted}"
         )
     hostpart = parts.netloc.rpartition("@")[2]
     if not hostpart:
         raise ConfigError(f"{source} {redact(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
-    for one in hostpart.split(",") if parts.scheme == "sentinel" else [hostpart]:
+    for one in hostpart.split(",") if scheme == "sentinel" else [hostpart]:
         _port_ok(one, source, url)
-    if parts.scheme in REDIS_SCHEMES:
+    if scheme in REDIS_SCHEMES:
         db = parts.path.strip("/")
         if db and not (db.isdigit() and int(db) < 1_000_000):
             raise ConfigError(
                 f"{source} {redact(url)!r} has a bad database {db!r}; accepted: a number, e.g. /0"
             )
-    if parts.scheme == "sentinel" and "master=" not in parts.query:
+    if scheme == "sentinel" and not re.fullmatch(
+            r"[A-Za-z0-9._-]{1,64}", (parse_qs(parts.query).get("master") or [""])[-1]):
         raise ConfigError(
-            f"{source} {redact(url)!r} names no master; "
+            f"{source} {redact(url)!r} names no valid master; "
             "accepted: sentinel://host:26379,host2:26379/0?master=mymaster"
         )
-    return url
+    # One spelling downstream: the scheme in lower case (urlsplit accepts REDIS:// too).
+    return scheme + url[len(parts.scheme):]
 
 
 def tls_options(url: str) -> dict[str, object]:
@@ -89,7 +108,6 @@ def tls_options(url: str) -> dict[str, object]:
     ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile``.
     """
     import ssl
-    from urllib.parse import parse_qs
 
     query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
     reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
@@ -111,8 +129,6 @@ def kombu_sentinel(url: str) -> tuple[str, str]:
     master name in ``broker_transport_options``; one URL format for both the broker and
     the store is easier to get right, so the Celery config translates.
     """
-    from urllib.parse import parse_qs
-
     parts = urlsplit(url)
     auth, _, hosts = parts.netloc.rpartition("@")
     prefix = f"{auth}@" if auth else ""
