@@ -6,7 +6,7 @@ client (``worker.probe``) so that it doesn't pay for importing redis-py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from worker.urls import validate_url
+from worker.urls import is_cluster, validate_url, without_param
 
 HEALTH_CHECK_INTERVAL_S = 15
 """An idle pooled connection is PINGed before reuse after this long (catches half-open ones)."""
@@ -27,6 +27,7 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
     ``rediss://`` verifies the server certificate unless the URL says
     ``ssl_cert_reqs=none``; pass a CA bundle with ``?ssl_ca_certs=/path/ca.pem``.
     ``sentinel://h1:26379,h2:26379/0?master=NAME`` asks the sentinels for the master.
+    ``redis://node:7000/0?cluster=true`` is a Redis Cluster (``RedisCluster``).
     ``retries`` replaces redis-py's default retry on connection errors (0: fail at once).
     """
     url = validate_url(url, source=source)
@@ -40,6 +41,12 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
     if retries is not None:
         common["retry"] = Retry(NoBackoff(), retries)
     parts = urlsplit(url)
+    if is_cluster(url):
+        from redis.cluster import RedisCluster
+
+        # Not a subclass of redis.Redis, but it speaks the same commands (and scripts,
+        # pipelines, pub/sub) for everything this package sends.
+        return cast(redis.Redis, RedisCluster.from_url(without_param(url, "cluster"), **common))
     if parts.scheme != "sentinel":
         return redis.Redis.from_url(url, **common)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

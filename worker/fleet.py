@@ -24,6 +24,7 @@ from worker.reader import (
     unreachable,
 )
 from worker.states import SEVERITY
+from worker.store_shape import is_cluster_client
 from worker.urls import redact
 
 READ_MANY_SCRIPT = """
@@ -66,26 +67,19 @@ def fleet_services(client: Any, keys: Keys) -> list[str]:
     return [name for name in map(_text, members) if SERVICE_PATTERN.fullmatch(name)]
 
 
-def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatReport]:
-    """Judge several services from one script call; order follows ``services``."""
-    if not services:
-        return []
+def _script_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
     key_names = [name for s in services
                  for name in (keys.latest(s), keys.beat(s), keys.discarded(s))]
-    args: tuple[str | int, ...] = (READ_MANY_SCRIPT, len(key_names), *key_names,
-                                   MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
-    (reply,) = execute_many(client, [("EVAL_RO", *args)])
-    if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
-        (reply,) = execute_many(client, [("EVAL", *args)])
-    if isinstance(reply, BaseException):
-        raise reply
-    now_ms = redis_time_ms(reply[0])
+    return (READ_MANY_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
+
+
+def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
+                **thresholds: float | None) -> list[HeartbeatReport]:
     reports = []
     # Judging allocates thousands of dicts and no cycles: the cyclic GC would only rescan them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        rows = reply[1:]
         for service, row, raw_marker, raw_discard in zip(services, rows[0::3], rows[1::3],
                                                          rows[2::3], strict=True):
             marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
@@ -94,11 +88,43 @@ def read_many(client: Any, services: list[str], keys: Keys) -> list[HeartbeatRep
             else:  # [type, length]: missing, another type, empty or oversized
                 kind, length, value = row[0], row[1], b""
             reports.append(judge_value(service, now_ms, kind, length, value, marker=marker,
-                                       discard=discard))
+                                       discard=discard, **thresholds))
     finally:
         if gc_was_enabled:
             gc.enable()
     return reports
+
+
+def read_many(client: Any, services: list[str], keys: Keys, *,
+              late_after_s: float | None = None,
+              stale_after_s: float | None = None) -> list[HeartbeatReport]:
+    """Judge several services; order follows ``services``.
+
+    One script call for all of them; on a Redis Cluster, where one script can't span
+    slots, one script call per service, pipelined (one round trip per node), each with
+    the clock of the node that holds that service's keys.
+    """
+    if not services:
+        return []
+    thresholds = {"late_after_s": late_after_s, "stale_after_s": stale_after_s}
+    if is_cluster_client(client):
+        replies = execute_many(client, [("EVAL_RO", *_script_args([s], keys))
+                                        for s in services])
+        reports = []
+        for service, reply in zip(services, replies, strict=True):
+            if isinstance(reply, BaseException):
+                reports.append(unreachable(service, f"Redis refused the read: "
+                                                    f"{redact(str(reply))[:200]}"))
+                continue
+            reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], **thresholds)
+        return reports
+    args = _script_args(services, keys)
+    (reply,) = execute_many(client, [("EVAL_RO", *args)])
+    if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
+        (reply,) = execute_many(client, [("EVAL", *args)])
+    if isinstance(reply, BaseException):
+        raise reply
+    return _judge_rows(services, redis_time_ms(reply[0]), reply[1:], **thresholds)
 
 
 def read_fleet(client: Any, keys: Keys) -> list[HeartbeatReport] | HeartbeatReport:

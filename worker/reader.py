@@ -21,6 +21,7 @@ from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
 from worker.settings import LATE_FACTOR
 from worker.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
+from worker.store_shape import is_cluster_client
 from worker.urls import redact
 
 Command = tuple[str | bytes | int | float, ...]
@@ -213,6 +214,14 @@ def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
     validate_service(service)
     keys = keys or Keys()
     started = time.monotonic()
+    if is_cluster_client(client):  # one read-only script on the node that owns the slot
+        from worker.fleet import read_many
+
+        try:
+            return read_many(client, [service], keys, late_after_s=late_after_s,
+                             stale_after_s=stale_after_s)[0]
+        except Exception as exc:  # the reader reports, never raises
+            return unreachable(service, f"Redis could not be asked: {redact(str(exc))[:200]}")
     try:
         replies = execute_many(client, read_commands(keys, service), atomic=True)
     except UnicodeDecodeError:

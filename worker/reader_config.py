@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.keys import validate_prefix, validate_service
 from worker.settings import Settings
-from worker.urls import validate_url
+from worker.urls import is_cluster, validate_url
 
 
 def reader_settings(*, redis_url: str | None = None, service: str | None = None,
@@ -29,8 +29,8 @@ def reader_settings(*, redis_url: str | None = None, service: str | None = None,
 
 
 def reader_client(url: str, timeout_s: float) -> Any:
-    """A client for the reader: the small probe client, or redis-py for Sentinel."""
-    if url.startswith("sentinel://"):
+    """A client for the reader: the small probe client, or redis-py for Sentinel/Cluster."""
+    if url.startswith("sentinel://") or is_cluster(url):
         from worker.clients import make_client
 
         return make_client(url, timeout_s=timeout_s, source="--redis")

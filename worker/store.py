@@ -17,6 +17,7 @@ from worker.errors import PayloadTooLargeError
 from worker.keys import Keys, validate_service
 from worker.payload import MAX_PAYLOAD_BYTES
 from worker.states import FUTURE_TOLERANCE_MS
+from worker.store_shape import is_cluster_client
 
 if TYPE_CHECKING:
     import redis
@@ -58,6 +59,9 @@ class HeartbeatStore:
         self._retention_ms = int(retention_s * 1000)
         self._history_len = history_len
         self._script = client.register_script(PUBLISH_SCRIPT)
+        #: On a Redis Cluster the fleet index lives in another slot than the service's
+        #: keys, so the script can't touch it: it is updated by a second command.
+        self._cluster = is_cluster_client(client)
 
     def record_discard(self, service: str, *, published_at_ms: float, lag_ms: float) -> None:
         """Note that a heartbeat waited ``lag_ms`` in the queue and was discarded.
@@ -76,8 +80,9 @@ class HeartbeatStore:
         text = encode_body(body)
         lag = body.get("queue_lag_ms")
         depth = (body.get("backlog") or {}).get("depth")
+        keys = [self._keys.latest(service), self._keys.history(service)]
         reply = self._script(
-            keys=[self._keys.latest(service), self._keys.history(service), self._keys.index],
+            keys=keys if self._cluster else [*keys, self._keys.index],
             args=[
                 text, service, self._retention_ms, self._history_len, self._keys.events,
                 FUTURE_TOLERANCE_MS, body.get("status", "ok"),
@@ -86,4 +91,6 @@ class HeartbeatStore:
             ],
         )
         accepted, seq, ts_ms = (int(x) for x in reply)
+        if self._cluster and accepted:
+            self._client.zadd(self._keys.index, {service: ts_ms}, gt=True)
         return PublishResult(bool(accepted), seq, ts_ms)

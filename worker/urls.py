@@ -95,6 +95,13 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
             f"{source} {redact(url)!r} names no valid master; "
             "accepted: sentinel://host:26379,host2:26379/0?master=mymaster"
         )
+    cluster = (parse_qs(parts.query).get("cluster") or ["false"])[-1].lower()
+    if cluster not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{source} {redact(url)!r} has cluster={cluster!r}; accepted: "
+                          "cluster=true or cluster=false")
+    if is_cluster(url) and (scheme == "sentinel" or parts.path.strip("/") not in ("", "0")):
+        raise ConfigError(f"{source} {redact(url)!r}: a Redis Cluster has only database 0 "
+                          "and no Sentinel; e.g. redis://node1:7000/0?cluster=true")
     # One spelling downstream: the scheme in lower case (urlsplit accepts REDIS:// too).
     return scheme + url[len(parts.scheme):]
 
@@ -135,3 +142,18 @@ def kombu_sentinel(url: str) -> tuple[str, str]:
     db = parts.path or "/0"
     urls = ";".join(f"sentinel://{prefix}{host}{db}" for host in hosts.split(","))
     return urls, parse_qs(parts.query)["master"][-1]
+
+
+def is_cluster(url: str) -> bool:
+    """True when the URL says ``cluster=true``: the store is a Redis Cluster."""
+    values = parse_qs(urlsplit(url).query).get("cluster") or ["false"]
+    return values[-1].lower() in ("true", "1", "yes")
+
+
+def without_param(url: str, name: str) -> str:
+    """``url`` without the query parameter ``name`` (for clients that would reject it)."""
+    from urllib.parse import urlencode
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, vs in parse_qs(parts.query).items() for v in vs if k != name]
+    return parts._replace(query=urlencode(query)).geturl()

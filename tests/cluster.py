@@ -1,0 +1,52 @@
+"""A 3-master Redis Cluster on loopback ports, made with redis-server and redis-cli."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import redis
+
+from tests.helpers import free_port, require_binary, wait_for
+
+
+class RedisClusterSet:
+    """Three masters, no replicas, all 16384 slots assigned."""
+
+    def __init__(self) -> None:
+        server, cli = require_binary("redis-server"), require_binary("redis-cli")
+        self.dir = Path(tempfile.mkdtemp(prefix="petsage-cluster-"))
+        self.ports = [free_port() for _ in range(3)]
+        self.procs = [
+            subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000",
+                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for port in self.ports
+        ]
+        wait_for(lambda: all(self._node(p).ping() for p in self.ports), 15, what="nodes up")
+        subprocess.run([cli, "--cluster", "create",
+                        *(f"127.0.0.1:{port}" for port in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        wait_for(self._ok, 30, what="cluster_state:ok on every node")
+
+    def _node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2)
+
+    def _ok(self) -> bool:
+        return all(b"cluster_state:ok" in self._node(p).execute_command("CLUSTER", "INFO")
+                   for p in self.ports)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0?cluster=true"
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
