@@ -172,8 +172,7 @@ def test_probe_client_auth_with_password_and_acl_user(tmp_path: Path) -> None:
         admin = server.client(password="s3cret-pw")
         publish(admin)
         admin.execute_command("ACL", "SETUSER", "reader", "on", ">reader-pw", "~petsage:hb:*",
-                              "+@read", "+time", "+type", "+strlen", "+getrange", "+multi",
-                              "+exec")
+                              "+@read", "+time", "+type", "+strlen", "+getrange", "+eval_ro")
         port = server.port
         for url in (f"redis://:s3cret-pw@127.0.0.1:{port}/0",
                     f"redis://reader:reader-pw@127.0.0.1:{port}/0"):

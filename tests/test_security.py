@@ -39,7 +39,7 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat", "~
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
               "+type", "+exists", "+time", "+zrange", "+xrevrange", "+eval_ro", "+subscribe",
-              "+unsubscribe", "+multi", "+exec")
+              "+unsubscribe")
 
 
 def _get(url: str) -> str:

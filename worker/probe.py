@@ -84,18 +84,8 @@ class ProbeClient:
             raise ProbeError(f"TLS certificate of {self.host}:{self.port} was not trusted "
                              f"({exc.verify_message}); pass ?ssl_ca_certs=/path/ca.pem") from None
 
-    def execute_many(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
-        """Connect (AUTH and SELECT in the same round trip), send ``commands``, read replies.
-
-        ``atomic`` wraps the commands in MULTI/EXEC (still one round trip).
-        """
-        if atomic:
-            replies = self.execute_many([("MULTI",), *commands, ("EXEC",)])
-            result = replies[-1]
-            if isinstance(result, list):
-                return result
-            error = result if isinstance(result, ReplyError) else ReplyError("EXEC aborted")
-            return [error] * len(commands)
+    def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        """Connect (AUTH and SELECT in the same round trip), send ``commands``, read replies."""
         deadline = time.monotonic() + self.timeout_s
         prelude: list[Command] = []
         if self.password is not None:

@@ -1,8 +1,9 @@
 """Read one heartbeat and say what state it is in. Never raises; imports no Celery.
 
-One round trip asks for the server's ``TIME``, the key's ``TYPE``, its ``STRLEN`` and at
-most the first 16 KiB of it (``GETRANGE``), so the age comes from the same clock that
-stamped the heartbeat, and a huge or hostile value costs the reader nothing.
+One read-only script call (``EVAL_RO``) returns the server's ``TIME``, at most the first
+16 KiB of the value (``GETRANGE``; the type and length instead when it is missing, of
+another type or too long), beat's marker and the worker's discard note: one round trip,
+atomic, on the clock that stamped the heartbeat; a huge or hostile value costs nothing.
 
 ``client`` may be a redis-py client (sync) or any object with
 ``execute_many(commands) -> list`` (the probe's own small client), whose replies are the
@@ -11,6 +12,7 @@ raw values or exception instances for error replies.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Sequence
@@ -31,20 +33,16 @@ Command = tuple[str | bytes | int | float, ...]
 class CommandClient(Protocol):
     """A client that sends several commands in one round trip and returns their replies."""
 
-    def execute_many(self, commands: Sequence[Command], *, atomic: bool = False) -> list[Any]:
-        """Send ``commands`` pipelined (in MULTI/EXEC if ``atomic``); one reply each."""
+    def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+        """Send ``commands`` pipelined; return one reply (or exception instance) each."""
         ...
 
 
-def execute_many(client: Any, commands: Sequence[Command], *,
-                 atomic: bool = False) -> list[Any]:
-    """Run ``commands`` in one round trip on a ``CommandClient`` or a redis-py client.
-
-    ``atomic`` wraps them in MULTI/EXEC, so that no write lands between them.
-    """
+def execute_many(client: Any, commands: Sequence[Command]) -> list[Any]:
+    """Run ``commands`` in one round trip on a ``CommandClient`` or a redis-py client."""
     if isinstance(client, CommandClient):
-        return client.execute_many(commands, atomic=atomic)
-    pipe = client.pipeline(transaction=atomic)
+        return client.execute_many(commands)
+    pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
     return cast(list[Any], pipe.execute(raise_on_error=False))
@@ -98,28 +96,6 @@ def _text(value: Any) -> str:
 
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def read_commands(keys: Keys, service: str) -> list[Command]:
-    """The commands ``read_heartbeat`` sends, for callers that batch them with others."""
-    key = keys.latest(service)
-    return [("TIME",), ("TYPE", key), ("STRLEN", key), ("GETRANGE", key, 0, MAX_PAYLOAD_BYTES - 1),
-            ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
-            ("GETRANGE", keys.discarded(service), 0, MAX_MARKER_BYTES - 1)]
-
-
-def judge(service: str, replies: Sequence[Any], *, late_after_s: float | None = None,
-          stale_after_s: float | None = None) -> HeartbeatReport:
-    """Turn the replies to ``read_commands`` into a report (pure: no I/O)."""
-    time_reply, type_reply, strlen_reply, value = replies[:4]
-    for reply in (time_reply, type_reply):
-        if isinstance(reply, BaseException):
-            return unreachable(service, f"Redis refused the read: {redact(str(reply))[:200]}")
-    marker = parse_marker(replies[4]) if len(replies) > 4 else None
-    discard = parse_discard(replies[5]) if len(replies) > 5 else None
-    return judge_value(service, redis_time_ms(time_reply), type_reply, strlen_reply, value,
-                       late_after_s=late_after_s, stale_after_s=stale_after_s, marker=marker,
-                       discard=discard)
 
 
 def unreachable(service: str, reason: str) -> HeartbeatReport:
@@ -201,29 +177,114 @@ def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds
     return f"last heartbeat {age_s:.1f}s ago"
 
 
+READ_SCRIPT = """
+-- KEYS: (latest, beat marker, discard note) per service. ARGV[1] value cap, ARGV[2] note cap
+local t = redis.call('TIME')
+local out = {t}
+local cap = tonumber(ARGV[1])
+for i = 1, #KEYS, 3 do
+  -- One GETRANGE per key in the common case; the rare cases say what the key holds.
+  local key = KEYS[i]
+  local v = redis.pcall('GETRANGE', key, 0, cap)
+  if type(v) == 'string' and #v > 0 and #v <= cap then
+    out[i + 1] = v
+  else
+    local kind = redis.call('TYPE', key)
+    if type(kind) == 'table' then kind = kind['ok'] end
+    local n = 0
+    if kind == 'string' then n = redis.call('STRLEN', key) end
+    out[i + 1] = {kind, n}
+  end
+  for j = 1, 2 do
+    local m = redis.pcall('GETRANGE', KEYS[i + j], 0, tonumber(ARGV[2]) - 1)
+    if type(m) ~= 'string' then m = '' end
+    out[i + j + 1] = m
+  end
+end
+return out
+"""
+"""Returns the server's TIME, then per service: the value (or [type, length] when missing,
+of another type, empty or oversized), beat's marker and the worker's discard note."""
+
+
+def _script_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
+    key_names = [name for s in services
+                 for name in (keys.latest(s), keys.beat(s), keys.discarded(s))]
+    return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
+
+
+def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
+                **thresholds: float | None) -> list[HeartbeatReport]:
+    reports = []
+    # Judging allocates thousands of dicts and no cycles: the cyclic GC would only rescan them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for service, row, raw_marker, raw_discard in zip(services, rows[0::3], rows[1::3],
+                                                         rows[2::3], strict=True):
+            marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
+            if isinstance(row, bytes | str):
+                kind, length, value = b"string", len(row), row
+            else:  # [type, length]: missing, another type, empty or oversized
+                kind, length, value = row[0], row[1], b""
+            reports.append(judge_value(service, now_ms, kind, length, value, marker=marker,
+                                       discard=discard, **thresholds))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return reports
+
+
+def read_many(client: Any, services: list[str], keys: Keys, *,
+              late_after_s: float | None = None,
+              stale_after_s: float | None = None) -> list[HeartbeatReport]:
+    """Judge several services; order follows ``services``.
+
+    One script call for all of them; on a Redis Cluster, where one script can't span
+    slots, one script call per service, pipelined (one round trip per node), each with
+    the clock of the node that holds that service's keys.
+    """
+    if not services:
+        return []
+    thresholds = {"late_after_s": late_after_s, "stale_after_s": stale_after_s}
+    if is_cluster_client(client):
+        replies = execute_many(client, [("EVAL_RO", *_script_args([s], keys))
+                                        for s in services])
+        reports = []
+        for service, reply in zip(services, replies, strict=True):
+            if isinstance(reply, BaseException):
+                reports.append(unreachable(service, f"Redis refused the read: "
+                                                    f"{redact(str(reply))[:200]}"))
+                continue
+            reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], **thresholds)
+        return reports
+    args = _script_args(services, keys)
+    (reply,) = execute_many(client, [("EVAL_RO", *args)])
+    if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
+        (reply,) = execute_many(client, [("EVAL", *args)])
+    if isinstance(reply, BaseException):
+        raise reply
+    return _judge_rows(services, redis_time_ms(reply[0]), reply[1:], **thresholds)
+
+
 def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
                    late_after_s: float | None = None,
                    stale_after_s: float | None = None) -> HeartbeatReport:
     """Read ``service``'s heartbeat and judge it on the Redis clock.
 
-    Thresholds come from the payload's own ``interval_s``/``stale_after_s`` unless given.
-    Returns a report for every outcome: bad data is ``invalid``, a dead or slow
-    connection is ``unreachable`` (the client's own timeouts bound the wait).
-    An invalid ``service`` name raises ``ConfigError``: that is the caller's bug, not data.
+    One read-only script call (``EVAL_RO``): atomic, one round trip, and the clock it reads
+    is the clock of the server (or cluster node) that stamped the heartbeat. Thresholds
+    come from the payload's own ``interval_s``/``stale_after_s`` unless given. Returns a
+    report for every outcome: bad data is ``invalid``, a dead or slow connection is
+    ``unreachable`` (the client's own timeouts bound the wait). An invalid ``service``
+    name raises ``ConfigError``: that is the caller's bug, not data.
     """
     validate_service(service)
     keys = keys or Keys()
     started = time.monotonic()
-    if is_cluster_client(client):  # one read-only script on the node that owns the slot
-        from worker.fleet import read_many
-
-        try:
-            return read_many(client, [service], keys, late_after_s=late_after_s,
-                             stale_after_s=stale_after_s)[0]
-        except Exception as exc:  # the reader reports, never raises
-            return unreachable(service, f"Redis could not be asked: {redact(str(exc))[:200]}")
     try:
-        replies = execute_many(client, read_commands(keys, service), atomic=True)
+        return read_many(client, [service], keys, late_after_s=late_after_s,
+                         stale_after_s=stale_after_s)[0]
     except UnicodeDecodeError:
         return HeartbeatReport(service, State.INVALID,
                                "stored value is not UTF-8 (and the client decodes replies)")
@@ -231,4 +292,3 @@ def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
         waited = time.monotonic() - started
         return unreachable(service, f"Redis could not be asked ({type(exc).__name__} after "
                                     f"{waited:.1f}s): {redact(str(exc))[:200]}")
-    return judge(service, replies, late_after_s=late_after_s, stale_after_s=stale_after_s)
