@@ -27,12 +27,16 @@ class RedisClusterSet:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for port in self.ports
         ]
-        wait_for(lambda: all(self._node(p).ping() for p in self.ports), 15, what="nodes up")
-        subprocess.run([cli, "--cluster", "create",
-                        *(f"127.0.0.1:{port}" for port in self.ports),
-                        "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-        wait_for(self._ok, 30, what="cluster_state:ok on every node")
+        try:
+            wait_for(lambda: all(self._node(p).ping() for p in self.ports), 15, what="nodes up")
+            subprocess.run([cli, "--cluster", "create",
+                            *(f"127.0.0.1:{port}" for port in self.ports),
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           check=True, capture_output=True, timeout=60)
+            wait_for(self._ok, 30, what="cluster_state:ok on every node")
+        except BaseException:
+            self.close()
+            raise
 
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=2)

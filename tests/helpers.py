@@ -82,7 +82,11 @@ class RedisServer:
              "--appendonly", "no", "--dir", self.dir, *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for(self._pingable, 10, what=f"redis-server on port {self.port}")
+        try:
+            wait_for(self._pingable, 10, what=f"redis-server on port {self.port}")
+        except BaseException:
+            self.kill()  # never leave a running process behind a failed start
+            raise
         return self
 
     def _pingable(self) -> bool:

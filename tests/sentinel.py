@@ -34,7 +34,11 @@ class SentinelSet:
             self.procs.append(subprocess.Popen([binary, str(conf), "--sentinel"],
                                                stdout=subprocess.DEVNULL,
                                                stderr=subprocess.DEVNULL))
-        wait_for(self._ready, 30, what="sentinels seeing the replica and each other")
+        try:
+            wait_for(self._ready, 30, what="sentinels seeing the replica and each other")
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def url(self) -> str:
