@@ -298,6 +298,8 @@ def bench_fleet_load(server: RedisProcess, services: int, seconds: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
+    parser.add_argument("--soak-seconds", type=int, default=0,
+                        help="also run the soak for this long (600 for the README figure)")
     args = parser.parse_args()
     quick = args.quick
     server = RedisProcess()
@@ -321,6 +323,17 @@ def main() -> int:
                  "index entry"],
                 [(f"{cost['latest']:,.0f}", f"{cost['history_1000']:,.0f}",
                   f"{cost['history_100']:,.0f}", f"{cost['index_entry']:,.0f}")]))
+    others = [["bench.probe_bench", "--runs", "5" if quick else "10",
+               "--services", "1000" if quick else "10000"],
+              ["bench.memory_bench", "--heartbeats", "2000" if quick else "10000"]]
+    if args.soak_seconds:
+        others.append(["bench.soak", "--seconds", str(args.soak_seconds)])
+    for module in others:  # each starts its own redis-server (and celery where it needs it)
+        print(flush=True)
+        done = subprocess.run([sys.executable, "-m", *module], check=False)
+        if done.returncode != 0:
+            print(f"benchmark failed: {module[0]} exited {done.returncode}", file=sys.stderr)
+            return 1
     return 0
 
 
