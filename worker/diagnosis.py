@@ -27,15 +27,21 @@ MAX_MARKER_BYTES = 4096
 """Readers fetch at most this much of beat's marker."""
 
 
-def parse_marker(raw: Any) -> dict[str, Any] | None:
-    """Beat's marker as a dict, or None when absent or unreadable (never raises)."""
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    """A small JSON object read from Redis, or None when absent or unreadable."""
     if not raw or isinstance(raw, BaseException) or len(raw) >= MAX_MARKER_BYTES:
         return None
     try:
         data = json.loads(raw)
     except (TypeError, ValueError, RecursionError):
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def parse_marker(raw: Any) -> dict[str, Any] | None:
+    """Beat's marker as a dict, or None when absent or unreadable (never raises)."""
+    data = _json_object(raw)
+    if data is None:
         return None
     for name in ("published_at_ms", "next_due_ms", "seq"):
         if type(data.get(name)) is not int:
@@ -48,13 +54,8 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
 
 def parse_discard(raw: Any) -> dict[str, Any] | None:
     """The worker's last-discard note as a dict, or None (never raises)."""
-    if not raw or isinstance(raw, BaseException) or len(raw) >= MAX_MARKER_BYTES:
-        return None
-    try:
-        data = json.loads(raw)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or type(data.get("published_at_ms")) is not int:
+    data = _json_object(raw)
+    if data is None or type(data.get("published_at_ms")) is not int:
         return None
     if type(data.get("lag_ms")) not in (int, float):
         return None

@@ -69,28 +69,11 @@ class HeartbeatReport(NamedTuple):
     now_ms: int | None = None  #: the Redis clock reading the age was computed from
     diagnosis: str | None = None  #: the broken hop when not fresh (see ``worker.diagnosis``)
     beat: dict[str, Any] | None = None  #: beat's last publish marker, when readable
-    extra: dict[str, Any] = {}  # noqa: RUF012 - never mutated; reports are built whole
 
     @property
     def exit_code(self) -> int:
         """Nagios exit code of the state."""
         return self.state.exit_code
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (the payload included as stored)."""
-        return {
-            "service": self.service,
-            "state": self.state.value,
-            "reason": self.reason,
-            "age_s": None if self.age_s is None else round(self.age_s, 3),
-            "late_after_s": self.thresholds.late_after_s if self.thresholds else None,
-            "stale_after_s": self.thresholds.stale_after_s if self.thresholds else None,
-            "now_ms": self.now_ms,
-            "diagnosis": self.diagnosis,
-            "beat": self.beat,
-            "payload": self.payload,
-            **self.extra,
-        }
 
 
 def redis_time_ms(reply: Any) -> int:

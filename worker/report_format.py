@@ -42,7 +42,6 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
             "duration_ms": payload.get("duration_ms"),
             "backlog": payload.get("backlog"),
         },
-        **report.extra,
     }
 
 

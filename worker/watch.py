@@ -82,7 +82,6 @@ class Watcher:
             "reason": report.reason,
             "diagnosis": report.diagnosis,
             "exit_code": report.exit_code,
-            **report.extra,
         }
         if self.as_json:
             self.emit(json.dumps(event))
