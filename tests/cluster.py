@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import redis
 
-from tests.helpers import free_port, require_binary, wait_for
+from tests.helpers import require_binary, wait_for
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, so at most 55535."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free pair of ports for a cluster node")
 
 
 class RedisClusterSet:
@@ -18,7 +38,7 @@ class RedisClusterSet:
     def __init__(self) -> None:
         server, cli = require_binary("redis-server"), require_binary("redis-cli")
         self.dir = Path(tempfile.mkdtemp(prefix="petsage-cluster-"))
-        self.ports = [free_port() for _ in range(3)]
+        self.ports = [_cluster_port() for _ in range(3)]
         self.procs = [
             subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
