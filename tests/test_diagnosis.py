@@ -62,6 +62,8 @@ def test_diagnosis_rules(state: State, age_s: float | None, the_payload: dict[st
 
 def test_unreadable_markers_count_as_absent() -> None:
     for raw in (b"", b"junk", b"[]", json.dumps({"published_at_ms": "x"}).encode(),
+                json.dumps({**marker(1), "published_at_ms": -10**400}).encode(),
+                json.dumps({**marker(1), "seq": 10**30}).encode(),
                 json.dumps({**marker(1), "queue_depth": "9"}).encode(), b"x" * 5000,
                 redis.ResponseError("WRONGTYPE")):
         assert parse_marker(raw) is None

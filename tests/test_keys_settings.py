@@ -106,6 +106,11 @@ def test_sentinel_urls_need_a_master() -> None:
         ("redis://user:hunter2@h/0?password=hunter2&db=1", "redis://user:***@h/0?password=***&db=1"),
         ("error 'rediss://u:hunter2@h:6380/0' failed", "error 'rediss://u:***@h:6380/0' failed"),
         ("sentinel://:hunter2@a:1,b:2/0?master=m", "sentinel://:***@a:1,b:2/0?master=m"),
+        ("redis://user:hun#ter2@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:hunter2/x@h", "redis://:***@h"),
+        ("redis://u:hun?ter2@h", "redis://u:***@h"),
+        ('redis://u:hun"ter2@h', "redis://u:***@h"),
+        ("sentinel://u:hunter2@h1/0;sentinel://u:hunter2b@h2/0", "sentinel://u:***@h2/0"),
     ],
 )
 def test_redaction_covers_case_at_signs_and_query_passwords(text: str, shown: str) -> None:
@@ -121,3 +126,12 @@ def test_uppercase_schemes_are_accepted_and_normalised() -> None:
     assert tls_options(s.broker_url)["ssl_cert_reqs"] != 0  # CERT_NONE is 0: verified
     with pytest.raises(ConfigError, match="ssl_cert_reqs"):
         tls_options("rediss://h/0?ssl_cert_reqs=maybe")
+
+
+def test_a_cluster_cannot_be_the_broker() -> None:
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL cannot be a Redis Cluster"):
+        Settings.from_env({"CELERY_BROKER_URL": "redis://n:7000/0?cluster=true"})
+    s = Settings.from_env({"HEARTBEAT_REDIS_URL": "redis://n:7000/0?cluster=true"})
+    assert s.redis_url.endswith("cluster=true")
+    with pytest.raises(ConfigError, match="cluster"):
+        Settings.from_env({"HEARTBEAT_REDIS_URL": "redis://n:7000/0?cluster=maybe"})

@@ -286,3 +286,13 @@ def test_a_hung_check_costs_one_thread_not_one_per_heartbeat(client: redis.Redis
     p = read_heartbeat(client, "petsage").payload
     assert p is not None and "still running" in p["checks"]["stuck"]["error"]
     assert p["checks"]["slow1"]["status"] == "ok" and p["checks"]["slow2"]["status"] == "ok"
+
+
+def test_a_check_raising_systemexit_is_degraded_not_ok(client: redis.Redis) -> None:
+    @check("exits")
+    def exits() -> None:
+        raise SystemExit(1)
+
+    beat(client)
+    p = read_heartbeat(client, "petsage").payload
+    assert p is not None and p["checks"]["exits"]["status"] == "degraded"

@@ -94,7 +94,7 @@ class BeatMarker:
             return
         try:
             action()
-        except (redis.RedisError, OSError) as exc:
+        except Exception as exc:  # redis, cluster or socket errors alike: beat goes on
             self._skip_until = now + RETRY_AFTER_FAILURE_S
             if not self._failing:
                 logger.warning("beat marker not written (beat keeps publishing): %s",

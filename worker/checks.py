@@ -101,7 +101,7 @@ class _Running:
     def _run(self, fn: CheckFn) -> None:
         try:
             self.box["value"] = fn()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or a cancellation must not read as "ok"
             self.box["error"] = exc
 
     def result(self, timeout_s: float) -> CheckResult:

@@ -44,20 +44,26 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
     if data is None:
         return None
     for name in ("published_at_ms", "next_due_ms", "seq"):
-        if type(data.get(name)) is not int:
+        if not _plain_int(data.get(name)):
             return None
     depth = data.get("queue_depth")
-    if depth is not None and type(depth) is not int:
+    if depth is not None and not _plain_int(depth):
         return None
     return data
+
+
+def _plain_int(value: Any) -> bool:
+    """An int JSON gave us, small enough for float arithmetic (no 10**400)."""
+    return type(value) is int and 0 <= value < 2**53
 
 
 def parse_discard(raw: Any) -> dict[str, Any] | None:
     """The worker's last-discard note as a dict, or None (never raises)."""
     data = _json_object(raw)
-    if data is None or type(data.get("published_at_ms")) is not int:
+    if data is None or not _plain_int(data.get("published_at_ms")):
         return None
-    if type(data.get("lag_ms")) not in (int, float):
+    lag = data.get("lag_ms")
+    if not isinstance(lag, int | float) or isinstance(lag, bool) or not 0 <= lag < 2**53:
         return None
     return data
 

@@ -21,6 +21,7 @@ from worker.payload import DEFAULT_MESSAGE, SCHEMA, CheckResult, worst_status
 from worker.reader import redis_time_ms
 from worker.settings import Settings
 from worker.store import HeartbeatStore, PublishResult
+from worker.store_shape import is_cluster_client
 from worker.version import __version__
 
 
@@ -29,7 +30,7 @@ def iso_ms(epoch_ms: float) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def store_check(client: redis.Redis) -> tuple[CheckResult, float]:
+def store_check(client: redis.Redis, key: str | None = None) -> tuple[CheckResult, float]:
     """Time one ``TIME`` round trip; return the result and Redis-minus-local clock offset (ms).
 
     Raises ``redis.RedisError`` when the store can't be asked: the write would fail too, so
@@ -37,7 +38,11 @@ def store_check(client: redis.Redis) -> tuple[CheckResult, float]:
     """
     before_ms = time.time() * 1000
     started = time.perf_counter()
-    reply = client.time()
+    if key is not None and is_cluster_client(client):
+        # The clock of the node that owns the service's slot: the one its script stamps with.
+        reply = client.time(target_nodes=client.get_node_from_key(key))  # type: ignore[attr-defined]
+    else:
+        reply = client.time()
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     midpoint_ms = before_ms + latency_ms / 2
     offset_ms = redis_time_ms(reply) - midpoint_ms
@@ -94,7 +99,7 @@ def run_health(client: redis.Redis, store: HeartbeatStore, settings: Settings, *
     of old heartbeats must not make a dead pipeline look fresh.
     """
     local_start_ms = time.time() * 1000
-    store_result, offset_ms = store_check(client)
+    store_result, offset_ms = store_check(client, settings.keys.latest(settings.service))
     started_ms = local_start_ms + offset_ms
     if (published_at_ms is not None and expires_ms is not None
             and started_ms - published_at_ms > expires_ms):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol, cast
 
 from worker.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
@@ -205,13 +207,37 @@ def _script_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
     return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
 
 
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_was_enabled = True
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while judging a fleet: thousands of dicts, no cycles to find.
+
+    Counted under a lock, because the HTTP server judges from several threads: the GC is
+    re-enabled (if it was on) when the last of them finishes, never left off.
+    """
+    global _gc_users, _gc_was_enabled  # noqa: PLW0603 - process-wide by nature, like the GC
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
                 **thresholds: float | None) -> list[HeartbeatReport]:
     reports = []
-    # Judging allocates thousands of dicts and no cycles: the cyclic GC would only rescan them.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         for service, row, raw_marker, raw_discard in zip(services, rows[0::3], rows[1::3],
                                                          rows[2::3], strict=True):
             marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
@@ -221,9 +247,6 @@ def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
                 kind, length, value = row[0], row[1], b""
             reports.append(judge_value(service, now_ms, kind, length, value, marker=marker,
                                        discard=discard, **thresholds))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return reports
 
 
@@ -240,8 +263,9 @@ def read_many(client: Any, services: list[str], keys: Keys, *,
         return []
     thresholds = {"late_after_s": late_after_s, "stale_after_s": stale_after_s}
     if is_cluster_client(client):
-        replies = execute_many(client, [("EVAL_RO", *_script_args([s], keys))
-                                        for s in services])
+        # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys itself but
+        # would ask a node (COMMAND GETKEYS) for every EVAL_RO. The script only reads.
+        replies = execute_many(client, [("EVAL", *_script_args([s], keys)) for s in services])
         reports = []
         for service, reply in zip(services, replies, strict=True):
             if isinstance(reply, BaseException):

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from worker.errors import ConfigError
 from worker.keys import DEFAULT_PREFIX, Keys, validate_prefix, validate_service
-from worker.urls import BROKER_SCHEMES, REDIS_SCHEMES, redact, validate_url
+from worker.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 """Broker used when ``CELERY_BROKER_URL`` is unset (the store defaults to the broker)."""
@@ -134,6 +134,12 @@ class Settings(NamedTuple):
         broker_url = validate_url(
             broker_raw or DEFAULT_BROKER_URL, source="CELERY_BROKER_URL", schemes=BROKER_SCHEMES
         )
+        if is_cluster(broker_url):
+            raise ConfigError(
+                "CELERY_BROKER_URL cannot be a Redis Cluster (kombu has no cluster transport); "
+                "accepted: one Redis, sentinel:// or amqp://, with the cluster as "
+                "HEARTBEAT_REDIS_URL"
+            )
         if not store_raw and broker_url.split("://", 1)[0] not in REDIS_SCHEMES:
             raise ConfigError(
                 "HEARTBEAT_REDIS_URL is required when CELERY_BROKER_URL is not a Redis URL; "

@@ -87,8 +87,8 @@ def _header(request: Any, name: str) -> float | None:
     time_limit=_TIME_LIMIT_S + 2, soft_time_limit=_TIME_LIMIT_S)
 def health(self: Any) -> None:
     """Publish one heartbeat of ``settings.service``; store failures are logged, not raised."""
-    client, store = _store()
     try:
+        client, store = _store()
         result = run_health(
             client, store, settings, node=self.request.hostname or "unknown",
             published_at_ms=_header(self.request, PUBLISHED_AT_HEADER),

@@ -19,22 +19,23 @@ REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
 """Schemes accepted for ``CELERY_BROKER_URL``."""
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;#\s]*")
 
 
 def _redact_one(match: re.Match[str]) -> str:
     url = match.group(0)
     scheme, _, rest = url.partition("://")
-    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
-              default=len(rest))
-    netloc, tail = rest[:cut], rest[cut:]
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)  # the last @ ends the userinfo, as urlsplit
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    return f"{scheme}://{netloc}{_PASSWORD_PARAM.sub(lambda m: m.group(1) + '***', tail)}"
+    if "@" in rest:
+        # Everything from the first ":" of the userinfo to the LAST "@" of the run is
+        # hidden: a password may hold "/", "?", "#" or "@", and a run may hold several
+        # URLs (kombu's "sentinel://u:p1@h1;sentinel://u:p2@h2") whose hosts go with it.
+        userinfo, host = rest.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else userinfo
+        if ":" in userinfo or "/" in user:
+            user = user.split("/", 1)[0]
+            rest = f"{user}:***@{host}"
+    return f"{scheme}://{_PASSWORD_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
 
 
 def redact(text: str) -> str:
