@@ -3,9 +3,10 @@
 ``ZRANGE`` the index, then the reader's read-only script (``worker.reader.read_many``:
 ``EVAL_RO``, or ``EVAL`` on servers without it) returns the server's ``TIME`` and, for
 each service, its value (only when at most 16 KiB), beat's marker and the discard note.
-Two commands for 10 or 10,000 services, where pipelined GETs would still be N commands,
-and no unbounded value is ever transferred. On a Redis Cluster: one script per service,
-pipelined, so one round trip per node.
+Two commands for 10 or 10,000 services (a third reads beat's markers and the discard
+notes of the services that are not fresh, for their diagnosis), where pipelined GETs
+would still be N commands, and no unbounded value is ever transferred. On a Redis
+Cluster: one script per service, pipelined, so one round trip per node.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def fleet_services(client: Any, keys: Keys) -> list[str]:
 def read_fleet(client: Any, keys: Keys) -> list[HeartbeatReport] | HeartbeatReport:
     """Every indexed service, worst first; or one ``unreachable`` report if Redis can't be asked."""
     try:
-        reports = read_many(client, fleet_services(client, keys), keys)
+        reports = read_many(client, fleet_services(client, keys), keys, lazy_notes=True)
     except Exception as exc:  # the reader reports, never raises
         return unreachable("*", f"Redis could not be asked: {redact(str(exc))[:200]}")
     return sort_worst_first(reports)

@@ -172,7 +172,8 @@ def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds
 
 
 READ_SCRIPT = """
--- KEYS: (latest, beat marker, discard note) per service. ARGV[1] value cap, ARGV[2] note cap
+-- KEYS: (latest, beat marker, discard note) per service. ARGV[1] value cap, ARGV[2] note
+-- cap, ARGV[3] '1' to read the notes too ('0': they come back empty, for a first pass)
 local t = redis.call('TIME')
 local out = {t}
 local cap = tonumber(ARGV[1])
@@ -190,7 +191,8 @@ for i = 1, #KEYS, 3 do
     out[i + 1] = {kind, n}
   end
   for j = 1, 2 do
-    local m = redis.pcall('GETRANGE', KEYS[i + j], 0, tonumber(ARGV[2]) - 1)
+    local m = ''
+    if ARGV[3] == '1' then m = redis.pcall('GETRANGE', KEYS[i + j], 0, tonumber(ARGV[2]) - 1) end
     if type(m) ~= 'string' then m = '' end
     out[i + j + 1] = m
   end
@@ -201,10 +203,11 @@ return out
 of another type, empty or oversized), beat's marker and the worker's discard note."""
 
 
-def _script_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
+def _script_args(services: list[str], keys: Keys, *, notes: bool = True) -> tuple[str | int, ...]:
     key_names = [name for s in services
                  for name in (keys.latest(s), keys.beat(s), keys.discarded(s))]
-    return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES)
+    return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES,
+            1 if notes else 0)
 
 
 _gc_lock = threading.Lock()
@@ -251,13 +254,15 @@ def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
 
 
 def read_many(client: Any, services: list[str], keys: Keys, *,
-              late_after_s: float | None = None,
-              stale_after_s: float | None = None) -> list[HeartbeatReport]:
+              late_after_s: float | None = None, stale_after_s: float | None = None,
+              lazy_notes: bool = False) -> list[HeartbeatReport]:
     """Judge several services; order follows ``services``.
 
     One script call for all of them; on a Redis Cluster, where one script can't span
     slots, one script call per service, pipelined (one round trip per node), each with
-    the clock of the node that holds that service's keys.
+    the clock of the node that holds that service's keys. With ``lazy_notes``, beat's
+    markers and the discard notes (only needed for a diagnosis) are read in a second call
+    for the services that are not fresh, rather than for all of them.
     """
     if not services:
         return []
@@ -274,7 +279,19 @@ def read_many(client: Any, services: list[str], keys: Keys, *,
                 continue
             reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], **thresholds)
         return reports
-    args = _script_args(services, keys)
+    reports = _read_script(client, services, keys, not lazy_notes, thresholds)
+    unhealthy = [i for i, r in enumerate(reports)
+                 if r.state is not State.FRESH and r.state is not State.UNREACHABLE]
+    if lazy_notes and unhealthy:
+        again = _read_script(client, [services[i] for i in unhealthy], keys, True, thresholds)
+        for i, report in zip(unhealthy, again, strict=True):
+            reports[i] = report
+    return reports
+
+
+def _read_script(client: Any, services: list[str], keys: Keys, notes: bool,
+                 thresholds: dict[str, float | None]) -> list[HeartbeatReport]:
+    args = _script_args(services, keys, notes=notes)
     (reply,) = execute_many(client, [("EVAL_RO", *args)])
     if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
         (reply,) = execute_many(client, [("EVAL", *args)])
