@@ -44,7 +44,7 @@ def execute_many(client: Any, commands: Sequence[Command]) -> list[Any]:
     if hasattr(client, "execute_many"):  # a CommandClient (isinstance on a Protocol is slow)
         return cast(list[Any], client.execute_many(commands))
     if len(commands) == 1 and not is_cluster_client(client):
-        # One command needs no pipeline object (a third of a single read's client time).
+        # One command needs no pipeline object: saves its overhead on every single read.
         try:
             return [client.execute_command(*commands[0])]
         except Exception as exc:
