@@ -122,7 +122,11 @@ def test_worker_outage_of_20_intervals(pipeline: RedisServer, procs: list[Proc],
     lags = [float(f[b"lag_ms"]) for _, f in client.xrange(Keys().history("petsage"))
             if f[b"lag_ms"]][len(before):]
     assert sum(lag > INTERVAL_S * 1000 for lag in lags) <= 1  # at most one expired ran
-    assert re.search(r"expired heartbeats discarded", again.output())
+    # Discarding a backlog is expected after an outage: a warning with the count, no error.
+    output = again.output()
+    counted = re.search(r"WARNING/\S+\] discarded (\d+) expired heartbeat\(s\)", output)
+    assert counted is not None and int(counted.group(1)) >= 10, output[-2000:]
+    assert "ERROR" not in output and "heartbeat not published" not in output
 
 
 def test_half_open_store_connection(own_redis: RedisServer, procs: list[Proc],

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from worker.errors import ConfigError, HeartbeatError
+from worker.exits import fail
 from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
 from worker.report_format import nagios_line, summary
@@ -68,8 +69,7 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         positive_seconds("--stale-after", stale_after_s)
         settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
     except ConfigError as exc:
-        print(f"UNKNOWN - petsage-heartbeat: {exc}")
-        return 3
+        return fail("check", str(exc))
 
     def probe() -> HeartbeatReport:
         client = reader_client(settings.redis_url, timeout_s)

@@ -50,9 +50,16 @@ def chart(points: Sequence[dict[str, Any]], width: int = 180, height: int = 36) 
             f'aria-label="{title}"><title>{title}</title>{"".join(lines)}</svg>')
 
 
-def rows(reports: Sequence[HeartbeatReport],
-         histories: dict[str, list[dict[str, Any]]]) -> str:
-    """The ``<tbody>`` content: one row per service, worst first."""
+def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
+         store_problem: str | None = None) -> str:
+    """The ``<tbody>`` content: one row per service, worst first.
+
+    When the store could not be asked, one row says so and why: nothing is known about the
+    fleet then, so no "nobody published" row (that would claim the fleet is empty).
+    """
+    if store_problem is not None:
+        return ('<tr data-state="unreachable"><td colspan="10" class="banner">'
+                f"store unreachable: {html.escape(store_problem)}</td></tr>")
     out = []
     for report in reports:
         p: dict[str, Any] = dict(report.payload or {})
@@ -78,10 +85,8 @@ def rows(reports: Sequence[HeartbeatReport],
     return "\n".join(out)
 
 
-def page(body_rows: str, *, store_problem: str | None) -> str:
-    """The whole page around ``body_rows``."""
-    banner = ("" if store_problem is None else
-              f'<p class="banner">store unreachable: {html.escape(store_problem)}</p>')
+def page(body_rows: str) -> str:
+    """The whole page around ``body_rows`` (which say it when the store is unreachable)."""
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -98,7 +103,7 @@ th {{ background: #f6f8fa; font-weight: 600; }}
 .state {{ color: #fff; border-radius: 1em; padding: .1rem .6rem; font-weight: 600; }}
 .muted, .reason {{ color: #57606a; }}
 td {{ white-space: nowrap; }}
-td.reason {{ white-space: normal; }}
+td.reason, td.banner {{ white-space: normal; }}
 .banner {{ background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }}
 .service {{ font-weight: 600; }}
 </style></head>
@@ -107,7 +112,6 @@ td.reason {{ white-space: normal; }}
 <p class="muted">Ages on the Redis clock. Updated <span id="updated">{generated}</span>;
 refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>,
 Prometheus: <a href="metrics">metrics</a>.</p>
-<div id="banner">{banner}</div>
 <table><thead><tr><th>service</th><th>state</th><th>diagnosis</th><th>age</th><th>seq</th>
 <th>worker</th><th>queue lag</th><th>duration</th><th>lag / duration</th><th>reason</th>
 </tr></thead><tbody id="fleet">
@@ -119,9 +123,6 @@ async function refresh() {{
     const response = await fetch("dashboard/rows", {{cache: "no-store"}});
     if (!response.ok) throw new Error("HTTP " + response.status);
     document.getElementById("fleet").innerHTML = await response.text();
-    document.getElementById("banner").innerHTML =
-      response.headers.get("X-Store-Problem") ?
-      '<p class="banner">store unreachable</p>' : "";
     document.getElementById("updated").textContent = new Date().toISOString();
   }} catch (error) {{
     document.getElementById("updated").textContent = "refresh failed: " + error.message;

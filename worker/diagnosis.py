@@ -83,7 +83,7 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     late_after_s = thresholds.late_after_s if thresholds else interval_s * LATE_FACTOR
     beat_on_time = beat_age_s is not None and beat_age_s <= late_after_s
     depth = None if marker is None else marker.get("queue_depth")
-    queued = "" if depth is None else f", {depth} heartbeat(s) queued"
+    queued = _queued(depth)
     stale_after_s = thresholds.stale_after_s if thresholds else interval_s * 3
     discarded_recently = (discard is not None and now_ms is not None
                           and now_ms - discard["published_at_ms"] <= stale_after_s * 1000)
@@ -112,8 +112,23 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     if lag_ms > interval_s * 1000:
         return "worker_slow", (f"the last heartbeat took {lag_ms / 1000:.1f}s from publish to "
                                f"write, over the {interval_s:g}s interval")
-    return "no_consumer", (f"beat published {beat_age_s:.1f}s ago{queued}, but no worker "
-                           "ran it")
+    consumer = ("no heartbeat was written (a worker stopping, stuck or failing in the task)"
+                if depth == 0 else "no worker ran it")
+    return "no_consumer", f"beat published {beat_age_s:.1f}s ago{queued}, but {consumer}"
+
+
+def _queued(depth: int | None) -> str:
+    """What beat's queue depth says, as a clause.
+
+    The depth is as beat saw it right after its last publish. Zero then means a worker took
+    that message (and has not written it: stopping, stuck or crashing in the task), which
+    is what to say, not "0 queued" next to "no worker ran it".
+    """
+    if depth is None:
+        return ""
+    if depth == 0:
+        return ", taken from the queue at once"
+    return f", {depth} heartbeat(s) queued"
 
 
 def _interval(payload: dict[str, Any] | None, marker: dict[str, Any] | None) -> float:

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from worker.keys import Keys
 from worker.reader import execute_many
 
-NUMERIC_FIELDS = ("ts_ms", "seq", "lag_ms", "duration_ms", "queue_depth")
+INT_FIELDS = ("ts_ms", "seq", "queue_depth")
+"""Counts and epoch milliseconds: the store writes them as integers, readers get integers."""
+
+FLOAT_FIELDS = ("lag_ms", "duration_ms")
+"""Measured times, written with decimals."""
+
+NUMERIC_FIELDS = INT_FIELDS + FLOAT_FIELDS
+
+_INTEGER = re.compile(r"[0-9]{1,18}")
+"""What an integer field may hold: counts and epoch ms, in plain digits, within 64 bits."""
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # Anyone can XADD to the stream: bytes that are not UTF-8 are a bad value, not a crash.
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _finite(text: str) -> float | None:
+    """``text`` as a float; None (unknown) unless finite: NaN and infinities are not JSON."""
+    if len(text) > 64:  # no number we write is this long
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _entry(fields: Any) -> dict[str, Any]:
@@ -20,11 +43,10 @@ def _entry(fields: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         name, text = _text(key), _text(value)
-        if name in NUMERIC_FIELDS:
-            try:
-                out[name] = float(text) if text else None
-            except ValueError:
-                out[name] = None
+        if name in INT_FIELDS:
+            out[name] = int(text) if _INTEGER.fullmatch(text) else None
+        elif name in FLOAT_FIELDS:
+            out[name] = _finite(text)
         elif name == "status":
             out[name] = text[:16]
     return out

@@ -12,11 +12,12 @@ stand-alone app ``petsage-heartbeat serve`` runs. Needs ``petsage-heartbeat[http
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -26,12 +27,13 @@ from worker.clients import make_client
 from worker.errors import ConfigError
 from worker.fleet import read_fleet
 from worker.history import read_histories
-from worker.keys import Keys, validate_service
+from worker.keys import SERVICE_PATTERN, Keys, validate_service
 from worker.metrics import registry_for
-from worker.reader import HeartbeatReport, read_heartbeat
+from worker.reader import HeartbeatReport, execute_many, read_heartbeat, read_many, unreachable
 from worker.report_format import summary
 from worker.settings import Settings
 from worker.states import State
+from worker.urls import redact
 
 READ_TIMEOUT_S = 2.0
 """Redis timeout of every HTTP read: a probe behind a load balancer must answer quickly."""
@@ -90,6 +92,25 @@ class HealthResponse(BaseModel):
                                   description="Which hop broke, when not fresh.")
 
 
+class ErrorResponse(BaseModel):
+    """The body of every 400: one line saying what was refused and what is accepted."""
+
+    detail: str = Field(..., examples=["service name 'a*b' is invalid; accepted: 1-64 "
+                                       "characters of A-Z a-z 0-9 . _ -"],
+                        description="What was refused, and what is accepted.")
+
+
+class FleetResponse(BaseModel):
+    """``/api/heartbeats``: whether the store answered, and each service with its history."""
+
+    store_up: bool = Field(..., description="False when the store could not be asked (503).")
+    store_problem: str | None = Field(None, description="Why the store could not be asked.")
+    services: list[dict[str, Any]] = Field(
+        ..., description="One summary per service, worst first, each with ``history``: its "
+                         "last heartbeats, oldest first (``ts_ms``, ``seq``, ``queue_depth`` "
+                         "integers; ``lag_ms``, ``duration_ms`` floats; null when unknown).")
+
+
 def health_response(report: HeartbeatReport) -> HealthResponse:
     """Map a report onto the seed's contract."""
     payload = report.payload
@@ -124,6 +145,26 @@ that Celery beat, the broker, a worker and the Redis store all work.
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": HealthResponse, "description": "Stale, missing, invalid or unreachable"},
 }
+_BAD_SERVICE: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid service name"},
+}
+_SERVICE_SCHEMA = {"type": "string", "pattern": f"^{SERVICE_PATTERN.pattern}$"}
+"""A service name as the schema states it: anchored, as OpenAPI patterns are not."""
+
+# Why the path parameter is declared here and read from the request rather than declared as
+# a function argument: FastAPI adds a 422 "Validation Error" to every operation with declared
+# parameters, yet a ``str`` path segment can never fail FastAPI's validation; the name is
+# checked by ``validate_service`` and refused with 400. Declaring it in ``openapi_extra``
+# leaves FastAPI nothing to validate, so the schema lists only the codes really returned,
+# while still documenting the parameter (required, with its pattern). Doing it on the route,
+# not by post-processing ``app.openapi()``, keeps the schema honest in every app that mounts
+# the router (the PetSage backend's too); and it avoids a catch-all "4XX", which would be
+# valid but vague.
+_SERVICE_PARAMETER = {
+    "name": "service", "in": "path", "required": True,
+    "description": "The service to check: 1-64 characters of A-Z a-z 0-9 . _ -.",
+    "schema": _SERVICE_SCHEMA,
+}
 
 
 def _answer(service: str, response: Response) -> HealthResponse:
@@ -144,23 +185,119 @@ def get_system_health(response: Response) -> HealthResponse:
 
 
 @router.get("/health/{service}", response_model=HealthResponse,
-            summary="Perform a System Health Check of one service", responses=_RESPONSES)
-def get_service_health(service: str, response: Response) -> HealthResponse:
-    """Another service's heartbeat from the same store."""
-    return _answer(service, response)
+            summary="Perform a System Health Check of one service",
+            responses={**_BAD_SERVICE, **_RESPONSES},
+            openapi_extra={"parameters": [_SERVICE_PARAMETER]})
+def get_service_health(request: Request, response: Response) -> HealthResponse:
+    """Another service's heartbeat from the same store (400 for an invalid name)."""
+    return _answer(request.path_params["service"], response)
 
 
-def _fleet() -> tuple[list[HeartbeatReport], str | None]:
-    result = read_fleet(source.client(), source.keys())
+def _fleet(only: str | None = None) -> tuple[list[HeartbeatReport], str | None]:
+    """The fleet's reports (or just ``only``'s, if indexed) and why the store failed, if it did."""
+    client, keys = source.client(), source.keys()
+    result = read_fleet(client, keys) if only is None else _read_indexed(client, keys, only)
     if isinstance(result, HeartbeatReport):
         return [], result.reason
     return result, None
 
 
+def _read_indexed(client: Any, keys: Keys,
+                  service: str) -> list[HeartbeatReport] | HeartbeatReport:
+    """``service``'s report if the fleet index lists it, as ``read_fleet`` would give it.
+
+    One ``ZSCORE`` and one script, rather than reading the whole fleet to keep one.
+    """
+    try:
+        (score,) = execute_many(client, [("ZSCORE", keys.index, service)])
+        if isinstance(score, BaseException):
+            raise score
+        return [] if score is None else read_many(client, [service], keys)
+    except Exception as exc:  # the same report as read_fleet's for a store that can't be asked
+        return unreachable("*", f"Redis could not be asked: {redact(str(exc))[:200]}")
+
+
+API_PARAMETERS = ("service", "limit")
+"""The query parameters ``/api/heartbeats`` accepts; any other is refused with 400."""
+
+MAX_HISTORY_LIMIT = 1000
+"""Most history entries per service one ``/api/heartbeats`` answer carries."""
+
+_LIMIT = re.compile(r"[1-9][0-9]{0,3}")
+
+_API_DESCRIPTION = f"""
+Every service in the fleet index, worst first, each with its recent history (oldest first).
+
+Query parameters (any other is refused with **400**):
+
+- `?service=NAME`: only that service. An invalid name (accepted: 1-64 characters of
+  A-Z a-z 0-9 . _ -) is **400**; a valid name that is not in the index gives `services: []`.
+- `?limit=N`: history entries per service, an integer 1-{MAX_HISTORY_LIMIT}
+  (default {dashboard.HISTORY_POINTS}); anything else is **400**.
+
+**200** when the store answered (`store_up: true`, even with no service); **503** when it
+could not be asked (`store_up: false`, `store_problem` says why, `services: []`).
+"""
+_API_OPENAPI: dict[str, Any] = {"parameters": [
+    {"name": "service", "in": "query", "required": False, "schema": _SERVICE_SCHEMA,
+     "description": "Only this service; a valid name that is not indexed gives no services."},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT,
+                "default": dashboard.HISTORY_POINTS},
+     "description": "History entries per service."},
+]}
+"""Declared here and read from the request, as for ``/system/health/{service}``: FastAPI's
+own parsing would answer 422 with a list of errors, where this API answers 400, one line."""
+_API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": FleetResponse, "description": "The store answered"},
+    400: {"model": ErrorResponse, "description": "An unknown, repeated or invalid parameter"},
+    503: {"model": FleetResponse, "description": "The store could not be asked"},
+}
+
+
+def _shown(value: str) -> str:
+    """Quote a refused value for a one-line error, cut short, control characters escaped."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def _api_query(request: Request) -> tuple[str | None, int]:
+    """``/api/heartbeats``' ``service`` and ``limit``; HTTP 400 for anything else."""
+    params = request.query_params
+    unknown = sorted(set(params) - set(API_PARAMETERS))
+    if unknown:
+        names = ", ".join(_shown(name) for name in unknown[:5])
+        plural = "s" if len(unknown) > 1 else ""
+        raise HTTPException(status_code=400, detail=f"unknown query parameter{plural} {names}; "
+                                                    f"accepted: {', '.join(API_PARAMETERS)}")
+    for name in API_PARAMETERS:
+        given = len(params.getlist(name))
+        if given > 1:
+            raise HTTPException(status_code=400, detail=f"query parameter {name} is given "
+                                                        f"{given} times; accepted: once")
+    service = params.get("service")
+    if service is not None:
+        try:
+            validate_service(service, source="service")
+        except ConfigError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+    text = params.get("limit")
+    if text is None:
+        return service, dashboard.HISTORY_POINTS
+    if not _LIMIT.fullmatch(text) or int(text) > MAX_HISTORY_LIMIT:
+        raise HTTPException(status_code=400, detail=f"limit {_shown(text)} is invalid; "
+                                                    f"accepted: an integer 1-{MAX_HISTORY_LIMIT}")
+    return service, int(text)
+
+
 def create_app() -> FastAPI:
-    """The stand-alone app: the router, ``/metrics``, ``/`` and ``/api/heartbeats``."""
+    """The stand-alone app: the router, ``/metrics``, ``/`` and ``/api/heartbeats``.
+
+    No ``/docs`` or ``/redoc``: FastAPI's pages load their scripts from a public CDN, so
+    they are blank offline and reach another host; ``/openapi.json`` stays.
+    """
     app = FastAPI(title="PetSage heartbeat", version=_version(),
-                  description="Scheduled heartbeat of the PetSage Celery pipeline.")
+                  description="Scheduled heartbeat of the PetSage Celery pipeline.",
+                  docs_url=None, redoc_url=None)
     app.include_router(router)
     registry = registry_for(source.client, source.keys)
 
@@ -168,28 +305,31 @@ def create_app() -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/heartbeats", summary="Every service's heartbeat, with recent history")
-    def api_heartbeats() -> JSONResponse:
-        reports, problem = _fleet()
+    @app.get("/api/heartbeats", summary="Every service's heartbeat, with recent history",
+             description=_API_DESCRIPTION, response_model=None, responses=_API_RESPONSES,
+             openapi_extra=_API_OPENAPI)
+    def api_heartbeats(request: Request) -> JSONResponse:
+        service, limit = _api_query(request)
+        reports, problem = _fleet(service)
         histories = read_histories(source.client(), source.keys(),
-                                   [r.service for r in reports], dashboard.HISTORY_POINTS)
+                                   [r.service for r in reports], limit)
         return JSONResponse({
             "store_up": problem is None,
             "store_problem": problem,
             "services": [{**summary(r), "history": histories.get(r.service, [])}
                          for r in reports],
-        })
+        }, status_code=200 if problem is None else 503)
 
     def _rows() -> tuple[str, str | None]:
         reports, problem = _fleet()
         histories = read_histories(source.client(), source.keys(),
                                    [r.service for r in reports], dashboard.HISTORY_POINTS)
-        return dashboard.rows(reports, histories), problem
+        return dashboard.rows(reports, histories, store_problem=problem), problem
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
-        body, problem = _rows()
-        return HTMLResponse(dashboard.page(body, store_problem=problem))
+        body, _ = _rows()
+        return HTMLResponse(dashboard.page(body))
 
     @app.get("/dashboard/rows", response_class=HTMLResponse, include_in_schema=False)
     def dashboard_rows() -> HTMLResponse:

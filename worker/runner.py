@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from worker.clients import make_client
+from worker.exits import fail
 from worker.reader import HeartbeatReport, read_heartbeat
 from worker.settings import Settings, load_or_exit
 from worker.states import State
@@ -144,10 +145,9 @@ def run(loglevel: str = "WARNING") -> int:
         from worker.embedded import EmbeddedRedis, available
 
         if not available():
-            print("petsage-heartbeat: no CELERY_BROKER_URL or HEARTBEAT_REDIS_URL is set and the "
-                  "embedded server is not installed; accepted: set a redis:// URL, or "
-                  "pip install 'petsage-heartbeat[embedded]'", file=sys.stderr)
-            return 2
+            return fail("run", "no CELERY_BROKER_URL or HEARTBEAT_REDIS_URL is set and the "
+                               "embedded server is not installed; accepted: set a redis:// URL, "
+                               "or pip install 'petsage-heartbeat[embedded]'")
         embedded = EmbeddedRedis().start()
         env["CELERY_BROKER_URL"] = env["HEARTBEAT_REDIS_URL"] = embedded.url
         settings = load_or_exit(env)

@@ -193,10 +193,9 @@ def tls_options_or_exit(url: str) -> dict[str, object]:
     try:
         return tls_options(url)
     except ConfigError as exc:
-        import sys
+        from worker.exits import fail
 
-        print(f"petsage-heartbeat: CELERY_BROKER_URL: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(None, f"CELERY_BROKER_URL: {exc}")) from None
 
 
 def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
@@ -204,7 +203,6 @@ def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        import sys
+        from worker.exits import fail
 
-        print(f"petsage-heartbeat: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(None, str(exc))) from None

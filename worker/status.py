@@ -6,6 +6,7 @@ import json
 
 from worker.check import ProbeFailedError, positive_seconds, within
 from worker.errors import ConfigError
+from worker.exits import fail
 from worker.fleet import read_fleet
 from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
@@ -19,8 +20,7 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
         positive_seconds("--timeout", timeout_s)
         settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
     except ConfigError as exc:
-        print(f"petsage-heartbeat: {exc}")
-        return 3
+        return fail("status", str(exc))
 
     def read() -> list[HeartbeatReport] | HeartbeatReport:
         client = reader_client(settings.redis_url, timeout_s)
@@ -32,8 +32,11 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
             client.close()
 
     try:
-        result = within(2 * timeout_s + 0.05, read) or unreachable(  # ZRANGE, then the script
-            "*", f"timed out after {timeout_s:g}s")
+        # ZRANGE, then the script: two round trips. An empty fleet is an empty list, which
+        # is an answer; only None means the deadline passed.
+        result = within(2 * timeout_s + 0.05, read)
+        if result is None:
+            result = unreachable("*", f"timed out after {timeout_s:g}s")
     except ProbeFailedError as exc:
         result = unreachable("*", f"Redis could not be asked: {exc}"[:300])
     reports = [result] if isinstance(result, HeartbeatReport) else result

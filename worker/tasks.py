@@ -25,10 +25,9 @@ settings: Settings = app.conf.heartbeat_settings
 try:
     load_check_specs(settings.checks)
 except ConfigError as exc:
-    import sys
+    from worker.exits import fail
 
-    print(f"petsage-heartbeat: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(fail(None, str(exc))) from None
 
 _TIME_LIMIT_S = max(10.0, 3 * settings.interval_s)
 """Hard bound on one heartbeat: the store's timeouts and the checks' fit well inside it."""
@@ -42,7 +41,9 @@ class _State:
     store: HeartbeatStore | None = None
     broker_client: redis.Redis | None = None
     last_problem: str | None = None
+    #: Expired heartbeats discarded since the last one published (a backlog being drained).
     discarded: int = 0
+    discarded_max_lag_ms: float = 0.0
 
 
 def _store() -> tuple[redis.Redis, HeartbeatStore]:
@@ -98,9 +99,26 @@ def health(self: Any) -> None:
         _note(redact(f"{type(exc).__name__}: {exc}"))
         return
     if isinstance(result, Discarded):
-        _State.discarded += 1
-        _note("expired heartbeats discarded (backlog after an outage); the next fresh one "
-              "will be published")
+        _discarded(result.lag_ms)
         return
+    if _State.discarded:
+        logger.warning("discarded %d expired heartbeat(s) (backlog after an outage; the oldest "
+                       "waited %.1fs in the queue); heartbeats are published again",
+                       _State.discarded, _State.discarded_max_lag_ms / 1000)
+        _State.discarded, _State.discarded_max_lag_ms = 0, 0.0
     _note(None if result.accepted else
           f"a newer heartbeat (seq {result.seq}) is already stored; this one was dropped")
+
+
+def _discarded(lag_ms: float) -> None:
+    """Count a heartbeat discarded as expired: expected after an outage, so a warning.
+
+    Logged when the first of a run is discarded and, with the count, when the next one is
+    published: two lines per backlog, however long it was.
+    """
+    if not _State.discarded:
+        logger.warning("discarding expired heartbeats (backlog after an outage): this one "
+                       "waited %.1fs in the queue, over the %gs interval",
+                       lag_ms / 1000, settings.interval_s)
+    _State.discarded += 1
+    _State.discarded_max_lag_ms = max(_State.discarded_max_lag_ms, lag_ms)
