@@ -52,8 +52,9 @@ result_backend = None
 task_ignore_result = True
 task_store_errors_even_if_ignored = False
 
-task_routes = {"health": {"queue": "heartbeat"}}
-task_default_queue = "heartbeat"
+#: The heartbeat's route, queue and schedule entries are added by ``install_heartbeat``
+#: (``worker/celery.py``), the same call that installs it into another app.
+task_default_queue = heartbeat_settings.queue
 timezone = "UTC"
 enable_utc = True
 
@@ -67,15 +68,3 @@ worker_hijack_root_logger = True
 #: directory) and sends the first heartbeat at once.
 beat_scheduler = "worker.beat:HeartbeatScheduler"
 beat_max_loop_interval = max(min(_interval_s, 5.0), 0.25)
-beat_schedule = {
-    "heartbeat": {
-        "task": "health",
-        "schedule": _interval_s,
-        # No Celery ``expires``: it compares beat's clock with the worker's, and a worker
-        # clock one interval ahead would silently drop every heartbeat. Beat stamps
-        # ``published_at_ms`` and ``heartbeat_expires_ms`` (one interval) instead, and the
-        # task discards a heartbeat not started within one interval, judged on the Redis
-        # clock: a backlog after an outage still never makes a dead pipeline look fresh.
-        "options": {"queue": "heartbeat"},
-    },
-}

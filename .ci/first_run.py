@@ -149,7 +149,7 @@ def production(workdir: Path) -> None:
     procs: list[tuple[subprocess.Popen[str], Output]] = []
     try:
         for argv in (["celery", "-A", "worker", "beat"],
-                     ["celery", "-A", "worker", "worker", "-Q", "heartbeat",
+                     ["celery", "-A", "worker", "worker", "-Q", "heartbeat.petsage",
                       "--without-mingle", "--without-gossip"]):
             proc = subprocess.Popen([str(bin_dir / argv[0]), *argv[1:]], cwd=workdir / "empty",
                                     env=env, text=True, stdout=subprocess.PIPE,

@@ -65,7 +65,7 @@ def main() -> int:
     env.update(CELERY_BROKER_URL=server.url)
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "heartbeat",
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "heartbeat.petsage",
          "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
         env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     client = redis.Redis(port=server.port)
@@ -73,7 +73,7 @@ def main() -> int:
     sender.conf.update(task_serializer="json", accept_content=["json"])
     try:
         for _ in range(100):
-            sender.send_task("health", queue="heartbeat")
+            sender.send_task("health", queue="heartbeat.petsage")
         _wait_seq(client, 100, 60)
         time.sleep(0.5)
         (pool,) = _children(worker.pid)
@@ -85,7 +85,7 @@ def main() -> int:
             # schedule, rather than a 10,000-message backlog held in the consumer's buffers.
             while sent < args.heartbeats:
                 for _ in range(min(100, args.heartbeats - sent)):
-                    sender.send_task("health", queue="heartbeat", producer=producer)
+                    sender.send_task("health", queue="heartbeat.petsage", producer=producer)
                 sent += min(100, args.heartbeats - sent)
                 _wait_seq(client, sent, 120)
                 if sent in (args.heartbeats // 2, args.heartbeats):

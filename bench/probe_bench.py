@@ -53,7 +53,7 @@ def _body(service: str) -> dict[str, object]:
 def _start_worker(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "heartbeat",
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "heartbeat.petsage",
          "--concurrency", "1", "--loglevel", "INFO", "--hostname", "bench@%h"],
         env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -159,7 +159,7 @@ def bench_end_to_end(server: RedisProcess, seconds: int) -> list[float]:
     base = [sys.executable, "-m", "celery", "-A", "worker"]
     procs = [subprocess.Popen([*base, "beat"], env=env, cwd=workdir, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True),
-             subprocess.Popen([*base, "worker", "-Q", "heartbeat", "--without-mingle",
+             subprocess.Popen([*base, "worker", "-Q", "heartbeat.petsage", "--without-mingle",
                                "--without-gossip"], env=env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)]

@@ -34,7 +34,8 @@ def main() -> int:
     procs = []
     try:
         for name, argv in (("beat", [*base, "beat"]),
-                           ("worker", [*base, "worker", "-Q", "heartbeat", "--without-mingle",
+                           ("worker", [*base, "worker", "-Q", "heartbeat.petsage",
+                                       "--without-mingle",
                                        "--without-gossip"])):
             log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(argv, env=env, cwd=workdir, stdout=log,

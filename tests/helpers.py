@@ -160,12 +160,13 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def celery_argv(role: str, *extra: str) -> list[str]:
+def celery_argv(role: str, *extra: str, queue: str = "heartbeat.petsage",
+                hostname: str = "hbtest@%h") -> list[str]:
     base = [sys.executable, "-m", "celery", "-A", "worker"]
     if role == "beat":
         return [*base, "beat", "--loglevel", "INFO", *extra]
-    return [*base, "worker", "-Q", "heartbeat", "--loglevel", "INFO", "--concurrency", "1",
-            "--without-mingle", "--without-gossip", "--hostname", "hbtest@%h", *extra]
+    return [*base, "worker", "-Q", queue, "--loglevel", "INFO", "--concurrency", "1",
+            "--without-mingle", "--without-gossip", "--hostname", hostname, *extra]
 
 
 def cli_argv(*args: str) -> list[str]:

@@ -295,8 +295,8 @@ def test_status_table_is_sorted_worst_first(redis_server: RedisServer, real: red
     done = subprocess.run(cli_argv("status", "--all"), env=heartbeat_env(redis_server.url),
                           capture_output=True, text=True, timeout=30, check=False)
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "LAG",
-                                "STATUS", "REASON"]
+    assert lines[0].split() == ["SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "NODES",
+                                "LAG", "STATUS", "REASON"]
     assert [line.split()[0] for line in lines[1:]] == ["d-junk", "b-stale", "c-late", "a-fresh"]
     # No beat marker was ever written for these: the diagnosis says beat is the broken hop.
     assert [line.split()[2] for line in lines[1:]] == ["-", "beat_down", "beat_down", "-"]

@@ -65,7 +65,8 @@ def test_pipeline_with_a_cluster_store(cluster: RedisClusterSet, own_redis: Redi
     env = heartbeat_env(own_redis.url, HEARTBEAT_REDIS_URL=cluster.url,
                         HEARTBEAT_SERVICE="clustered")
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
-    procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
+    procs.append(Proc(celery_argv("worker", queue="heartbeat.clustered"), env, tmp_path,
+                      "worker"))
     client = make_client(cluster.url, timeout_s=2)
     wait_for(lambda: read_heartbeat(client, "clustered").state is State.FRESH, 30,
              what="a heartbeat in the cluster")

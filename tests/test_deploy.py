@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,28 @@ def test_beat_runs_exactly_one_replica_and_never_two_during_a_rollout() -> None:
 def test_workers_consume_the_heartbeat_queue() -> None:
     command = _container("worker")["command"]
     assert command[:4] == ["celery", "-A", "worker", "worker"]
-    assert command[command.index("-Q") + 1] == "heartbeat"
+    assert command[command.index("-Q") + 1] == "heartbeat.petsage"
 
 
-def test_probes_use_check_readiness_fails_on_unreachable_liveness_does_not() -> None:
-    for name in ("beat", "worker"):
+def probe_argv(command: list[str]) -> list[str]:
+    """A probe's ``petsage-heartbeat`` argv, also when wrapped in ``sh -c "exec ..."``."""
+    if command[:2] == ["sh", "-c"]:
+        return shlex.split(command[2].removeprefix("exec "))
+    return command
+
+
+def test_probes_use_check_and_liveness_probes_their_own_component() -> None:
+    for name, component in (("beat", ["--beat"]), ("worker", ["--node", "$POD_NAME"])):
         container = _container(name)
-        readiness = container["readinessProbe"]["exec"]["command"]
-        liveness = container["livenessProbe"]["exec"]["command"]
+        readiness = probe_argv(container["readinessProbe"]["exec"]["command"])
+        liveness = probe_argv(container["livenessProbe"]["exec"]["command"])
         for probe, command in (("readinessProbe", readiness), ("livenessProbe", liveness)):
             assert command[:2] == ["petsage-heartbeat", "check"]
             args = _parser().parse_args(command[1:])  # every flag exists
             assert args.timeout < container[probe]["timeoutSeconds"]
-        assert "--unreachable-ok" not in readiness and "--unreachable-ok" in liveness
+        assert "--liveness" not in readiness and "--liveness" in liveness
+        flag = component[0]
+        assert liveness[liveness.index(flag):liveness.index(flag) + len(component)] == component
 
 
 def test_urls_come_from_a_secret_not_the_config_map() -> None:

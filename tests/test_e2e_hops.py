@@ -68,8 +68,9 @@ def test_stopping_the_worker_is_no_consumer_and_its_return_drains_the_queue(
     assert before is not None
     wait_for(lambda: _state(client) == (State.STALE, "no_consumer"), 1.5 + 1, interval_s=0.02,
              what="no_consumer within stale_after + 1 s")
-    depth_then = client.llen("heartbeat")
-    wait_for(lambda: client.llen("heartbeat") >= depth_then + 4, 5, what="the backlog growing")
+    depth_then = client.llen("heartbeat.petsage")
+    wait_for(lambda: client.llen("heartbeat.petsage") >= depth_then + 4, 5,
+             what="the backlog growing")
     marker = parse_marker(client.get(KEYS.beat("petsage")))
     assert marker is not None and marker["queue_depth"] >= depth_then + 3
     check = subprocess.run(cli_argv("check", "--json"), env=env, capture_output=True,
@@ -87,7 +88,7 @@ def test_stopping_the_worker_is_no_consumer_and_its_return_drains_the_queue(
     wait_for(lambda: _state(client)[0] is State.FRESH, 1.0 + 0.3, interval_s=0.02,
              what="fresh within 2 intervals of the worker being ready")
     assert time.monotonic() - ready_at <= 1.3
-    wait_for(lambda: client.llen("heartbeat") <= 1, 10, what="the queue drained")
+    wait_for(lambda: client.llen("heartbeat.petsage") <= 1, 10, what="the queue drained")
     history = _history(client)
     after = history[entries_before:]
     expired = [e for e in after if e.get("lag_ms", 0) > 500]

@@ -86,7 +86,11 @@ def _probe_commands() -> list[str]:
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                     if probe in container:
-                        commands.append(" ".join(container[probe]["exec"]["command"]))
+                        argv = container[probe]["exec"]["command"]
+                        if argv[:2] == ["sh", "-c"]:  # for "$POD_NAME": docs show the inner one
+                            commands.append(argv[2].removeprefix("exec "))
+                        else:
+                            commands.append(" ".join(argv))
     return commands
 
 

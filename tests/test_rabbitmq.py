@@ -39,7 +39,7 @@ def _purge(url: str) -> None:
 
     with Connection(url, connect_timeout=5) as conn, \
             contextlib.suppress(*conn.channel_errors):  # no such queue yet
-        conn.default_channel.queue_purge("heartbeat")
+        conn.default_channel.queue_purge("heartbeat.petsage")
 
 
 def test_rabbitmq_broker_with_redis_store(amqp_url: str, own_redis: RedisServer,
@@ -48,7 +48,7 @@ def test_rabbitmq_broker_with_redis_store(amqp_url: str, own_redis: RedisServer,
     service = f"rabbit-{uuid.uuid4().hex[:8]}"
     env = heartbeat_env(amqp_url, HEARTBEAT_REDIS_URL=own_redis.url, HEARTBEAT_SERVICE=service)
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
-    worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
+    worker = Proc(celery_argv("worker", queue=f"heartbeat.{service}"), env, tmp_path, "worker")
     procs.append(worker)
     client = own_redis.client()
     wait_for(lambda: read_heartbeat(client, service).state is State.FRESH, 60,
@@ -63,7 +63,7 @@ def test_rabbitmq_broker_with_redis_store(amqp_url: str, own_redis: RedisServer,
     procs.remove(worker)
     wait_for(lambda: read_heartbeat(client, service).diagnosis == "no_consumer", 10,
              what="no_consumer with RabbitMQ as the broker")
-    again = Proc(celery_argv("worker"), env, tmp_path, "worker2")
+    again = Proc(celery_argv("worker", queue=f"heartbeat.{service}"), env, tmp_path, "worker2")
     procs.append(again)
     wait_for(lambda: read_heartbeat(client, service).state is State.FRESH, 60,
              what="fresh again")

@@ -110,13 +110,13 @@ def test_worker_outage_of_20_intervals(pipeline: RedisServer, procs: list[Proc],
         time.sleep(0.1)
     assert State.FRESH not in states[int(1.5 / 0.1) + 2:]  # no false fresh once stale is due
     assert states[-1] is State.STALE
-    queued = client.llen("heartbeat")
+    queued = client.llen("heartbeat.petsage")
     assert queued >= 15
     before = _history(client)
     again = Proc(celery_argv("worker"), heartbeat_env(pipeline.url), tmp_path, "worker-again")
     procs.append(again)
     wait_for(lambda: _report(pipeline.port)[0] is State.FRESH, 30, what="fresh again")
-    wait_for(lambda: client.llen("heartbeat") <= 1, 10, what="the queue drained")
+    wait_for(lambda: client.llen("heartbeat.petsage") <= 1, 10, what="the queue drained")
     history = _history(client)
     assert _monotonic(history)
     lags = [float(f[b"lag_ms"]) for _, f in client.xrange(Keys().history("petsage"))
@@ -218,7 +218,7 @@ def test_two_beats_by_mistake_keep_heartbeats_monotonic(own_redis: RedisServer,
     assert _monotonic(history)
     assert _report(own_redis.port)[0] is State.FRESH
     for beat in beats:  # both really published: twice the heartbeats of one beat
-        assert beat.output().count("Sending due task heartbeat") >= 5
+        assert beat.output().count("Sending due task petsage-heartbeat (health)") >= 5
 
 
 def test_sentinel_failover(procs: list[Proc], tmp_path: Path) -> None:

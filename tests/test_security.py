@@ -30,7 +30,8 @@ pytestmark = pytest.mark.e2e
 SECRET = "hunter2-Xq9-s3cret"
 
 # The README's least-privilege ACLs, verbatim (the password is the test's).
-WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat", "~heartbeat\x06\x16*",
+WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.petsage",
+              "~heartbeat.petsage\x06\x16*", "~bcast.*",
               "~_kombu.*", "~unacked*", "~*.celery.pidbox*", "~*.reply.celery.pidbox*",
               "resetchannels", "&*", "-@all", "+@connection",
               "+@read", "+@write", "+@keyspace", "+@list", "+@set", "+@sortedset", "+@hash",
@@ -38,8 +39,8 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat", "~
               "-@dangerous")
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
-              "+type", "+exists", "+time", "+zrange", "+xrevrange", "+eval_ro", "+subscribe",
-              "+unsubscribe")
+              "+type", "+exists", "+time", "+zrange", "+zrevrange", "+xrevrange", "+eval_ro",
+              "+subscribe", "+unsubscribe")
 
 
 def _get(url: str) -> str:
@@ -57,7 +58,7 @@ def test_a_pickled_message_is_refused_and_never_runs(own_redis: RedisServer, pro
     wait_for(lambda: re.search(r"hbtest@\S+ ready\.", worker.output()), 30, what="ready")
     attacker = Celery("attacker", broker=own_redis.url)
     attacker.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
-    attacker.send_task("health", queue="heartbeat", serializer="pickle")
+    attacker.send_task("health", queue="heartbeat.petsage", serializer="pickle")
     wait_for(lambda: "ContentDisallowed" in worker.output(), 15,
              what="the worker refusing the pickle")
     assert own_redis.client().get(Keys().latest("petsage")) is None  # never executed
@@ -165,6 +166,8 @@ def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
         procs.append(worker)
         wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30,
                  what="fresh under the worker's ACL")
+        wait_for(lambda: read_heartbeat(admin, "petsage").nodes, 30,
+                 what="the worker's node heartbeat under its ACL")
         assert "NOPERM" not in worker.output()
         reader_env = heartbeat_env(reader_url)
         for args in (["check"], ["status", "--all", "--json"]):

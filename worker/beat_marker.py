@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import socket
 import time
 from importlib import resources
@@ -22,7 +24,9 @@ from typing import Any
 import redis
 
 from worker.keys import Keys
+from worker.protocol import default_queue
 from worker.reader import redis_time_ms
+from worker.settings import STALE_FACTOR
 from worker.urls import redact
 from worker.version import __version__
 
@@ -43,6 +47,16 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 """kombu's default priority steps: step 0 is the queue's own list."""
 
 
+SECOND_BEAT_WINDOW_INTERVALS = 10
+"""A second beat stays flagged in the marker for this many intervals after it was last seen."""
+
+
+def beat_identity() -> str:
+    """This beat process's id in the marker: host, pid and a random part (a restart differs)."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+    return f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists kombu keeps one queue in (the queue, then its priority sub-queues)."""
     return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
@@ -52,16 +66,23 @@ class BeatMarker:
     """Writes beat's marker and keeps beat's offset to the Redis clock."""
 
     def __init__(self, client: redis.Redis, keys: Keys, service: str, *, interval_s: float,
-                 retention_s: int, queue_keys: list[str] | None = None) -> None:
+                 retention_s: int, stale_after_s: float | None = None,
+                 queue: str | None = None, queue_keys: list[str] | None = None) -> None:
         self._client = client
         self._script = client.register_script(MARKER_SCRIPT)
         self._marker_key = keys.beat(service)
         self._queue_keys = queue_keys or []
         self._interval_ms = int(interval_s * 1000)
         self._retention_ms = retention_s * 1000
+        self._second_beat_window_ms = self._interval_ms * SECOND_BEAT_WINDOW_INTERVALS
+        self.beat_id = beat_identity()
+        self._last_publish_ms = 0  #: this beat's previous marker write (Redis clock)
         self._fields = json.dumps({
-            "service": service, "interval_s": interval_s, "hostname": socket.gethostname(),
-            "pid": os.getpid(), "version": __version__,
+            "service": service, "interval_s": interval_s,
+            "stale_after_s": interval_s * STALE_FACTOR if stale_after_s is None else stale_after_s,
+            "queue": queue or default_queue(service), "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
         }, separators=(",", ":"))
         self.offset_ms: float | None = None  #: Redis clock minus beat's clock, last measured
         self._skip_until = 0.0
@@ -80,7 +101,10 @@ class BeatMarker:
 
         def write() -> None:
             reply = self._script(keys=[self._marker_key, *self._queue_keys],
-                                 args=[self._interval_ms, self._retention_ms, self._fields])
+                                 args=[self._interval_ms, self._retention_ms, self._fields,
+                                       self.beat_id, self._last_publish_ms,
+                                       self._second_beat_window_ms])
+            self._last_publish_ms = int(reply[0])
             self._offset_from([int(reply[0]) // 1000, (int(reply[0]) % 1000) * 1000])
 
         self._guarded(write)

@@ -14,9 +14,12 @@ from typing import TypeVar
 
 from worker.errors import ConfigError, HeartbeatError
 from worker.exits import fail
+from worker.keys import validate_node
+from worker.liveness import Verdict, beat_verdict, node_verdict
+from worker.nodes import PROBE_NODES_LIMIT
 from worker.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.reader_config import reader_client, reader_settings
-from worker.report_format import nagios_line, summary
+from worker.report_format import NAGIOS_LABELS, nagios_line, summary
 from worker.states import State
 from worker.urls import redact
 
@@ -61,12 +64,22 @@ class ProbeFailedError(HeartbeatError):
 
 def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
               late_after_s: float | None, stale_after_s: float | None, timeout_s: float,
-              as_json: bool, unreachable_ok: bool) -> int:
-    """Print one line (or one JSON object) and return the Nagios exit code."""
+              as_json: bool, unreachable_ok: bool, node: str | None = None,
+              beat: bool = False, liveness: bool = False) -> int:
+    """Print one line (or one JSON object) and return the Nagios exit code.
+
+    Without ``node`` or ``beat`` it judges the service heartbeat; with one of them, that
+    component (``worker.liveness``), and with ``liveness`` fails only for its own faults.
+    """
     try:
         positive_seconds("--timeout", timeout_s)
         positive_seconds("--late-after", late_after_s)
         positive_seconds("--stale-after", stale_after_s)
+        if node is not None:
+            validate_node(node, source="--node")
+        if liveness and node is None and not beat:
+            raise ConfigError("--liveness needs the component it probes; accepted: "
+                              "--liveness --node NODE (a worker) or --liveness --beat")
         settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
     except ConfigError as exc:
         return fail("check", str(exc))
@@ -75,7 +88,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         client = reader_client(settings.redis_url, timeout_s)
         try:
             return read_heartbeat(client, settings.service, keys=settings.keys,
-                                  late_after_s=late_after_s, stale_after_s=stale_after_s)
+                                  late_after_s=late_after_s, stale_after_s=stale_after_s,
+                                  nodes_limit=PROBE_NODES_LIMIT)
         finally:
             client.close()
 
@@ -84,6 +98,12 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
             settings.service, f"timed out after {timeout_s:g}s")
     except ProbeFailedError as exc:
         report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
+    if node is not None or beat:
+        verdict = (node_verdict(report, node, liveness=liveness, late_after_s=late_after_s,
+                                stale_after_s=stale_after_s) if node is not None else
+                   beat_verdict(report, liveness=liveness, late_after_s=late_after_s,
+                                stale_after_s=stale_after_s))
+        return _print_verdict(report, verdict, as_json=as_json, node=node, liveness=liveness)
     code = report.exit_code
     if unreachable_ok and report.state is State.UNREACHABLE:
         code = 0
@@ -93,3 +113,14 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         line = nagios_line(report)
         print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)
     return code
+
+
+def _print_verdict(report: HeartbeatReport, verdict: Verdict, *, as_json: bool,
+                   node: str | None, liveness: bool) -> int:
+    if as_json:
+        print(json.dumps({"service": report.service, "component": "beat" if node is None
+                          else "node", "liveness": liveness, **verdict.fields,
+                          "exit_code": verdict.exit_code}))
+    else:
+        print(f"{NAGIOS_LABELS[verdict.exit_code]} - {verdict.text}")
+    return verdict.exit_code

@@ -24,10 +24,18 @@ exit codes (Nagios plugin convention):
   2 CRITICAL  stale, missing, or the payload's status is error
   3 UNKNOWN   unreachable, invalid, timed out, or a bad flag or setting
 
+--node NODE and --beat probe one component instead of the service heartbeat: a worker
+node (its Celery node name, or the host part, so $(POD_NAME) works) or beat (its marker).
+With --liveness the probe fails (exit 2) only for a fault in that component: a worker node
+that has run no heartbeat while beat keeps publishing; a beat that stopped publishing. A
+dead beat, broker or store, or another worker, never fails a worker's liveness, and an
+unreachable store never fails any liveness.
+
 examples:
   petsage-heartbeat check
   petsage-heartbeat check --service billing --json
-  petsage-heartbeat check --unreachable-ok --stale-after 120 --timeout 2   # liveness
+  petsage-heartbeat check --liveness --node "$POD_NAME" --stale-after 120 --timeout 2
+  petsage-heartbeat check --liveness --beat --stale-after 120 --timeout 2
 """
 
 _STATUS_EPILOG = """\
@@ -136,7 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--stale-after", type=float, metavar="S",
                        help="stale after S seconds (default: the payload's stale_after_s)")
     check.add_argument("--unreachable-ok", action="store_true",
-                       help="exit 0 when Redis can't be asked (for liveness probes)")
+                       help="exit 0 when Redis can't be asked")
+    component = check.add_mutually_exclusive_group()
+    component.add_argument("--node", metavar="NODE",
+                           help="probe this worker node (Celery node name or its host part)")
+    component.add_argument("--beat", action="store_true", help="probe beat (its marker)")
+    check.add_argument("--liveness", action="store_true",
+                       help="with --node or --beat: fail only for a fault in that component")
     _reader_flags(check, timeout_s=2.0)
 
     status = command("status", "table of one service or the fleet, worst first",
@@ -200,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(redis_url=args.redis, service=args.service, prefix=args.prefix,
                          late_after_s=args.late_after, stale_after_s=args.stale_after,
                          timeout_s=args.timeout, as_json=args.json,
-                         unreachable_ok=args.unreachable_ok)
+                         unreachable_ok=args.unreachable_ok, node=args.node, beat=args.beat,
+                         liveness=args.liveness)
     if args.command == "status":
         from worker.status import run_status
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.nodes import node_counts
 from worker.reader import HeartbeatReport
 from worker.states import State
 
@@ -50,6 +51,15 @@ def chart(points: Sequence[dict[str, Any]], width: int = 180, height: int = 36) 
             f'aria-label="{title}"><title>{title}</title>{"".join(lines)}</svg>')
 
 
+def _nodes_cell(report: HeartbeatReport) -> str:
+    """Fresh nodes of total, the ones that are not named; a second beat flagged."""
+    text = node_counts(report.nodes) if report.nodes else "-"
+    cell = f'<td class="nodes">{html.escape(text)}'
+    if report.second_beat is not None:
+        cell += '<br><span class="warn">two beats publish</span>'
+    return cell + "</td>"
+
+
 def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
          store_problem: str | None = None) -> str:
     """The ``<tbody>`` content: one row per service, worst first.
@@ -58,7 +68,7 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
     fleet then, so no "nobody published" row (that would claim the fleet is empty).
     """
     if store_problem is not None:
-        return ('<tr data-state="unreachable"><td colspan="10" class="banner">'
+        return ('<tr data-state="unreachable"><td colspan="11" class="banner">'
                 f"store unreachable: {html.escape(store_problem)}</td></tr>")
     out = []
     for report in reports:
@@ -72,6 +82,7 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
             "<td>-</td>" if report.age_s is None else f"<td>{report.age_s:.1f} s</td>",
             f"<td>{html.escape(str(p.get('seq', '-')))}</td>",
             f"<td>{html.escape(str((worker or {}).get('node', '-')))}</td>",
+            _nodes_cell(report),
             f"<td>{_fmt_ms(p.get('queue_lag_ms'))}</td>",
             f"<td>{_fmt_ms(p.get('duration_ms'))}</td>",
             f"<td>{chart(histories.get(report.service, []))}</td>",
@@ -80,7 +91,7 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
         out.append(f'<tr data-service="{html.escape(report.service)}" '
                    f'data-state="{report.state.value}">{"".join(cells)}</tr>')
     if not out:
-        out.append('<tr><td colspan="10" class="muted">no service has published a heartbeat '
+        out.append('<tr><td colspan="11" class="muted">no service has published a heartbeat '
                    "under this prefix</td></tr>")
     return "\n".join(out)
 
@@ -106,6 +117,7 @@ td {{ white-space: nowrap; }}
 td.reason, td.banner {{ white-space: normal; }}
 .banner {{ background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }}
 .service {{ font-weight: 600; }}
+.warn {{ color: #bf8700; font-weight: 600; }}
 </style></head>
 <body>
 <h1>PetSage heartbeat</h1>
@@ -113,7 +125,8 @@ td.reason, td.banner {{ white-space: normal; }}
 refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>,
 Prometheus: <a href="metrics">metrics</a>.</p>
 <table><thead><tr><th>service</th><th>state</th><th>diagnosis</th><th>age</th><th>seq</th>
-<th>worker</th><th>queue lag</th><th>duration</th><th>lag / duration</th><th>reason</th>
+<th>worker</th><th>nodes fresh</th><th>queue lag</th><th>duration</th><th>lag / duration</th>
+<th>reason</th>
 </tr></thead><tbody id="fleet">
 {body_rows}
 </tbody></table>

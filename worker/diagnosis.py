@@ -49,6 +49,9 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
     depth = data.get("queue_depth")
     if depth is not None and not _plain_int(depth):
         return None
+    since = data.get("since_ms")
+    if since is not None and not _plain_int(since):
+        data.pop("since_ms")
     return data
 
 

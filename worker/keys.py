@@ -6,6 +6,8 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
     petsage:hb:{petsage}:history   stream, one entry per heartbeat, capped
     petsage:hb:{petsage}:beat      beat's last publish of the heartbeat task (string, JSON)
     petsage:hb:{petsage}:discarded the last heartbeat a worker discarded as expired (JSON)
+    petsage:hb:{petsage}:nodes     sorted set: member = Celery node name, score = ts_ms of
+                                   that node's last node heartbeat (TTL = node retention)
     petsage:hb:index               sorted set: member = service, score = last ts_ms
     petsage:hb:events              pub/sub channel: each payload as published
 
@@ -23,6 +25,12 @@ from worker.errors import ConfigError
 
 SERVICE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """What a service name may be: no globs, colons, braces, spaces or newlines."""
+
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""What a heartbeat queue name may be (``HEARTBEAT_QUEUE``)."""
+
+NODE_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,255}")
+"""What a Celery node name (``name@host``) or its host part may be (``check --node``)."""
 
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}(:[A-Za-z0-9._-]{1,32}){0,3}")
 """What a key prefix may be: up to four colon-separated parts of the service alphabet."""
@@ -45,6 +53,26 @@ def validate_service(service: str, *, source: str = "service name") -> str:
             "accepted: 1-64 characters of A-Z a-z 0-9 . _ -"
         )
     return service
+
+
+def validate_node(node: str, *, source: str = "node name") -> str:
+    """Return ``node`` if it is a valid Celery node name or host part, else raise."""
+    if not isinstance(node, str) or not NODE_PATTERN.fullmatch(node):
+        raise ConfigError(
+            f"{source} {_shown(str(node))} is invalid; accepted: a Celery node name "
+            "(name@host) or its host part, 1-255 characters of A-Z a-z 0-9 . _ - @"
+        )
+    return node
+
+
+def validate_queue(queue: str, *, source: str = "queue name") -> str:
+    """Return ``queue`` if it is a valid heartbeat queue name, else raise ``ConfigError``."""
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
+        raise ConfigError(
+            f"{source} {_shown(str(queue))} is invalid; accepted: 1-128 characters of "
+            "A-Z a-z 0-9 . _ - (default heartbeat.SERVICE)"
+        )
+    return queue
 
 
 def validate_prefix(prefix: str, *, source: str = "key prefix") -> str:
@@ -97,6 +125,10 @@ class Keys:
         """The last heartbeat of ``service`` the worker discarded as expired (string, JSON)."""
         return self._join("{" + validate_service(service) + "}", "discarded")
 
+    def nodes(self, service: str) -> str:
+        """The worker nodes of ``service``: member = node name, score = its last ts_ms."""
+        return self._join("{" + validate_service(service) + "}", "nodes")
+
     @property
     def index(self) -> str:
         """The fleet index: member = service, score = last heartbeat ts_ms."""
@@ -106,8 +138,3 @@ class Keys:
     def events(self) -> str:
         """The pub/sub channel every payload is published on."""
         return self._join("events")
-
-    @property
-    def pattern(self) -> str:
-        """An ACL key pattern covering every key of this prefix (``~petsage:hb:*``)."""
-        return self._join("*")

@@ -62,6 +62,13 @@ def service_metrics(reports: list[HeartbeatReport]) -> Iterator[Metric]:
     depth = _gauge("queue_depth", "Heartbeat messages waiting in the broker queue")
     diagnosis = _gauge("diagnosis", "1 for the diagnosed broken hop (only when not fresh)",
                        ("service", "diagnosis"))
+    node_up = _gauge("node_up", "1 if the worker node's own heartbeat is fresh or late, else 0",
+                     ("service", "node"))
+    node_age = _gauge("node_age_seconds", "Age of the worker node's last node heartbeat",
+                      ("service", "node"))
+    nodes = _gauge("nodes", "Worker nodes of the service by the state of their node heartbeat",
+                   ("service", "state"))
+    beats = _gauge("beats", "Beats seen publishing for the service (more than 1: a mistake)")
     for report in reports:
         name = report.service
         up.add_metric([name], 1 if report.state in (State.FRESH, State.LATE) else 0)
@@ -69,6 +76,15 @@ def service_metrics(reports: list[HeartbeatReport]) -> Iterator[Metric]:
             state.add_metric([name, each.value], 1 if each is report.state else 0)
         if report.diagnosis:
             diagnosis.add_metric([name, report.diagnosis], 1)
+        # One series per node still recorded: a node gone for longer than the node
+        # retention (or shut down cleanly) is pruned from the store, so its series ends.
+        for node in report.nodes:
+            node_up.add_metric([name, node.node], 1 if node.state is not State.STALE else 0)
+            node_age.add_metric([name, node.node], node.age_s)
+        for each in (State.FRESH, State.LATE, State.STALE):
+            nodes.add_metric([name, each.value], sum(n.state is each for n in report.nodes))
+        if report.beat is not None:
+            beats.add_metric([name], 2 if report.second_beat is not None else 1)
         payload = report.payload
         if payload is None:
             continue
@@ -87,7 +103,8 @@ def service_metrics(reports: list[HeartbeatReport]) -> Iterator[Metric]:
         backlog = payload.get("backlog")
         if isinstance(backlog, dict) and isinstance(backlog.get("depth"), int):
             depth.add_metric([name], backlog["depth"])
-    yield from (up, state, last, age, seq, lag, duration, interval, stale_after, depth, diagnosis)
+    yield from (up, state, last, age, seq, lag, duration, interval, stale_after, depth, diagnosis,
+                node_up, node_age, nodes, beats)
 
 
 def registry_for(client: Callable[[], Any], keys: Callable[[], Keys]) -> CollectorRegistry:

@@ -22,8 +22,9 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from worker.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
 from worker.keys import Keys, validate_service
+from worker.nodes import FLEET_NODES_LIMIT, NodeReport, describe_beats, judge_nodes, second_beat
 from worker.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
-from worker.settings import LATE_FACTOR
+from worker.settings import DEFAULT_INTERVAL_S, LATE_FACTOR, STALE_FACTOR
 from worker.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
 from worker.store_shape import is_cluster_client
 from worker.urls import redact
@@ -71,6 +72,8 @@ class HeartbeatReport(NamedTuple):
     now_ms: int | None = None  #: the Redis clock reading the age was computed from
     diagnosis: str | None = None  #: the broken hop when not fresh (see ``worker.diagnosis``)
     beat: dict[str, Any] | None = None  #: beat's last publish marker, when readable
+    nodes: tuple[NodeReport, ...] = ()  #: the service's worker nodes, most recent first
+    second_beat: str | None = None  #: another beat seen publishing for this service
 
     @property
     def exit_code(self) -> int:
@@ -172,12 +175,13 @@ def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds
 
 
 READ_SCRIPT = """
--- KEYS: (latest, beat marker, discard note) per service. ARGV[1] value cap, ARGV[2] note
--- cap, ARGV[3] '1' to read the notes too ('0': they come back empty, for a first pass)
+-- KEYS: (latest, beat marker, discard note, nodes) per service. ARGV[1] value cap,
+-- ARGV[2] note cap, ARGV[3] '1' to read the notes too ('0': they come back empty, for a
+-- first pass), ARGV[4] most recent nodes per service
 local t = redis.call('TIME')
 local out = {t}
 local cap = tonumber(ARGV[1])
-for i = 1, #KEYS, 3 do
+for i = 1, #KEYS, 4 do
   -- One GETRANGE per key in the common case; the rare cases say what the key holds.
   local key = KEYS[i]
   local v = redis.pcall('GETRANGE', key, 0, cap)
@@ -196,18 +200,23 @@ for i = 1, #KEYS, 3 do
     if type(m) ~= 'string' then m = '' end
     out[i + j + 1] = m
   end
+  local nodes = redis.pcall('ZREVRANGE', KEYS[i + 3], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
+  if type(nodes) ~= 'table' or nodes['err'] then nodes = {} end
+  out[i + 4] = nodes
 end
 return out
 """
 """Returns the server's TIME, then per service: the value (or [type, length] when missing,
-of another type, empty or oversized), beat's marker and the worker's discard note."""
+of another type, empty or oversized), beat's marker, the worker's discard note and the
+most recent worker nodes (flat: node, ts_ms, ...)."""
 
 
-def _script_args(services: list[str], keys: Keys, *, notes: bool = True) -> tuple[str | int, ...]:
+def _script_args(services: list[str], keys: Keys, *, notes: bool = True,
+                 nodes_limit: int = FLEET_NODES_LIMIT) -> tuple[str | int, ...]:
     key_names = [name for s in services
-                 for name in (keys.latest(s), keys.beat(s), keys.discarded(s))]
+                 for name in (keys.latest(s), keys.beat(s), keys.discarded(s), keys.nodes(s))]
     return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES,
-            1 if notes else 0)
+            1 if notes else 0, nodes_limit)
 
 
 _gc_lock = threading.Lock()
@@ -241,21 +250,51 @@ def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
                 **thresholds: float | None) -> list[HeartbeatReport]:
     reports = []
     with _gc_paused():
-        for service, row, raw_marker, raw_discard in zip(services, rows[0::3], rows[1::3],
-                                                         rows[2::3], strict=True):
+        for service, row, raw_marker, raw_discard, raw_nodes in zip(
+                services, rows[0::4], rows[1::4], rows[2::4], rows[3::4], strict=True):
             marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
             if isinstance(row, bytes | str):
                 kind, length, value = b"string", len(row), row
             else:  # [type, length]: missing, another type, empty or oversized
                 kind, length, value = row[0], row[1], b""
-            reports.append(judge_value(service, now_ms, kind, length, value, marker=marker,
-                                       discard=discard, **thresholds))
+            report = judge_value(service, now_ms, kind, length, value, marker=marker,
+                                 discard=discard, **thresholds)
+            reports.append(with_components(report, now_ms, marker, raw_nodes))
     return reports
+
+
+def component_thresholds(report: HeartbeatReport,
+                         marker: dict[str, Any] | None) -> Thresholds:
+    """Thresholds for the service's nodes: the heartbeat's, else beat's settings, else defaults."""
+    if report.thresholds is not None:
+        return report.thresholds
+    interval_s, stale_s = DEFAULT_INTERVAL_S, DEFAULT_INTERVAL_S * STALE_FACTOR
+    if marker is not None:
+        interval_s = positive_number(marker.get("interval_s"), interval_s)
+        stale_s = positive_number(marker.get("stale_after_s"), interval_s * STALE_FACTOR)
+    return Thresholds(min(interval_s * LATE_FACTOR, stale_s), stale_s)
+
+
+def positive_number(value: Any, default: float) -> float:
+    """``value`` if a stored value gave a sane positive number (not a bool, < 1e9), else default."""
+    if type(value) in (int, float) and 0 < value < 1e9:
+        return float(value)
+    return default
+
+
+def with_components(report: HeartbeatReport, now_ms: int, marker: dict[str, Any] | None,
+                    raw_nodes: Any) -> HeartbeatReport:
+    """Add the service's worker nodes and a second beat, if one publishes, to ``report``."""
+    nodes = judge_nodes(now_ms, raw_nodes, component_thresholds(report, marker))
+    other = second_beat(now_ms, marker)
+    reason = report.reason if other is None else f"{report.reason}; {describe_beats(marker, other)}"
+    return report._replace(nodes=nodes, second_beat=other, reason=reason, beat=marker)
 
 
 def read_many(client: Any, services: list[str], keys: Keys, *,
               late_after_s: float | None = None, stale_after_s: float | None = None,
-              lazy_notes: bool = False) -> list[HeartbeatReport]:
+              lazy_notes: bool = False,
+              nodes_limit: int = FLEET_NODES_LIMIT) -> list[HeartbeatReport]:
     """Judge several services; order follows ``services``.
 
     One script call for all of them; on a Redis Cluster, where one script can't span
@@ -270,7 +309,9 @@ def read_many(client: Any, services: list[str], keys: Keys, *,
     if is_cluster_client(client):
         # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys itself but
         # would ask a node (COMMAND GETKEYS) for every EVAL_RO. The script only reads.
-        replies = execute_many(client, [("EVAL", *_script_args([s], keys)) for s in services])
+        replies = execute_many(client, [("EVAL", *_script_args([s], keys,
+                                                                nodes_limit=nodes_limit))
+                                        for s in services])
         reports = []
         for service, reply in zip(services, replies, strict=True):
             if isinstance(reply, BaseException):
@@ -279,19 +320,22 @@ def read_many(client: Any, services: list[str], keys: Keys, *,
                 continue
             reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], **thresholds)
         return reports
-    reports = _read_script(client, services, keys, not lazy_notes, thresholds)
+    reports = _read_script(client, services, keys, not lazy_notes, thresholds,
+                           nodes_limit=nodes_limit)
     unhealthy = [i for i, r in enumerate(reports)
                  if r.state is not State.FRESH and r.state is not State.UNREACHABLE]
     if lazy_notes and unhealthy:
-        again = _read_script(client, [services[i] for i in unhealthy], keys, True, thresholds)
+        again = _read_script(client, [services[i] for i in unhealthy], keys, True, thresholds,
+                             nodes_limit=nodes_limit)
         for i, report in zip(unhealthy, again, strict=True):
             reports[i] = report
     return reports
 
 
 def _read_script(client: Any, services: list[str], keys: Keys, notes: bool,
-                 thresholds: dict[str, float | None]) -> list[HeartbeatReport]:
-    args = _script_args(services, keys, notes=notes)
+                 thresholds: dict[str, float | None], *,
+                 nodes_limit: int) -> list[HeartbeatReport]:
+    args = _script_args(services, keys, notes=notes, nodes_limit=nodes_limit)
     (reply,) = execute_many(client, [("EVAL_RO", *args)])
     if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
         (reply,) = execute_many(client, [("EVAL", *args)])
@@ -302,7 +346,8 @@ def _read_script(client: Any, services: list[str], keys: Keys, notes: bool,
 
 def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
                    late_after_s: float | None = None,
-                   stale_after_s: float | None = None) -> HeartbeatReport:
+                   stale_after_s: float | None = None,
+                   nodes_limit: int = FLEET_NODES_LIMIT) -> HeartbeatReport:
     """Read ``service``'s heartbeat and judge it on the Redis clock.
 
     One read-only script call (``EVAL_RO``): atomic, one round trip, and the clock it reads
@@ -317,7 +362,7 @@ def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,
     started = time.monotonic()
     try:
         return read_many(client, [service], keys, late_after_s=late_after_s,
-                         stale_after_s=stale_after_s)[0]
+                         stale_after_s=stale_after_s, nodes_limit=nodes_limit)[0]
     except UnicodeDecodeError:
         return HeartbeatReport(service, State.INVALID,
                                "stored value is not UTF-8 (and the client decodes replies)")

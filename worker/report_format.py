@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.nodes import node_counts, node_summaries
 from worker.reader import HeartbeatReport
 from worker.states import State
 
@@ -25,6 +26,8 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
         "reason": report.reason,
         "diagnosis": report.diagnosis,
         "clock_offset_ms": payload.get("clock_offset_ms"),
+        "nodes": node_summaries(report.nodes),
+        "second_beat": report.second_beat,
         "beat": None if report.beat is None else {
             "published_age_s": None if report.now_ms is None else round(
                 max(report.now_ms - report.beat["published_at_ms"], 0) / 1000, 3),
@@ -72,8 +75,8 @@ def nagios_line(report: HeartbeatReport) -> str:
     return f"{label} - {text} | {perf}"
 
 
-TABLE_COLUMNS = ("SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "LAG", "STATUS",
-                 "REASON")
+TABLE_COLUMNS = ("SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "NODES", "LAG",
+                 "STATUS", "REASON")
 
 
 def table_row(report: HeartbeatReport) -> tuple[str, ...]:
@@ -87,6 +90,7 @@ def table_row(report: HeartbeatReport) -> tuple[str, ...]:
         "-" if report.age_s is None else f"{report.age_s:.1f}s",
         str(p.get("seq", "-")),
         str((worker or {}).get("node", "-")),
+        node_counts(report.nodes) if report.nodes else "-",
         _ms(p.get("queue_lag_ms")),
         str(p.get("status", "-")),
         report.reason,

@@ -38,12 +38,12 @@ def _request_stop(signum: int, _frame: Any) -> None:
     _stop_requested = True
 
 
-def celery_commands(loglevel: str) -> dict[str, list[str]]:
-    """The beat and worker command lines ``run`` starts."""
+def celery_commands(loglevel: str, queue: str) -> dict[str, list[str]]:
+    """The beat and worker command lines ``run`` starts (the worker on the service's queue)."""
     base = [sys.executable, "-m", "celery", "-A", "worker", "--quiet"]
     return {
         "beat": [*base, "beat", "--loglevel", loglevel],
-        "worker": [*base, "worker", "-Q", "heartbeat", "--loglevel", loglevel,
+        "worker": [*base, "worker", "-Q", queue, "--loglevel", loglevel,
                    "--concurrency", "1", "--without-mingle", "--without-gossip",
                    "--hostname", "heartbeat@%h"],
     }
@@ -157,7 +157,7 @@ def run(loglevel: str = "WARNING") -> int:
     print(f"petsage-heartbeat: starting celery beat and worker: {settings.describe()}",
           flush=True)
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children = _spawn(celery_commands(loglevel), env)
+    children = _spawn(celery_commands(loglevel, settings.queue), env)
     try:
         code = _watch(settings, children)
     finally:

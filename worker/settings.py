@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from worker.errors import ConfigError
-from worker.keys import DEFAULT_PREFIX, Keys, validate_prefix, validate_service
+from worker.keys import DEFAULT_PREFIX, Keys, validate_prefix, validate_queue, validate_service
+from worker.protocol import default_queue
 from worker.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -40,6 +41,11 @@ DEFAULT_RETENTION_S = 7 * 24 * 3600
 
 DEFAULT_HISTORY_LEN = 1000
 """Approximate cap of the history stream (``HEARTBEAT_HISTORY_LEN``, ``MAXLEN ~``)."""
+
+DEFAULT_NODE_RETENTION_S = 600
+"""How long a worker node that stopped renewing its node heartbeat stays listed
+(``HEARTBEAT_NODE_RETENTION_S``): a crashed pod shows as stale this long, then is pruned.
+A worker that shuts down cleanly removes its own record at once."""
 
 DEFAULT_REDIS_TIMEOUT_S = 2.0
 """Connect and read timeout of the worker's store client (``HEARTBEAT_REDIS_TIMEOUT_S``)."""
@@ -106,6 +112,10 @@ class Settings(NamedTuple):
     checks: tuple[CheckSpec, ...] = ()
     #: True when neither URL was set: ``run`` starts the embedded server in that case.
     urls_defaulted: bool = False
+    #: The queue heartbeats travel on (``HEARTBEAT_QUEUE``): one per service, so two
+    #: services on one broker database never run each other's heartbeats.
+    queue: str = default_queue(DEFAULT_SERVICE)
+    node_retention_s: int = DEFAULT_NODE_RETENTION_S
 
     @property
     def late_after_s(self) -> float:
@@ -122,7 +132,7 @@ class Settings(NamedTuple):
         return (
             f"service={self.service} interval={self.interval_s:g}s "
             f"stale_after={self.stale_after_s:g}s store={redact(self.redis_url)} "
-            f"broker={redact(self.broker_url)} prefix={self.key_prefix}"
+            f"broker={redact(self.broker_url)} prefix={self.key_prefix} queue={self.queue}"
         )
 
     @classmethod
@@ -171,6 +181,13 @@ class Settings(NamedTuple):
         prefix = validate_prefix(
             env.get("HEARTBEAT_KEY_PREFIX", DEFAULT_PREFIX), source="HEARTBEAT_KEY_PREFIX"
         )
+        queue = validate_queue(env.get("HEARTBEAT_QUEUE", "").strip() or default_queue(service),
+                               source="HEARTBEAT_QUEUE")
+        node_retention_s = int(_number(
+            env, "HEARTBEAT_NODE_RETENTION_S", DEFAULT_NODE_RETENTION_S,
+            minimum=math.ceil(2 * stale_after_s), integer=True,
+            what="seconds, at least twice the stale threshold (a dead node shows stale first)",
+        ))
         return cls(
             broker_url=broker_url,
             redis_url=redis_url,
@@ -183,6 +200,8 @@ class Settings(NamedTuple):
             redis_timeout_s=redis_timeout_s,
             checks=parse_check_specs(env.get("HEARTBEAT_CHECKS", "")),
             urls_defaulted=not broker_raw and not store_raw,
+            queue=queue,
+            node_retention_s=node_retention_s,
         )
 
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 PUBLISH_SCRIPT = resources.files("worker").joinpath("publish.lua").read_text(encoding="utf-8")
 """The Lua source of the write; loaded once per process."""
 
+NODE_SCRIPT = resources.files("worker").joinpath("node.lua").read_text(encoding="utf-8")
+"""The Lua source of a node heartbeat write."""
+
 STAMP_RESERVE_BYTES = 96
 """Room the script's ``seq``/``ts_ms``/``timestamp`` prefix takes in the size limit."""
 
@@ -59,9 +62,30 @@ class HeartbeatStore:
         self._retention_ms = int(retention_s * 1000)
         self._history_len = history_len
         self._script = client.register_script(PUBLISH_SCRIPT)
+        self._node_script = client.register_script(NODE_SCRIPT)
         #: On a Redis Cluster the fleet index lives in another slot than the service's
         #: keys, so the script can't touch it: it is updated by a second command.
         self._cluster = is_cluster_client(client)
+
+    def record_node(self, service: str, node: str, *, retention_s: int,
+                    published_at_ms: float | None = None,
+                    expires_ms: float | None = None) -> int | None:
+        """Renew ``node``'s record among ``service``'s nodes; its ts_ms, or None if expired.
+
+        One script on the Redis clock, which also judges the expiry, so that a node heartbeat
+        that waited in a backlog never makes a stuck node look alive.
+        """
+        reply = self._node_script(
+            keys=[self._keys.nodes(service)],
+            args=[node, retention_s * 1000,
+                  "" if published_at_ms is None else f"{published_at_ms:.0f}",
+                  "" if expires_ms is None else f"{expires_ms:.0f}"])
+        written, ts_ms = (int(x) for x in reply)
+        return ts_ms if written else None
+
+    def forget_node(self, service: str, node: str) -> None:
+        """Remove ``node`` from ``service``'s nodes (a worker that shuts down cleanly)."""
+        self._client.zrem(self._keys.nodes(service), node)
 
     def record_discard(self, service: str, *, published_at_ms: float, lag_ms: float) -> None:
         """Note that a heartbeat waited ``lag_ms`` in the queue and was discarded.
