@@ -1,6 +1,6 @@
 """Celery configuration of the heartbeat worker and beat, built from the environment.
 
-Every value the heartbeat itself needs comes from ``worker.settings.Settings`` (read and
+Every value the heartbeat itself needs comes from ``worker.core.settings.Settings`` (read and
 validated once); a bad variable stops the program with one line before Celery starts.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.settings import load_or_exit, tls_options_or_exit
-from worker.urls import kombu_sentinel
+from worker.core.settings import load_or_exit, tls_options_or_exit
+from worker.core.urls import kombu_sentinel
 
 heartbeat_settings = load_or_exit()
 _interval_s = heartbeat_settings.interval_s
@@ -66,5 +66,5 @@ worker_hijack_root_logger = True
 
 #: Beat keeps its schedule in memory (no schedule file to corrupt in the working
 #: directory) and sends the first heartbeat at once.
-beat_scheduler = "worker.beat:HeartbeatScheduler"
+beat_scheduler = "worker.publish.scheduler:HeartbeatScheduler"
 beat_max_loop_interval = max(min(_interval_s, 5.0), 0.25)

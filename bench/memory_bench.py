@@ -22,7 +22,7 @@ import redis
 from celery import Celery
 
 from bench.common import BenchError, RedisProcess, machine, table
-from worker.keys import Keys
+from worker.core.names import Keys
 
 
 def _rss_mib(pid: int) -> float:

@@ -34,11 +34,11 @@ from bench.common import (
     table,
     time_call,
 )
-from worker.fleet import read_fleet
-from worker.keys import Keys
-from worker.probe import ProbeClient
-from worker.reader import read_heartbeat
-from worker.store import HeartbeatStore
+from worker.core.names import Keys
+from worker.publish.store import HeartbeatStore
+from worker.read.fleet import read_fleet
+from worker.read.reader import read_heartbeat
+from worker.read.resp_client import ProbeClient
 
 
 def _body(service: str) -> dict[str, object]:

@@ -25,11 +25,11 @@ import redis
 
 from bench.common import BIN, BenchError, RedisProcess, free_port, machine, table
 from bench.probe_bench import _body, _naive_scan_get
-from worker.fleet import read_fleet
-from worker.keys import Keys
-from worker.probe import ProbeClient
-from worker.reader import read_heartbeat
-from worker.store import HeartbeatStore
+from worker.core.names import Keys
+from worker.publish.store import HeartbeatStore
+from worker.read.fleet import read_fleet
+from worker.read.reader import read_heartbeat
+from worker.read.resp_client import ProbeClient
 
 Row = tuple[str, str, str, str, str, str]
 ROWS: list[Row] = []

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.helpers import Proc, RedisServer
-from worker import checks
+from worker.publish import health_checks
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def procs(tmp_path: Path) -> Iterator[list[Proc]]:
 @pytest.fixture(autouse=True)
 def _clean_check_registry() -> Iterator[None]:
     """Tests that register checks don't leak them into other tests."""
-    before = checks.registered_checks()
+    before = health_checks.registered_checks()
     yield
-    for name in checks.registered_checks():
+    for name in health_checks.registered_checks():
         if name not in before:
-            checks.unregister_check(name)
+            health_checks.unregister_check(name)

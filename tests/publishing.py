@@ -7,10 +7,10 @@ from typing import Any
 
 import redis
 
-from worker.keys import Keys
-from worker.payload import DEFAULT_MESSAGE
-from worker.reader import redis_time_ms
-from worker.store import HeartbeatStore
+from worker.core.names import Keys
+from worker.core.payload import DEFAULT_MESSAGE
+from worker.core.redis_io import redis_time_ms
+from worker.publish.store import HeartbeatStore
 
 
 def publish(client: redis.Redis, service: str = "petsage", *, interval_s: float = 10,

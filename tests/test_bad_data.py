@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from tests.helpers import RedisServer
 from tests.publishing import publish
 from worker import State, read_heartbeat
-from worker.fleet import read_fleet
-from worker.keys import Keys
-from worker.payload import MAX_PAYLOAD_BYTES
-from worker.probe import ProbeClient
+from worker.core.names import Keys
+from worker.core.payload import MAX_PAYLOAD_BYTES
+from worker.read.fleet import read_fleet
+from worker.read.resp_client import ProbeClient
 
 KEY = Keys().latest("petsage")
 REQUIRED = ["seq", "ts_ms", "timestamp", "schema", "service", "status", "message",

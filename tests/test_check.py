@@ -16,10 +16,10 @@ import redis
 
 from tests.helpers import RedisServer, cli_argv, heartbeat_env
 from tests.publishing import backdate, publish
-from worker.keys import Keys
-from worker.probe import ProbeClient, ProbeError
-from worker.reader import read_heartbeat
-from worker.states import State
+from worker.core.names import Keys
+from worker.core.states import State
+from worker.read.reader import read_heartbeat
+from worker.read.resp_client import ProbeClient, ProbeError
 
 
 def probe_read(url: str, service: str, *, raw: bool = False) -> Any:
@@ -155,7 +155,7 @@ def test_the_check_path_imports_no_celery_kombu_or_redis_py(redis_server: RedisS
     publish(real)
     code = (
         "import sys\n"
-        "from worker.cli import main\n"
+        "from worker.cli.main import main\n"
         f"rc = main(['check', '--redis', '{redis_server.url}'])\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu', 'redis',"
         " 'billiard', 'asyncio'})\n"

@@ -13,9 +13,9 @@ from tests.cluster import RedisClusterSet
 from tests.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
 from tests.publishing import publish
 from worker import State, read_heartbeat
-from worker.clients import make_client
-from worker.fleet import read_fleet
-from worker.keys import Keys
+from worker.core.names import Keys
+from worker.core.redis_clients import make_client
+from worker.read.fleet import read_fleet
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from tests.helpers import REPO
-from worker.cli import _parser
+from worker.cli.main import _parser
 
 K8S = REPO / "deploy" / "kubernetes"
 

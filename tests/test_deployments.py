@@ -33,9 +33,9 @@ from tests.helpers import (
     wait_for,
 )
 from worker import State, read_heartbeat
-from worker.beat_marker import BeatMarker
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core.names import Keys
+from worker.core.settings import Settings
+from worker.publish.beat_marker import BeatMarker
 
 pytestmark = pytest.mark.e2e
 INTERVAL_S = 0.5
@@ -299,7 +299,7 @@ def test_a_restarted_beat_is_not_taken_for_a_second_one(real: redis.Redis) -> No
 
 
 def _metric_nodes(client: redis.Redis) -> set[str]:
-    from worker.http import configure, create_app
+    from worker.http.router import configure, create_app
 
     configure(settings=Settings(), client=client)
     try:

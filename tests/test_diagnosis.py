@@ -13,13 +13,13 @@ import redis
 from tests.publishing import publish
 from tests.test_store import SETTINGS, _SkewedClock, make_store
 from worker import State, read_heartbeat
-from worker.backlog import redis_backlog
-from worker.beat_marker import BeatMarker, queue_lists
-from worker.diagnosis import diagnose, parse_marker
-from worker.health import Discarded, run_health
-from worker.keys import Keys
-from worker.reader import redis_time_ms
-from worker.states import Thresholds
+from worker.core.names import Keys, queue_lists
+from worker.core.redis_io import redis_time_ms
+from worker.core.states import Thresholds
+from worker.publish.backlog import redis_backlog
+from worker.publish.beat_marker import BeatMarker
+from worker.publish.health import Discarded, run_health
+from worker.read.diagnosis import diagnose, parse_marker
 
 NOW = 1_800_000_000_000
 T = Thresholds(15, 30)
@@ -117,10 +117,10 @@ def test_with_a_marker_the_reader_says_no_consumer_or_beat_down(client: redis.Re
 
 def test_expired_heartbeats_are_discarded_on_the_redis_clock(
         client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.health
+    import worker.publish.health
 
     # The worker's clock is an hour ahead: Celery's own expiry would drop everything.
-    monkeypatch.setattr(worker.health, "time", _SkewedClock(3600))
+    monkeypatch.setattr(worker.publish.health, "time", _SkewedClock(3600))
     redis_now = redis_time_ms(client.time())
     fresh = run_health(client, make_store(client), SETTINGS, node="n",
                        published_at_ms=redis_now - 100, expires_ms=10_000)

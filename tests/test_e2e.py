@@ -15,7 +15,7 @@ import redis
 
 from tests.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
-from worker.payload import payload_problem
+from worker.core.payload import payload_problem
 
 pytestmark = pytest.mark.e2e
 

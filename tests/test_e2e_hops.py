@@ -15,8 +15,8 @@ import redis
 
 from tests.helpers import IN_CI, Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
-from worker.diagnosis import parse_marker
-from worker.keys import Keys
+from worker.core.names import Keys
+from worker.read.diagnosis import parse_marker
 
 pytestmark = pytest.mark.e2e
 KEYS = Keys()

@@ -25,8 +25,8 @@ from tests.helpers import (
     wait_for,
 )
 from worker import State, read_heartbeat
-from worker.diagnosis import diagnose
-from worker.states import Thresholds
+from worker.core.states import Thresholds
+from worker.read.diagnosis import diagnose
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

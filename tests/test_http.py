@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.publishing import backdate, publish
-from worker.beat_marker import BeatMarker
-from worker.http import configure, create_app, router
-from worker.keys import Keys
-from worker.payload import DEFAULT_MESSAGE
-from worker.settings import Settings
+from worker.core.names import Keys
+from worker.core.payload import DEFAULT_MESSAGE
+from worker.core.settings import Settings
+from worker.http.router import configure, create_app, router
+from worker.publish.beat_marker import BeatMarker
 
 SETTINGS = Settings.from_env({"HEARTBEAT_SERVICE": "petsage"})
 

@@ -17,11 +17,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.helpers import Proc, RedisServer, cli_argv, free_port, heartbeat_env, wait_for
-from worker.http import configure, create_app, router
-from worker.keys import Keys
-from worker.payload import DEFAULT_MESSAGE
-from worker.settings import Settings
-from worker.store import HeartbeatStore
+from worker.core.names import Keys
+from worker.core.payload import DEFAULT_MESSAGE
+from worker.core.settings import Settings
+from worker.http.router import configure, create_app, router
+from worker.publish.store import HeartbeatStore
 
 SETTINGS = Settings.from_env({"HEARTBEAT_SERVICE": "petsage"})
 EMPTY_ROW = "no service has published a heartbeat under this prefix"

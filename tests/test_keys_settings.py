@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.keys import Keys, validate_service
-from worker.settings import Settings
-from worker.urls import redact, validate_url
+from worker.core.errors import ConfigError
+from worker.core.names import Keys, validate_service
+from worker.core.settings import Settings
+from worker.core.urls import redact, validate_url
 
 BAD_NAMES = ["", "a b", "a:b", "a*", "a?", "x\ny", "{x}", "x" * 65, "x" * 1000, "a/b", "é"]
 
@@ -119,7 +119,7 @@ def test_redaction_covers_case_at_signs_and_query_passwords(text: str, shown: st
 
 
 def test_uppercase_schemes_are_accepted_and_normalised() -> None:
-    from worker.urls import tls_options
+    from worker.core.urls import tls_options
 
     s = Settings.from_env({"CELERY_BROKER_URL": "REDISS://h:6380/0"})
     assert s.broker_url.startswith("rediss://")

@@ -28,9 +28,9 @@ from tests.helpers import (
 from tests.proxy import BlackholeProxy
 from tests.sentinel import SentinelSet
 from worker import State, read_heartbeat
-from worker.clients import make_client
-from worker.keys import Keys
-from worker.probe import ProbeClient
+from worker.core.names import Keys
+from worker.core.redis_clients import make_client
+from worker.read.resp_client import ProbeClient
 
 pytestmark = pytest.mark.e2e
 INTERVAL_S = 0.5

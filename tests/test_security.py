@@ -24,7 +24,7 @@ from tests.helpers import (
 from tests.publishing import publish
 from tests.test_check import _make_certs
 from worker import State, read_heartbeat
-from worker.keys import Keys
+from worker.core.names import Keys
 
 pytestmark = pytest.mark.e2e
 SECRET = "hunter2-Xq9-s3cret"

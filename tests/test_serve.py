@@ -22,7 +22,7 @@ from tests.helpers import (
     wait_for,
 )
 from tests.publishing import backdate, publish
-from worker.keys import Keys
+from worker.core.names import Keys
 
 ARTIFACTS = REPO / "test-artifacts"
 

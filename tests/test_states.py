@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from worker.payload import DEFAULT_MESSAGE
-from worker.reader import HeartbeatReport, judge_value
-from worker.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
+from worker.core.payload import DEFAULT_MESSAGE
+from worker.core.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
+from worker.read.reader import HeartbeatReport, judge_value
 
 NOW_MS = 1_800_000_000_000
 

@@ -15,11 +15,11 @@ import redis
 
 from tests.helpers import RedisServer
 from worker import State, check, read_heartbeat
-from worker.errors import ConfigError, PayloadTooLargeError
-from worker.health import run_health
-from worker.payload import DEFAULT_MESSAGE, MAX_PAYLOAD_BYTES, payload_problem
-from worker.settings import Settings
-from worker.store import HeartbeatStore
+from worker.core.errors import ConfigError, PayloadTooLargeError
+from worker.core.payload import DEFAULT_MESSAGE, MAX_PAYLOAD_BYTES, payload_problem
+from worker.core.settings import Settings
+from worker.publish.health import run_health
+from worker.publish.store import HeartbeatStore
 
 SETTINGS = Settings.from_env({"HEARTBEAT_INTERVAL_S": "10", "HEARTBEAT_HISTORY_LEN": "50"})
 KEYS = SETTINGS.keys

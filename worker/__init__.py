@@ -11,30 +11,32 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from worker.version import __version__
+from worker.core.version import __version__
 
 if TYPE_CHECKING:
-    from worker.checks import check, register_check
-    from worker.errors import ConfigError, HeartbeatError, PayloadTooLargeError
-    from worker.keys import Keys
-    from worker.payload import Payload
-    from worker.reader import HeartbeatReport, read_heartbeat
-    from worker.settings import Settings
-    from worker.states import State, Thresholds
+    from worker.core.errors import ConfigError, HeartbeatError, PayloadTooLargeError
+    from worker.core.names import Keys
+    from worker.core.payload import Payload
+    from worker.core.settings import Settings
+    from worker.core.states import State, Thresholds
+    from worker.publish.health_checks import check, register_check
+    from worker.publish.install import install_heartbeat
+    from worker.read.reader import HeartbeatReport, read_heartbeat
 
 _EXPORTS = {
-    "check": "worker.checks",
-    "register_check": "worker.checks",
-    "ConfigError": "worker.errors",
-    "HeartbeatError": "worker.errors",
-    "PayloadTooLargeError": "worker.errors",
-    "Keys": "worker.keys",
-    "Payload": "worker.payload",
-    "HeartbeatReport": "worker.reader",
-    "read_heartbeat": "worker.reader",
-    "Settings": "worker.settings",
-    "State": "worker.states",
-    "Thresholds": "worker.states",
+    "check": "worker.publish.health_checks",
+    "register_check": "worker.publish.health_checks",
+    "install_heartbeat": "worker.publish.install",
+    "ConfigError": "worker.core.errors",
+    "HeartbeatError": "worker.core.errors",
+    "PayloadTooLargeError": "worker.core.errors",
+    "Keys": "worker.core.names",
+    "Payload": "worker.core.payload",
+    "HeartbeatReport": "worker.read.reader",
+    "read_heartbeat": "worker.read.reader",
+    "Settings": "worker.core.settings",
+    "State": "worker.core.states",
+    "Thresholds": "worker.core.states",
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "Thresholds",
     "__version__",
     "check",
+    "install_heartbeat",
     "read_heartbeat",
     "register_check",
 ]

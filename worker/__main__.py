@@ -1,5 +1,5 @@
 """``python -m worker``: the same as the ``petsage-heartbeat`` command."""
 
-from worker.cli import main
+from worker.cli.main import main
 
 raise SystemExit(main())

@@ -10,9 +10,9 @@ from __future__ import annotations
 from celery import Celery
 
 import celeryconfig
-from worker.errors import ConfigError
-from worker.exits import fail
-from worker.install import install_heartbeat
+from worker.core.errors import ConfigError
+from worker.core.exits import fail
+from worker.publish.install import install_heartbeat
 
 app = Celery("worker")
 app.config_from_object(celeryconfig)

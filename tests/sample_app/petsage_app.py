@@ -11,7 +11,7 @@ import time
 import redis
 from celery import Celery
 
-from worker.install import install_heartbeat
+from worker.publish.install import install_heartbeat
 
 BROKER = os.environ["PETSAGE_APP_BROKER"]
 

@@ -1,0 +1,126 @@
+"""``petsage-heartbeat check``: a probe with Nagios exit codes and a hard deadline.
+
+Imports neither Celery, kombu nor redis-py: it runs as a fresh process on every
+Kubernetes probe or cron tick, where import time is most of the cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from worker.core.errors import ConfigError, HeartbeatError
+from worker.core.exits import fail
+from worker.core.names import validate_node
+from worker.core.states import State
+from worker.core.urls import redact
+from worker.read.connect import reader_client, reader_settings
+from worker.read.liveness import Verdict, beat_verdict, node_verdict
+from worker.read.nodes import PROBE_NODES_LIMIT
+from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
+from worker.read.render import NAGIOS_LABELS, nagios_line, summary
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_S = 2.0
+"""The whole check (DNS, connect, AUTH, read) gives up after this long (``--timeout``)."""
+
+
+def positive_seconds(flag: str, value: float | None) -> float | None:
+    """Validate an optional seconds flag: finite and above zero."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{flag} {value!r} is out of range; accepted: seconds > 0")
+    return value
+
+
+def within(deadline_s: float, work: Callable[[], T]) -> T | None:
+    """Run ``work`` in a daemon thread; None if it is not done by the deadline.
+
+    A thread, not socket timeouts alone: name resolution has no timeout of its own, and a
+    probe must answer inside Kubernetes' ``timeoutSeconds`` whatever hangs.
+    """
+    box: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except Exception as exc:  # reported by the caller as one line, never a traceback
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="heartbeat-check")
+    thread.start()
+    thread.join(deadline_s)
+    if box and isinstance(box[0], BaseException):
+        raise ProbeFailedError(redact(f"{type(box[0]).__name__}: {box[0]}")) from None
+    return box[0] if box else None  # type: ignore[return-value]
+
+
+class ProbeFailedError(HeartbeatError):
+    """The probe's work raised (a client library's error): its one-line description."""
+
+
+def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
+              late_after_s: float | None, stale_after_s: float | None, timeout_s: float,
+              as_json: bool, unreachable_ok: bool, node: str | None = None,
+              beat: bool = False, liveness: bool = False) -> int:
+    """Print one line (or one JSON object) and return the Nagios exit code.
+
+    Without ``node`` or ``beat`` it judges the service heartbeat; with one of them, that
+    component (``worker.read.liveness``), and with ``liveness`` fails only for its own faults.
+    """
+    try:
+        positive_seconds("--timeout", timeout_s)
+        positive_seconds("--late-after", late_after_s)
+        positive_seconds("--stale-after", stale_after_s)
+        if node is not None:
+            validate_node(node, source="--node")
+        if liveness and node is None and not beat:
+            raise ConfigError("--liveness needs the component it probes; accepted: "
+                              "--liveness --node NODE (a worker) or --liveness --beat")
+        settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
+    except ConfigError as exc:
+        return fail("check", str(exc))
+
+    def probe() -> HeartbeatReport:
+        client = reader_client(settings.redis_url, timeout_s)
+        try:
+            return read_heartbeat(client, settings.service, keys=settings.keys,
+                                  late_after_s=late_after_s, stale_after_s=stale_after_s,
+                                  nodes_limit=PROBE_NODES_LIMIT)
+        finally:
+            client.close()
+
+    try:
+        report = within(timeout_s + 0.05, probe) or unreachable(
+            settings.service, f"timed out after {timeout_s:g}s")
+    except ProbeFailedError as exc:
+        report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
+    if node is not None or beat:
+        verdict = (node_verdict(report, node, liveness=liveness, late_after_s=late_after_s,
+                                stale_after_s=stale_after_s) if node is not None else
+                   beat_verdict(report, liveness=liveness, late_after_s=late_after_s,
+                                stale_after_s=stale_after_s))
+        return _print_verdict(report, verdict, as_json=as_json, node=node, liveness=liveness)
+    code = report.exit_code
+    if unreachable_ok and report.state is State.UNREACHABLE:
+        code = 0
+    if as_json:
+        print(json.dumps({**summary(report), "exit_code": code}))
+    else:
+        line = nagios_line(report)
+        print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)
+    return code
+
+
+def _print_verdict(report: HeartbeatReport, verdict: Verdict, *, as_json: bool,
+                   node: str | None, liveness: bool) -> int:
+    if as_json:
+        print(json.dumps({"service": report.service, "component": "beat" if node is None
+                          else "node", "liveness": liveness, **verdict.fields,
+                          "exit_code": verdict.exit_code}))
+    else:
+        print(f"{NAGIOS_LABELS[verdict.exit_code]} - {verdict.text}")
+    return verdict.exit_code

@@ -1,0 +1,255 @@
+"""The ``petsage-heartbeat`` command: parse arguments, configure logging, dispatch.
+
+Each subcommand imports only what it needs, so that ``check`` stays cheap. A malformed
+flag never prints argparse's usage dump: it is one line (``worker.core.exits.fail``), ``UNKNOWN``
+and exit 3 for the probes, exit 2 for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from worker.core.exits import fail
+from worker.core.version import __version__
+
+_STORE_URL_HELP = "store URL (env HEARTBEAT_REDIS_URL, else CELERY_BROKER_URL)"
+
+_CHECK_EPILOG = """\
+exit codes (Nagios plugin convention):
+  0 OK        fresh
+  1 WARNING   late, or the payload's status is degraded
+  2 CRITICAL  stale, missing, or the payload's status is error
+  3 UNKNOWN   unreachable, invalid, timed out, or a bad flag or setting
+
+--node NODE and --beat probe one component instead of the service heartbeat: a worker
+node (its Celery node name, or the host part, so $(POD_NAME) works) or beat (its marker).
+With --liveness the probe fails (exit 2) only for a fault in that component: a worker node
+that has run no heartbeat while beat keeps publishing; a beat that stopped publishing. A
+dead beat, broker or store, or another worker, never fails a worker's liveness, and an
+unreachable store never fails any liveness.
+
+examples:
+  petsage-heartbeat check
+  petsage-heartbeat check --service billing --json
+  petsage-heartbeat check --liveness --node "$POD_NAME" --stale-after 120 --timeout 2
+  petsage-heartbeat check --liveness --beat --stale-after 120 --timeout 2
+"""
+
+_STATUS_EPILOG = """\
+exit codes (Nagios plugin convention), the worst service's:
+  0 OK        every service shown is fresh
+  1 WARNING   the worst is late, or its payload's status is degraded
+  2 CRITICAL  the worst is stale or missing, or no service has published under the prefix
+  3 UNKNOWN   unreachable, invalid, timed out, or a bad flag or setting
+
+examples:
+  petsage-heartbeat status
+  petsage-heartbeat status --all
+  petsage-heartbeat status --all --json | jq '.[] | select(.state != "fresh")'
+"""
+
+_WATCH_EPILOG = """\
+--exec CMD runs CMD through sh on each transition (the first state seen included, old
+state "unknown"), in the background, with these variables set:
+  PETSAGE_TIME       when the transition was seen (ISO-8601 UTC)
+  PETSAGE_SERVICE    the service
+  PETSAGE_OLD_STATE  the state before (unknown for the first one seen)
+  PETSAGE_NEW_STATE  fresh, late, stale, missing, invalid or unreachable
+  PETSAGE_AGE_S      age of the last heartbeat in seconds (empty if unknown)
+  PETSAGE_SEQ        seq of the last heartbeat (empty if none)
+  PETSAGE_REASON     one line: why this state
+  PETSAGE_DIAGNOSIS  the broken hop when not fresh (empty when fresh)
+  PETSAGE_EXIT_CODE  the new state's Nagios exit code
+
+examples:
+  petsage-heartbeat watch --all
+  petsage-heartbeat watch --exec 'notify-send "$PETSAGE_SERVICE is $PETSAGE_NEW_STATE"'
+"""
+
+_SERVE_EPILOG = """\
+pages: / (dashboard), /api/heartbeats (JSON), /metrics (Prometheus), /system/health and
+/system/health/SERVICE (200 fresh or late, 503 otherwise), /openapi.json.
+Needs the http extra: pip install 'petsage-heartbeat[http]'.
+
+examples:
+  petsage-heartbeat serve
+  petsage-heartbeat serve --host 0.0.0.0 --port 9808   # in a container
+"""
+
+_RUN_EPILOG = """\
+Starts celery beat and one worker as child processes and prints each heartbeat as it
+lands; Ctrl-C or SIGTERM stops them all. With neither CELERY_BROKER_URL nor
+HEARTBEAT_REDIS_URL set it starts an embedded Redis-compatible server in this process
+(needs the embedded extra). Settings come from the environment: CELERY_BROKER_URL,
+HEARTBEAT_REDIS_URL, HEARTBEAT_SERVICE, HEARTBEAT_INTERVAL_S, HEARTBEAT_STALE_AFTER_S,
+HEARTBEAT_KEY_PREFIX, HEARTBEAT_RETENTION_S, HEARTBEAT_HISTORY_LEN, HEARTBEAT_CHECKS.
+
+examples:
+  petsage-heartbeat run
+  HEARTBEAT_INTERVAL_S=2 CELERY_BROKER_URL=redis://127.0.0.1:6379/0 petsage-heartbeat run
+"""
+
+
+class UsageError(Exception):
+    """argparse refused the command line; ``command`` is the subcommand being parsed."""
+
+    def __init__(self, command: str | None, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are raised (and become one line), never printed."""
+
+    def error(self, message: str) -> NoReturn:
+        parts = self.prog.split()
+        command = parts[1] if len(parts) > 1 else None
+        raise UsageError(command, message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="petsage-heartbeat",
+        description="PetSage heartbeat: a Celery beat schedule that proves the pipeline works, "
+                    "and the probes that read it.",
+        epilog="Run 'petsage-heartbeat COMMAND --help' for a command's flags, exit codes "
+               "and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    def command(name: str, help_text: str, description: str, epilog: str) -> _Parser:
+        return sub.add_parser(name, help=help_text, description=description, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = command("run", "run celery beat and a worker (embedded Redis if no URL)",
+                  "Run beat and a worker together, for a laptop or a small deployment.",
+                  _RUN_EPILOG)
+    run.add_argument("--loglevel", default="WARNING",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     help="log level of the celery processes (default WARNING)")
+
+    check = command("check", "probe one service: Nagios exit code 0/1/2/3",
+                    "Probe one service's heartbeat: one line (or --json) and the Nagios exit "
+                    "code. One round trip to Redis under one deadline; imports no Celery.",
+                    _CHECK_EPILOG)
+    check.add_argument("--service", metavar="S",
+                       help="service (env HEARTBEAT_SERVICE, default petsage)")
+    check.add_argument("--late-after", type=float, metavar="S",
+                       help="late after S seconds (default: 1.5 x the payload's interval_s)")
+    check.add_argument("--stale-after", type=float, metavar="S",
+                       help="stale after S seconds (default: the payload's stale_after_s)")
+    check.add_argument("--unreachable-ok", action="store_true",
+                       help="exit 0 when Redis can't be asked")
+    component = check.add_mutually_exclusive_group()
+    component.add_argument("--node", metavar="NODE",
+                           help="probe this worker node (Celery node name or its host part)")
+    component.add_argument("--beat", action="store_true", help="probe beat (its marker)")
+    check.add_argument("--liveness", action="store_true",
+                       help="with --node or --beat: fail only for a fault in that component")
+    _reader_flags(check, timeout_s=2.0)
+
+    status = command("status", "table of one service or the fleet, worst first",
+                     "Show one service, or every service in the fleet index, worst first.",
+                     _STATUS_EPILOG)
+    _which(status)
+    _reader_flags(status, timeout_s=5.0)
+
+    watch = command("watch", "report state transitions as they happen",
+                    "Print each state transition when it happens: on a heartbeat arriving "
+                    "and on a timer, so fresh -> late -> stale shows with no message at all.",
+                    _WATCH_EPILOG)
+    _which(watch)
+    watch.add_argument("--exec", dest="exec_cmd", metavar="CMD",
+                       help="run CMD (via sh) on each transition, details in PETSAGE_* variables")
+    watch.add_argument("--poll", type=float, default=0.5, metavar="S",
+                       help="re-read every S seconds when no heartbeat arrives (default 0.5)")
+    _reader_flags(watch, timeout_s=2.0)
+
+    serve = command("serve", "HTTP: /system/health, /metrics and the dashboard",
+                    "Serve /system/health, Prometheus /metrics and the dashboard over HTTP. "
+                    "Binds to loopback unless told otherwise.", _SERVE_EPILOG)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="bind address (default 127.0.0.1; 0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=9808, help="port (default 9808)")
+    serve.add_argument("--redis", metavar="URL", help=_STORE_URL_HELP)
+    serve.add_argument("--prefix", metavar="PREFIX",
+                       help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
+    return parser
+
+
+def _which(cmd: argparse.ArgumentParser) -> None:
+    which = cmd.add_mutually_exclusive_group()
+    which.add_argument("--service", metavar="S",
+                       help="service (env HEARTBEAT_SERVICE, default petsage)")
+    which.add_argument("--all", action="store_true", help="every service in the fleet index")
+
+
+def _reader_flags(cmd: argparse.ArgumentParser, *, timeout_s: float) -> None:
+    cmd.add_argument("--redis", metavar="URL", help=_STORE_URL_HELP)
+    cmd.add_argument("--prefix", metavar="PREFIX",
+                     help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
+    cmd.add_argument("--timeout", type=float, default=timeout_s, metavar="S",
+                     help=f"give up on Redis after S seconds (default {timeout_s:g})")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    try:
+        args, unknown = _parser().parse_known_args(argv)
+        if unknown:  # said by the top-level parser, which doesn't know the command
+            raise UsageError(args.command, f"unrecognized arguments: {' '.join(unknown)}")
+    except UsageError as exc:
+        where = f"petsage-heartbeat {exc.command}" if exc.command else "petsage-heartbeat"
+        return fail(exc.command, f"{exc.command + ': ' if exc.command else ''}{exc}; "
+                                 f"see '{where} --help'")
+    if args.command == "check":
+        from worker.cli.check import run_check
+
+        return run_check(redis_url=args.redis, service=args.service, prefix=args.prefix,
+                         late_after_s=args.late_after, stale_after_s=args.stale_after,
+                         timeout_s=args.timeout, as_json=args.json,
+                         unreachable_ok=args.unreachable_ok, node=args.node, beat=args.beat,
+                         liveness=args.liveness)
+    if args.command == "status":
+        from worker.cli.status import run_status
+
+        return run_status(redis_url=args.redis, service=args.service, all_services=args.all,
+                          prefix=args.prefix, timeout_s=args.timeout, as_json=args.json)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    if args.command == "watch":
+        return _watch(args)
+    if args.command == "serve":
+        from worker.cli.serve import run_serve
+
+        return run_serve(host=args.host, port=args.port, redis_url=args.redis, prefix=args.prefix)
+    if args.command == "run":
+        from worker.cli.run import run
+
+        return run(loglevel=args.loglevel)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from worker.cli.check import positive_seconds
+    from worker.core.errors import ConfigError
+    from worker.read.connect import reader_settings
+
+    try:
+        positive_seconds("--timeout", args.timeout)
+        positive_seconds("--poll", args.poll)
+        settings = reader_settings(redis_url=args.redis, service=args.service, prefix=args.prefix)
+    except ConfigError as exc:
+        return fail("watch", str(exc))
+    from worker.cli.watch import run_watch
+
+    return run_watch(settings, all_services=args.all, exec_cmd=args.exec_cmd,
+                     as_json=args.json, timeout_s=args.timeout, poll_s=args.poll)

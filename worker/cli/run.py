@@ -1,0 +1,170 @@
+"""``petsage-heartbeat run``: beat and one worker as child processes, for a laptop or a small box.
+
+Beat and the worker run as two ``celery`` processes (not ``worker -B``, whose beat child is
+not reaped on SIGTERM), each in its own process group so that stopping also stops the
+worker's pool children. With no URL configured, an embedded Redis-compatible server runs
+in this process. Each heartbeat is printed as it lands, read back through the reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from worker.core.exits import fail
+from worker.core.redis_clients import make_client
+from worker.core.settings import Settings, load_or_exit
+from worker.core.states import State
+from worker.core.urls import redact
+from worker.read.reader import HeartbeatReport, read_heartbeat
+
+STOP_GRACE_S = 3.5
+"""How long beat and the worker get to stop after SIGTERM before they are killed."""
+
+_stop_requested = False
+
+
+def _request_stop(signum: int, _frame: Any) -> None:
+    global _stop_requested  # noqa: PLW0603 - a signal handler has nowhere else to put it
+    _stop_requested = True
+
+
+def celery_commands(loglevel: str, queue: str) -> dict[str, list[str]]:
+    """The beat and worker command lines ``run`` starts (the worker on the service's queue)."""
+    base = [sys.executable, "-m", "celery", "-A", "worker", "--quiet"]
+    return {
+        "beat": [*base, "beat", "--loglevel", loglevel],
+        "worker": [*base, "worker", "-Q", queue, "--loglevel", loglevel,
+                   "--concurrency", "1", "--without-mingle", "--without-gossip",
+                   "--hostname", "heartbeat@%h"],
+    }
+
+
+def _spawn(commands: Mapping[str, list[str]],
+           env: Mapping[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+    return {
+        name: subprocess.Popen(argv, env=dict(env), start_new_session=True)
+        for name, argv in commands.items()
+    }
+
+
+def _stop(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child's process group, wait, then SIGKILL what is left."""
+    for child in children.values():
+        if child.poll() is None:
+            _signal_group(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    for child in children.values():
+        _signal_group(child.pid, signal.SIGKILL)  # pool children too, even if the parent exited
+        if child.poll() is None:
+            child.wait(timeout=2)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def format_report(report: HeartbeatReport) -> str:
+    """One line per heartbeat: service, seq, state, age, lag."""
+    payload = report.payload
+    if payload is None:
+        return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
+    lag = payload.get("queue_lag_ms")
+    lag_text = "?" if lag is None else f"{lag:.0f}ms"
+    age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
+    return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
+            f"age={age} lag={lag_text} duration={payload.get('duration_ms', 0):.0f}ms "
+            f"status={payload['status']}")
+
+
+def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) -> int:
+    """Print heartbeats as they land, and state changes when none come; return an exit code."""
+    client = make_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    keys = settings.keys
+    pubsub: Any = None
+    last_state: State | None = None
+    next_poll = 0.0
+    while not _stop_requested:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"petsage-heartbeat: celery {name} exited with code {child.returncode}; "
+                      "stopping", file=sys.stderr, flush=True)
+                return 1
+        try:
+            if pubsub is None:
+                pubsub = client.pubsub(  # type: ignore[no-untyped-call]
+                    ignore_subscribe_messages=True)
+                pubsub.subscribe(keys.events)
+            message = pubsub.get_message(timeout=0.2)
+        except redis.RedisError as exc:
+            if last_state is not State.UNREACHABLE:
+                print(f"heartbeat {settings.service}: unreachable "
+                      f"({redact(str(exc))[:200]})", flush=True)
+                last_state = State.UNREACHABLE
+            pubsub = None
+            time.sleep(0.2)
+            continue
+        landed = message is not None and _is_ours(message.get("data"), settings.service)
+        if landed or time.monotonic() >= next_poll:
+            report = read_heartbeat(client, settings.service, keys=keys)
+            if landed or report.state is not last_state:
+                print(format_report(report), flush=True)
+            last_state = report.state
+            next_poll = time.monotonic() + settings.interval_s
+    return 0
+
+
+def _is_ours(data: Any, service: str) -> bool:
+    try:
+        return bool(json.loads(data).get("service") == service)
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def run(loglevel: str = "WARNING") -> int:
+    """Start (embedded Redis,) beat and worker; print heartbeats until SIGINT/SIGTERM."""
+    global _stop_requested  # noqa: PLW0603
+    _stop_requested = False
+    settings = load_or_exit()
+    env = dict(os.environ)
+    embedded = None
+    if settings.urls_defaulted:
+        from worker.cli.embedded import EmbeddedRedis, available
+
+        if not available():
+            return fail("run", "no CELERY_BROKER_URL or HEARTBEAT_REDIS_URL is set and the "
+                               "embedded server is not installed; accepted: set a redis:// URL, "
+                               "or pip install 'petsage-heartbeat[embedded]'")
+        embedded = EmbeddedRedis().start()
+        env["CELERY_BROKER_URL"] = env["HEARTBEAT_REDIS_URL"] = embedded.url
+        settings = load_or_exit(env)
+        print(f"petsage-heartbeat: no Redis URL set, so an embedded Redis-compatible server "
+              f"runs in this process at {embedded.url} (in memory); read it from another "
+              f"terminal with HEARTBEAT_REDIS_URL={embedded.url}", flush=True)
+    print(f"petsage-heartbeat: starting celery beat and worker: {settings.describe()}",
+          flush=True)
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children = _spawn(celery_commands(loglevel, settings.queue), env)
+    try:
+        code = _watch(settings, children)
+    finally:
+        _stop(children)
+        if embedded is not None:
+            embedded.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("petsage-heartbeat: stopped", flush=True)
+    return code

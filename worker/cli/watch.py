@@ -1,0 +1,144 @@
+"""``petsage-heartbeat watch``: report state transitions as they happen, and run a hook.
+
+Driven by two things: the pub/sub channel (a heartbeat landed: re-read that service) and
+its own timer (nothing landed: ages grow, so fresh turns late and late turns stale with no
+message at all). A Redis outage is a transition to ``unreachable``; the watcher keeps
+reconnecting and resumes when Redis is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from worker.core.redis_clients import make_client
+from worker.core.settings import Settings
+from worker.core.states import State
+from worker.read.fleet import read_fleet
+from worker.read.reader import HeartbeatReport, read_heartbeat
+
+DEFAULT_POLL_S = 0.5
+"""How often the timer re-reads the watched services (``--poll``)."""
+
+RECONNECT_DELAY_S = 0.5
+"""Pause between reconnection attempts while Redis is unreachable."""
+
+
+class Watcher:
+    """Keeps the last state of each watched service and reports changes."""
+
+    def __init__(self, settings: Settings, *, all_services: bool, exec_cmd: str | None,
+                 as_json: bool, timeout_s: float, poll_s: float = DEFAULT_POLL_S,
+                 emit: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.all_services = all_services
+        self.exec_cmd = exec_cmd
+        self.as_json = as_json
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.emit = emit or (lambda line: print(line, flush=True))
+        self.states: dict[str, State] = {}
+        self.hooks: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+
+    def _read(self, client: redis.Redis) -> list[HeartbeatReport]:
+        if not self.all_services:
+            return [read_heartbeat(client, self.settings.service, keys=self.settings.keys)]
+        result = read_fleet(client, self.settings.keys)
+        if isinstance(result, HeartbeatReport):  # the store could not be asked
+            names = list(self.states) or ["*"]
+            return [result._replace(service=name) for name in names]
+        return result
+
+    def observe(self, reports: list[HeartbeatReport]) -> None:
+        """Compare with the last known states; report and hook each change."""
+        for report in reports:
+            old = self.states.get(report.service)
+            if old is report.state:
+                continue
+            if report.service != "*":
+                self.states.pop("*", None)
+            self.states[report.service] = report.state
+            self._transition(old, report)
+
+    def _transition(self, old: State | None, report: HeartbeatReport) -> None:
+        payload: dict[str, Any] = dict(report.payload or {})
+        event: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "service": report.service,
+            "old_state": old.value if old else "unknown",
+            "new_state": report.state.value,
+            "age_s": None if report.age_s is None else round(report.age_s, 3),
+            "seq": payload.get("seq"),
+            "reason": report.reason,
+            "diagnosis": report.diagnosis,
+            "exit_code": report.exit_code,
+        }
+        if self.as_json:
+            self.emit(json.dumps(event))
+        else:
+            self.emit(f"{event['time']} {event['service']} {event['old_state']} -> "
+                      f"{event['new_state']} ({report.reason})")
+        if self.exec_cmd:
+            self._run_hook(event)
+
+    def _run_hook(self, event: dict[str, Any]) -> None:
+        env = dict(os.environ)
+        for key, value in event.items():
+            env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
+        self.hooks = [h for h in self.hooks if h.poll() is None]
+        # The command is the operator's own flag, run like cron would run it.
+        self.hooks.append(subprocess.Popen(self.exec_cmd or "", shell=True, env=env))  # noqa: S602
+
+    def run(self) -> int:
+        """Watch until SIGINT or SIGTERM; return 0."""
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        client = make_client(self.settings.redis_url, timeout_s=self.timeout_s)
+        pubsub: Any = None
+        next_poll = 0.0
+        try:
+            while not self.stopping:
+                try:
+                    if pubsub is None:
+                        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                        pubsub.subscribe(self.settings.keys.events)
+                        next_poll = 0.0
+                    wait_s = max(min(next_poll - time.monotonic(), self.poll_s), 0.0)
+                    message = pubsub.get_message(timeout=wait_s)
+                    if message is not None and self._is_watched(message.get("data")):
+                        next_poll = 0.0  # re-read now: a heartbeat landed
+                    if time.monotonic() >= next_poll:
+                        self.observe(self._read(client))
+                        next_poll = time.monotonic() + self.poll_s
+                except (redis.RedisError, OSError):
+                    pubsub = None
+                    self.observe(self._read(client))  # reports unreachable (never raises)
+                    time.sleep(RECONNECT_DELAY_S)
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    def _is_watched(self, data: Any) -> bool:
+        try:
+            service = json.loads(data).get("service")
+        except (TypeError, ValueError, AttributeError):
+            return False
+        return self.all_services or service == self.settings.service
+
+
+def run_watch(settings: Settings, **kwargs: Any) -> int:
+    """Entry for the CLI."""
+    try:
+        return Watcher(settings, **kwargs).run()
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 0

@@ -1,0 +1,233 @@
+"""The one settings object, read from the environment and validated once.
+
+Every program here (the Celery config, the CLI, the HTTP server) builds its settings with
+``Settings.from_env()``; a bad value raises ``ConfigError`` whose message is one line that
+names the variable and says what it accepts. Entry points turn that into an exit code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from worker.core.errors import ConfigError
+from worker.core.names import (
+    DEFAULT_PREFIX,
+    Keys,
+    default_queue,
+    validate_prefix,
+    validate_queue,
+    validate_service,
+)
+from worker.core.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+"""Broker used when ``CELERY_BROKER_URL`` is unset (the store defaults to the broker)."""
+
+DEFAULT_SERVICE = "petsage"
+"""Service name heartbeats are published under (``HEARTBEAT_SERVICE``)."""
+
+DEFAULT_INTERVAL_S = 10.0
+"""Seconds between heartbeats (``HEARTBEAT_INTERVAL_S``)."""
+
+MIN_INTERVAL_S = 0.5
+"""The shortest interval accepted; Celery beat can't keep a tighter schedule honestly."""
+
+STALE_FACTOR = 3.0
+"""``stale_after_s`` defaults to this many intervals (``HEARTBEAT_STALE_AFTER_S``)."""
+
+LATE_FACTOR = 1.5
+"""A heartbeat older than this many intervals is late (capped at ``stale_after_s``)."""
+
+DEFAULT_RETENTION_S = 7 * 24 * 3600
+"""TTL of the latest payload and of the history stream (``HEARTBEAT_RETENTION_S``)."""
+
+DEFAULT_HISTORY_LEN = 1000
+"""Approximate cap of the history stream (``HEARTBEAT_HISTORY_LEN``, ``MAXLEN ~``)."""
+
+DEFAULT_NODE_RETENTION_S = 600
+"""How long a worker node that stopped renewing its node heartbeat stays listed
+(``HEARTBEAT_NODE_RETENTION_S``): a crashed pod shows as stale this long, then is pruned.
+A worker that shuts down cleanly removes its own record at once."""
+
+DEFAULT_REDIS_TIMEOUT_S = 2.0
+"""Connect and read timeout of the worker's store client (``HEARTBEAT_REDIS_TIMEOUT_S``)."""
+
+_CHECK_SPEC = re.compile(
+    r"(?:(?P<name>[A-Za-z0-9._-]{1,64})=)?(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_]\w*)"
+)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float,
+            integer: bool = False, what: str = "seconds") -> float:
+    """Read one number strictly: junk, NaN, infinities and values below ``minimum`` are refused."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    kind = "a whole number" if integer else "a number"
+    accepted = f"{kind} of {what} >= {minimum:g}"
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not {kind}; accepted: {accepted}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={raw!r} is out of range; accepted: {accepted}")
+    return value
+
+
+class CheckSpec(NamedTuple):
+    """A user check named in ``HEARTBEAT_CHECKS``: ``[name=]module:function``."""
+
+    name: str
+    module: str
+    attr: str
+
+
+def parse_check_specs(raw: str, *, source: str = "HEARTBEAT_CHECKS") -> tuple[CheckSpec, ...]:
+    """Parse a comma-separated list of ``[name=]module:function`` check references."""
+    specs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        match = _CHECK_SPEC.fullmatch(item)
+        if match is None:
+            raise ConfigError(
+                f"{source} entry {item!r} is invalid; accepted: [name=]module:function, "
+                "e.g. db=myapp.health:ping_db"
+            )
+        specs.append(CheckSpec(match["name"] or match["attr"], match["module"], match["attr"]))
+    return tuple(specs)
+
+
+class Settings(NamedTuple):
+    """Everything the worker, beat and the readers need to agree on."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    #: Where heartbeats are stored; the broker URL unless ``HEARTBEAT_REDIS_URL`` is set.
+    redis_url: str = DEFAULT_BROKER_URL
+    service: str = DEFAULT_SERVICE
+    interval_s: float = DEFAULT_INTERVAL_S
+    stale_after_s: float = DEFAULT_INTERVAL_S * STALE_FACTOR
+    key_prefix: str = DEFAULT_PREFIX
+    retention_s: int = DEFAULT_RETENTION_S
+    history_len: int = DEFAULT_HISTORY_LEN
+    redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
+    checks: tuple[CheckSpec, ...] = ()
+    #: True when neither URL was set: ``run`` starts the embedded server in that case.
+    urls_defaulted: bool = False
+    #: The queue heartbeats travel on (``HEARTBEAT_QUEUE``): one per service, so two
+    #: services on one broker database never run each other's heartbeats.
+    queue: str = default_queue(DEFAULT_SERVICE)
+    node_retention_s: int = DEFAULT_NODE_RETENTION_S
+
+    @property
+    def late_after_s(self) -> float:
+        """Age beyond which a heartbeat is late."""
+        return min(self.interval_s * LATE_FACTOR, self.stale_after_s)
+
+    @property
+    def keys(self) -> Keys:
+        """Key names for this prefix."""
+        return Keys(self.key_prefix)
+
+    def describe(self) -> str:
+        """One line for logs, with passwords hidden."""
+        return (
+            f"service={self.service} interval={self.interval_s:g}s "
+            f"stale_after={self.stale_after_s:g}s store={redact(self.redis_url)} "
+            f"broker={redact(self.broker_url)} prefix={self.key_prefix} queue={self.queue}"
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build and validate settings from environment variables (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        broker_raw = env.get("CELERY_BROKER_URL", "").strip()
+        store_raw = env.get("HEARTBEAT_REDIS_URL", "").strip()
+        broker_url = validate_url(
+            broker_raw or DEFAULT_BROKER_URL, source="CELERY_BROKER_URL", schemes=BROKER_SCHEMES
+        )
+        if is_cluster(broker_url):
+            raise ConfigError(
+                "CELERY_BROKER_URL cannot be a Redis Cluster (kombu has no cluster transport); "
+                "accepted: one Redis, sentinel:// or amqp://, with the cluster as "
+                "HEARTBEAT_REDIS_URL"
+            )
+        if not store_raw and broker_url.split("://", 1)[0] not in REDIS_SCHEMES:
+            raise ConfigError(
+                "HEARTBEAT_REDIS_URL is required when CELERY_BROKER_URL is not a Redis URL; "
+                "accepted: redis://, rediss://, sentinel://"
+            )
+        redis_url = validate_url(store_raw or broker_url, source="HEARTBEAT_REDIS_URL")
+        service = validate_service(
+            env.get("HEARTBEAT_SERVICE", DEFAULT_SERVICE), source="HEARTBEAT_SERVICE"
+        )
+        interval_s = _number(
+            env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S
+        )
+        stale_after_s = _number(
+            env, "HEARTBEAT_STALE_AFTER_S", interval_s * STALE_FACTOR, minimum=interval_s,
+            what=f"seconds, at least HEARTBEAT_INTERVAL_S ({interval_s:g})",
+        )
+        retention_s = int(_number(
+            env, "HEARTBEAT_RETENTION_S", DEFAULT_RETENTION_S,
+            minimum=max(60, math.ceil(stale_after_s)), integer=True,
+            what="seconds, at least 60 and at least the stale threshold",
+        ))
+        history_len = int(_number(
+            env, "HEARTBEAT_HISTORY_LEN", DEFAULT_HISTORY_LEN, minimum=1, integer=True,
+            what="entries",
+        ))
+        redis_timeout_s = _number(
+            env, "HEARTBEAT_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, minimum=0.05
+        )
+        prefix = validate_prefix(
+            env.get("HEARTBEAT_KEY_PREFIX", DEFAULT_PREFIX), source="HEARTBEAT_KEY_PREFIX"
+        )
+        queue = validate_queue(env.get("HEARTBEAT_QUEUE", "").strip() or default_queue(service),
+                               source="HEARTBEAT_QUEUE")
+        node_retention_s = int(_number(
+            env, "HEARTBEAT_NODE_RETENTION_S", DEFAULT_NODE_RETENTION_S,
+            minimum=math.ceil(2 * stale_after_s), integer=True,
+            what="seconds, at least twice the stale threshold (a dead node shows stale first)",
+        ))
+        return cls(
+            broker_url=broker_url,
+            redis_url=redis_url,
+            service=service,
+            interval_s=interval_s,
+            stale_after_s=stale_after_s,
+            key_prefix=prefix,
+            retention_s=retention_s,
+            history_len=history_len,
+            redis_timeout_s=redis_timeout_s,
+            checks=parse_check_specs(env.get("HEARTBEAT_CHECKS", "")),
+            urls_defaulted=not broker_raw and not store_raw,
+            queue=queue,
+            node_retention_s=node_retention_s,
+        )
+
+
+def tls_options_or_exit(url: str) -> dict[str, object]:
+    """``urls.tls_options`` for the Celery config: a bad value prints one line and exits 2."""
+    from worker.core.urls import tls_options
+
+    try:
+        return tls_options(url)
+    except ConfigError as exc:
+        from worker.core.exits import fail
+
+        raise SystemExit(fail(None, f"CELERY_BROKER_URL: {exc}")) from None
+
+
+def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
+    """``Settings.from_env()`` for entry points: a bad value prints one line and exits 2."""
+    try:
+        return Settings.from_env(env)
+    except ConfigError as exc:
+        from worker.core.exits import fail
+
+        raise SystemExit(fail(None, str(exc))) from None

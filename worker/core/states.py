@@ -1,0 +1,77 @@
+"""Named states of a heartbeat, and the one function that derives a state from an age.
+
+A state is computed from one reading of one clock (Redis's ``TIME``, taken in the same
+round trip as the value) so a reader on a host with a wrong clock still gets it right.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+from worker.core.settings import LATE_FACTOR
+
+
+class State(enum.StrEnum):
+    """What a reader can say about a heartbeat; values are stable strings for JSON and metrics."""
+
+    FRESH = "fresh"
+    LATE = "late"
+    STALE = "stale"
+    MISSING = "missing"
+    INVALID = "invalid"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def exit_code(self) -> int:
+        """Nagios plugin exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+        return _EXIT_CODES[self]
+
+    @property
+    def http_status(self) -> int:
+        """200 while the pipeline works (fresh, late), 503 otherwise."""
+        return 200 if self in (State.FRESH, State.LATE) else 503
+
+
+_EXIT_CODES = {
+    State.FRESH: 0,
+    State.LATE: 1,
+    State.STALE: 2,
+    State.MISSING: 2,
+    State.INVALID: 3,
+    State.UNREACHABLE: 3,
+}
+
+SEVERITY: tuple[State, ...] = (
+    State.UNREACHABLE, State.INVALID, State.MISSING, State.STALE, State.LATE, State.FRESH,
+)
+"""States worst first, for sorting fleets."""
+
+FUTURE_TOLERANCE_MS = 2000
+"""A stored ts_ms up to this far ahead of Redis's clock reads as age 0; further is invalid."""
+
+
+class Thresholds(NamedTuple):
+    """The ages (seconds) at which a heartbeat becomes late and stale."""
+
+    late_after_s: float
+    stale_after_s: float
+
+    @classmethod
+    def for_interval(cls, interval_s: float, stale_after_s: float | None = None) -> Thresholds:
+        """Defaults for an interval: late after 1.5 intervals, stale after 3 (or as given)."""
+        stale = interval_s * 3 if stale_after_s is None else stale_after_s
+        return cls(min(interval_s * LATE_FACTOR, stale), stale)
+
+
+def state_for(age_s: float, status: str, thresholds: Thresholds) -> State:
+    """The state of a readable heartbeat of ``age_s`` seconds with payload ``status``.
+
+    Boundaries are inclusive on the good side: exactly ``late_after_s`` old is still fresh,
+    exactly ``stale_after_s`` old is still late.
+    """
+    if age_s > thresholds.stale_after_s or status == "error":
+        return State.STALE
+    if age_s > thresholds.late_after_s or status == "degraded":
+        return State.LATE
+    return State.FRESH

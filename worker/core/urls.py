@@ -1,0 +1,160 @@
+"""Validate Redis and broker URLs, and hide their passwords.
+
+Accepted store URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS,
+certificates verified unless ``ssl_cert_reqs=none`` is in the query) and
+``sentinel://[[user]:password@]host:port[,host:port...]/db?master=NAME``. A broker URL may
+also be ``amqp://``/``amqps://``/``pyamqp://`` (RabbitMQ), which is kombu's business.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+from worker.core.errors import ConfigError
+
+REDIS_SCHEMES = ("redis", "rediss", "sentinel")
+"""Schemes the heartbeat store (and the reader) accept."""
+
+BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
+"""Schemes accepted for ``CELERY_BROKER_URL``."""
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;#\s]*")
+
+
+def _redact_one(match: re.Match[str]) -> str:
+    url = match.group(0)
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        # Everything from the first ":" of the userinfo to the LAST "@" of the run is
+        # hidden: a password may hold "/", "?", "#" or "@", and a run may hold several
+        # URLs (kombu's "sentinel://u:p1@h1;sentinel://u:p2@h2") whose hosts go with it.
+        userinfo, host = rest.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else userinfo
+        if ":" in userinfo or "/" in user:
+            user = user.split("/", 1)[0]
+            rest = f"{user}:***@{host}"
+    return f"{scheme}://{_PASSWORD_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
+
+
+def redact(text: str) -> str:
+    """Replace every password in URLs found in ``text`` with ``***``.
+
+    Used on every URL and every error message before it reaches a log line, the CLI or an
+    HTTP response, so a password can't leak through an exception from a client library.
+    Covers any scheme case, an ``@`` inside the password, and ``?password=`` parameters.
+    """
+    return _URL_IN_TEXT.sub(_redact_one, text)
+
+
+def _port_ok(netloc_part: str, source: str, url: str) -> None:
+    host, sep, port = netloc_part.rpartition(":")
+    if not sep or port == "":
+        if sep:
+            raise ConfigError(f"{source} {redact(url)!r} has an empty port; accepted: 1-65535")
+        host = netloc_part
+    elif not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{source} {redact(url)!r} has a bad port {port!r}; accepted: 1-65535")
+    if not host.strip("[]"):
+        raise ConfigError(f"{source} {redact(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
+
+
+def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHEMES) -> str:
+    """Return ``url`` unchanged if it is usable, else raise a one-line ``ConfigError``.
+
+    ``source`` names where the URL came from (an environment variable or a flag), so the
+    error line tells the user what to fix.
+    """
+    accepted = ", ".join(s + "://" for s in schemes)
+    try:
+        parts: SplitResult = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source} {redact(url)!r} is not a URL ({exc}); accepted: {accepted}"
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{source} has unknown scheme {scheme + '://' if scheme else 'none'} "
+            f"in {redact(url)!r}; accepted: {accepted}"
+        )
+    hostpart = parts.netloc.rpartition("@")[2]
+    if not hostpart:
+        raise ConfigError(f"{source} {redact(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
+    for one in hostpart.split(",") if scheme == "sentinel" else [hostpart]:
+        _port_ok(one, source, url)
+    if scheme in REDIS_SCHEMES:
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) < 1_000_000):
+            raise ConfigError(
+                f"{source} {redact(url)!r} has a bad database {db!r}; accepted: a number, e.g. /0"
+            )
+    if scheme == "sentinel" and not re.fullmatch(
+            r"[A-Za-z0-9._-]{1,64}", (parse_qs(parts.query).get("master") or [""])[-1]):
+        raise ConfigError(
+            f"{source} {redact(url)!r} names no valid master; "
+            "accepted: sentinel://host:26379,host2:26379/0?master=mymaster"
+        )
+    cluster = (parse_qs(parts.query).get("cluster") or ["false"])[-1].lower()
+    if cluster not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{source} {redact(url)!r} has cluster={cluster!r}; accepted: "
+                          "cluster=true or cluster=false")
+    if is_cluster(url) and (scheme == "sentinel" or parts.path.strip("/") not in ("", "0")):
+        raise ConfigError(f"{source} {redact(url)!r}: a Redis Cluster has only database 0 "
+                          "and no Sentinel; e.g. redis://node1:7000/0?cluster=true")
+    # One spelling downstream: the scheme in lower case (urlsplit accepts REDIS:// too).
+    return scheme + url[len(parts.scheme):]
+
+
+def tls_options(url: str) -> dict[str, object]:
+    """TLS settings for kombu from a ``rediss://`` URL's query: certificates verified by default.
+
+    kombu's Redis transport does not verify the server certificate of a ``rediss://``
+    broker unless told to, so the Celery config passes these as ``broker_use_ssl``:
+    ``ssl_cert_reqs`` (``required`` unless the URL says ``optional`` or ``none``),
+    ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile``.
+    """
+    import ssl
+
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+    modes = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    if reqs not in modes:
+        raise ConfigError(f"ssl_cert_reqs={reqs!r} in {redact(url)!r} is invalid; accepted: "
+                          "required, optional, none")
+    options: dict[str, object] = {"ssl_cert_reqs": modes[reqs]}
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in query:
+            options[name] = query[name]
+    return options
+
+
+def kombu_sentinel(url: str) -> tuple[str, str]:
+    """Our ``sentinel://h1:p1,h2:p2/db?master=NAME`` as kombu's URL and master name.
+
+    kombu spells a Sentinel broker ``sentinel://h1:p1/db;sentinel://h2:p2/db`` with the
+    master name in ``broker_transport_options``; one URL format for both the broker and
+    the store is easier to get right, so the Celery config translates.
+    """
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    prefix = f"{auth}@" if auth else ""
+    db = parts.path or "/0"
+    urls = ";".join(f"sentinel://{prefix}{host}{db}" for host in hosts.split(","))
+    return urls, parse_qs(parts.query)["master"][-1]
+
+
+def is_cluster(url: str) -> bool:
+    """True when the URL says ``cluster=true``: the store is a Redis Cluster."""
+    values = parse_qs(urlsplit(url).query).get("cluster") or ["false"]
+    return values[-1].lower() in ("true", "1", "yes")
+
+
+def without_param(url: str, name: str) -> str:
+    """``url`` without the query parameter ``name`` (for clients that would reject it)."""
+    from urllib.parse import urlencode
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, vs in parse_qs(parts.query).items() for v in vs if k != name]
+    return parts._replace(query=urlencode(query)).geturl()

@@ -1,0 +1,147 @@
+"""The dashboard page: one row per service and a chart of queue lag and run time.
+
+Rendered on the server as plain HTML and inline SVG (no framework, nothing loaded from
+the internet), so it reads without JavaScript; a few lines of script re-fetch the rows
+every few seconds, and without script a ``<meta refresh>`` reloads the page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.core.states import State
+from worker.read.nodes import node_counts
+from worker.read.reader import HeartbeatReport
+
+REFRESH_S = 3
+"""How often the page refreshes its rows."""
+
+HISTORY_POINTS = 60
+"""Heartbeats per service drawn in the chart."""
+
+_COLOURS = {
+    State.FRESH: "#1a7f37", State.LATE: "#bf8700", State.STALE: "#cf222e",
+    State.MISSING: "#8250df", State.INVALID: "#6e7781", State.UNREACHABLE: "#24292f",
+}
+
+
+def _fmt_ms(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.0f} ms"
+
+
+def chart(points: Sequence[dict[str, Any]], width: int = 180, height: int = 36) -> str:
+    """An inline SVG with two lines: queue lag (blue) and duration (orange), oldest left."""
+    if len(points) < 2:
+        return '<span class="muted">-</span>'
+    series = {name: [float(p.get(name) or 0.0) for p in points]
+              for name in ("lag_ms", "duration_ms")}
+    top = max(max(values) for values in series.values()) or 1.0
+    step = width / (len(points) - 1)
+    lines = []
+    for name, colour in (("lag_ms", "#0969da"), ("duration_ms", "#fb8500")):
+        coords = " ".join(f"{i * step:.1f},{height - 2 - v / top * (height - 4):.1f}"
+                          for i, v in enumerate(series[name]))
+        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
+                     f'points="{coords}"/>')
+    title = f"queue lag (blue) and duration (orange), max {top:.0f} ms"
+    return (f'<svg class="chart" width="{width}" height="{height}" role="img" '
+            f'aria-label="{title}"><title>{title}</title>{"".join(lines)}</svg>')
+
+
+def _nodes_cell(report: HeartbeatReport) -> str:
+    """Fresh nodes of total, the ones that are not named; a second beat flagged."""
+    text = node_counts(report.nodes) if report.nodes else "-"
+    cell = f'<td class="nodes">{html.escape(text)}'
+    if report.second_beat is not None:
+        cell += '<br><span class="warn">two beats publish</span>'
+    return cell + "</td>"
+
+
+def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
+         store_problem: str | None = None) -> str:
+    """The ``<tbody>`` content: one row per service, worst first.
+
+    When the store could not be asked, one row says so and why: nothing is known about the
+    fleet then, so no "nobody published" row (that would claim the fleet is empty).
+    """
+    if store_problem is not None:
+        return ('<tr data-state="unreachable"><td colspan="11" class="banner">'
+                f"store unreachable: {html.escape(store_problem)}</td></tr>")
+    out = []
+    for report in reports:
+        p: dict[str, Any] = dict(report.payload or {})
+        worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
+        cells = [
+            f'<td class="service">{html.escape(report.service)}</td>',
+            f'<td><span class="state" style="background:{_COLOURS[report.state]}">'
+            f"{report.state.value}</span></td>",
+            f"<td>{html.escape(report.diagnosis or '-')}</td>",
+            "<td>-</td>" if report.age_s is None else f"<td>{report.age_s:.1f} s</td>",
+            f"<td>{html.escape(str(p.get('seq', '-')))}</td>",
+            f"<td>{html.escape(str((worker or {}).get('node', '-')))}</td>",
+            _nodes_cell(report),
+            f"<td>{_fmt_ms(p.get('queue_lag_ms'))}</td>",
+            f"<td>{_fmt_ms(p.get('duration_ms'))}</td>",
+            f"<td>{chart(histories.get(report.service, []))}</td>",
+            f'<td class="reason">{html.escape(report.reason)}</td>',
+        ]
+        out.append(f'<tr data-service="{html.escape(report.service)}" '
+                   f'data-state="{report.state.value}">{"".join(cells)}</tr>')
+    if not out:
+        out.append('<tr><td colspan="11" class="muted">no service has published a heartbeat '
+                   "under this prefix</td></tr>")
+    return "\n".join(out)
+
+
+def page(body_rows: str) -> str:
+    """The whole page around ``body_rows`` (which say it when the store is unreachable)."""
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>PetSage heartbeat</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<noscript><meta http-equiv="refresh" content="{REFRESH_S}"></noscript>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #24292f; }}
+h1 {{ font-size: 1.3rem; margin: 0 0 .2rem; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #d0d7de;
+          vertical-align: middle; }}
+th {{ background: #f6f8fa; font-weight: 600; }}
+.state {{ color: #fff; border-radius: 1em; padding: .1rem .6rem; font-weight: 600; }}
+.muted, .reason {{ color: #57606a; }}
+td {{ white-space: nowrap; }}
+td.reason, td.banner {{ white-space: normal; }}
+.banner {{ background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }}
+.service {{ font-weight: 600; }}
+.warn {{ color: #bf8700; font-weight: 600; }}
+</style></head>
+<body>
+<h1>PetSage heartbeat</h1>
+<p class="muted">Ages on the Redis clock. Updated <span id="updated">{generated}</span>;
+refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>,
+Prometheus: <a href="metrics">metrics</a>.</p>
+<table><thead><tr><th>service</th><th>state</th><th>diagnosis</th><th>age</th><th>seq</th>
+<th>worker</th><th>nodes fresh</th><th>queue lag</th><th>duration</th><th>lag / duration</th>
+<th>reason</th>
+</tr></thead><tbody id="fleet">
+{body_rows}
+</tbody></table>
+<script>
+async function refresh() {{
+  try {{
+    const response = await fetch("dashboard/rows", {{cache: "no-store"}});
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    document.getElementById("fleet").innerHTML = await response.text();
+    document.getElementById("updated").textContent = new Date().toISOString();
+  }} catch (error) {{
+    document.getElementById("updated").textContent = "refresh failed: " + error.message;
+  }}
+}}
+setInterval(refresh, {REFRESH_S * 1000});
+</script>
+</body></html>
+"""

@@ -1,0 +1,176 @@
+"""Install the heartbeat into a Celery app: the standalone one, or the user's own.
+
+PetSage already runs Celery workers for its real tasks. Installing the heartbeat into that
+app lets those workers consume ``heartbeat.{service}`` next to their own queues, so the
+heartbeat proves the workers that matter::
+
+    from celery import Celery
+    from worker.publish.install import install_heartbeat
+
+    app = Celery("petsage", broker="redis://redis:6379/0")
+    install_heartbeat(app)      # settings from HEARTBEAT_* (and the app's broker URL)
+
+    # celery -A petsage beat                       (exactly one)
+    # celery -A petsage worker -Q celery,heartbeat.petsage
+
+It adds, without replacing anything of the app's own: the ``health`` and ``health.node``
+tasks (JSON whatever the app's serializer), a route of ``health`` to the service's queue,
+two schedule entries, beat's publish stamping and marker (on ``beat_init``, so any
+scheduler works), and, in each worker that consumes the service's queue, the broadcast
+queue of node heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import (
+    after_task_publish,
+    beat_init,
+    before_task_publish,
+    celeryd_after_setup,
+    worker_shutdown,
+)
+from kombu.common import Broadcast
+from kombu.entity import Exchange
+
+from worker.core.names import (
+    EXPIRES_HEADER,
+    HEALTH_TASK,
+    NODE_TASK,
+    PUBLISHED_AT_HEADER,
+    SERVICE_HEADER,
+    nodes_exchange,
+    queue_lists,
+)
+from worker.core.redis_clients import make_client
+from worker.core.settings import Settings
+from worker.publish.beat_marker import MARKER_TIMEOUT_S, BeatMarker
+from worker.publish.health_checks import load_check_specs
+from worker.publish.tasks import HeartbeatRuntime, register_tasks
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_ENTRY = "petsage-heartbeat"
+"""The beat schedule entry of the service heartbeat (the node one adds ``-nodes``)."""
+
+
+def settings_for_app(app: Any) -> Settings:
+    """Settings from the environment, with the app's own broker URL when none is set there."""
+    env = dict(os.environ)
+    broker = app.conf.broker_url
+    if not env.get("CELERY_BROKER_URL", "").strip() and isinstance(broker, str) and broker:
+        env["CELERY_BROKER_URL"] = broker
+    return Settings.from_env(env)
+
+
+def node_queue(settings: Settings) -> Broadcast:
+    """This worker's queue of node heartbeats: a unique queue bound to the fanout exchange."""
+    name = nodes_exchange(settings.queue)
+    exchange = Exchange(name, type="fanout", durable=False,  # type: ignore[no-untyped-call]
+                        auto_delete=True)
+    return Broadcast(name, exchange=exchange)  # type: ignore[no-untyped-call]
+
+
+def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
+    """Add the heartbeat to ``app``; returns the settings it uses.
+
+    ``settings`` defaults to the environment (``HEARTBEAT_*``), with the app's
+    ``broker_url`` when ``CELERY_BROKER_URL`` is not set. Raises ``ConfigError`` (one line)
+    for a bad setting or an unloadable ``HEARTBEAT_CHECKS`` entry.
+    """
+    settings = settings or settings_for_app(app)
+    load_check_specs(settings.checks)
+    app.conf.heartbeat_settings = settings
+    runtime = register_tasks(app, settings)
+    _add_route(app, settings)
+    _add_schedule(app, settings)
+    _connect_beat(app, settings)
+    _connect_worker(app, settings, runtime)
+    return settings
+
+
+def _add_route(app: Any, settings: Settings) -> None:
+    """Route ``health`` to the service's queue, in front of the app's own routes."""
+    ours = {HEALTH_TASK: {"queue": settings.queue}}
+    routes = app.conf.task_routes
+    if routes is None:
+        app.conf.task_routes = ours
+    elif isinstance(routes, dict):
+        app.conf.task_routes = {**routes, **ours}
+    else:  # a list or tuple of routers: ours is asked first
+        app.conf.task_routes = [ours, *(routes if isinstance(routes, list | tuple) else [routes])]
+
+
+def _add_schedule(app: Any, settings: Settings) -> None:
+    """Two entries every interval: the service heartbeat and the broadcast node heartbeat.
+
+    No Celery ``expires``: it compares beat's clock with the worker's, and a worker clock
+    one interval ahead would silently drop every heartbeat. Beat stamps the publish time
+    and an expiry in headers instead, and the task judges them on the Redis clock.
+    """
+    fanout = node_queue(settings)
+    schedule = dict(app.conf.beat_schedule or {})
+    schedule[SCHEDULE_ENTRY] = {"task": HEALTH_TASK, "schedule": settings.interval_s,
+                                "options": {"queue": settings.queue}}
+    schedule[SCHEDULE_ENTRY + "-nodes"] = {
+        "task": NODE_TASK, "schedule": settings.interval_s,
+        # Declared on publish (a fanout exchange no worker declared yet would refuse it on
+        # RabbitMQ); the per-worker queues are each worker's own business.
+        "options": {"queue": fanout, "declare": [fanout.exchange]},
+    }
+    app.conf.beat_schedule = schedule
+
+
+def _connect_beat(app: Any, settings: Settings) -> None:
+    """In beat only: stamp each heartbeat's headers and record each publish in the marker."""
+
+    def start_marker(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        client = make_client(settings.redis_url, timeout_s=MARKER_TIMEOUT_S, retries=0)
+        same_redis = settings.broker_url == settings.redis_url
+        marker = BeatMarker(client, settings.keys, settings.service,
+                            interval_s=settings.interval_s, stale_after_s=settings.stale_after_s,
+                            retention_s=settings.retention_s, queue=settings.queue,
+                            queue_keys=queue_lists(settings.queue) if same_redis else None)
+        marker.measure_offset()
+        expires_ms = round(settings.interval_s * 1000)
+
+        def stamp(sender: str | None = None, headers: dict[str, Any] | None = None,
+                  **_: Any) -> None:
+            if sender in (HEALTH_TASK, NODE_TASK) and headers is not None:
+                headers[PUBLISHED_AT_HEADER] = round(marker.redis_now_ms(), 3)
+                headers[EXPIRES_HEADER] = expires_ms
+                headers[SERVICE_HEADER] = settings.service
+
+        def record(sender: str | None = None, **_: Any) -> None:
+            if sender == HEALTH_TASK:
+                marker.record_publish()
+
+        before_task_publish.connect(stamp, weak=False)
+        after_task_publish.connect(record, weak=False)
+
+    beat_init.connect(start_marker, weak=False)
+
+
+def _connect_worker(app: Any, settings: Settings, runtime: HeartbeatRuntime) -> None:
+    """In a worker that consumes the service's queue: consume the node broadcast too."""
+
+    def add_node_queue(sender: Any = None, instance: Any = None, **_: Any) -> None:
+        if getattr(instance, "app", None) is not app:
+            return
+        queues = instance.app.amqp.queues
+        if settings.queue in queues.consume_from:
+            queues.select_add(node_queue(settings))
+
+    def forget_node(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not app:
+            return
+        if settings.queue in sender.app.amqp.queues.consume_from:
+            runtime.forget_node(sender.hostname)
+
+    celeryd_after_setup.connect(add_node_queue, weak=False)
+    worker_shutdown.connect(forget_node, weak=False)

@@ -1,0 +1,119 @@
+"""Publish one heartbeat: one atomic script, one round trip, on the Redis server's clock.
+
+The script (``publish.lua``) stamps ``seq``, ``ts_ms`` and ``timestamp`` itself, so the
+time that decides staleness is the server's, never the worker's. It refuses to move a
+service's heartbeat backwards, sets the TTL on every write, caps the history stream,
+updates the fleet index and publishes the payload on the events channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from worker.core.errors import PayloadTooLargeError
+from worker.core.names import Keys, validate_service
+from worker.core.payload import MAX_PAYLOAD_BYTES
+from worker.core.redis_io import is_cluster_client, lua_script
+from worker.core.states import FUTURE_TOLERANCE_MS
+
+if TYPE_CHECKING:
+    import redis
+
+PUBLISH_SCRIPT = lua_script(__package__, "publish.lua")
+"""The Lua source of the write; loaded once per process."""
+
+NODE_SCRIPT = lua_script(__package__, "node.lua")
+"""The Lua source of a node heartbeat write."""
+
+STAMP_RESERVE_BYTES = 96
+"""Room the script's ``seq``/``ts_ms``/``timestamp`` prefix takes in the size limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What the store did with one heartbeat."""
+
+    accepted: bool  #: False when a newer heartbeat was already stored
+    seq: int  #: the stored seq (the new one if accepted)
+    ts_ms: int  #: the stored ts_ms on the Redis clock
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """Serialise the payload body compactly; refuse NaN and anything over the size limit."""
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    if len(text.encode()) + STAMP_RESERVE_BYTES > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLargeError(
+            f"heartbeat payload is {len(text.encode())} bytes; the limit is "
+            f"{MAX_PAYLOAD_BYTES - STAMP_RESERVE_BYTES} (trim check messages)"
+        )
+    return text
+
+
+class HeartbeatStore:
+    """Writes heartbeats for any number of services through one redis-py client."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, retention_s: int,
+                 history_len: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._retention_ms = int(retention_s * 1000)
+        self._history_len = history_len
+        self._script = client.register_script(PUBLISH_SCRIPT)
+        self._node_script = client.register_script(NODE_SCRIPT)
+        #: On a Redis Cluster the fleet index lives in another slot than the service's
+        #: keys, so the script can't touch it: it is updated by a second command.
+        self._cluster = is_cluster_client(client)
+
+    def record_node(self, service: str, node: str, *, retention_s: int,
+                    published_at_ms: float | None = None,
+                    expires_ms: float | None = None) -> int | None:
+        """Renew ``node``'s record among ``service``'s nodes; its ts_ms, or None if expired.
+
+        One script on the Redis clock, which also judges the expiry, so that a node heartbeat
+        that waited in a backlog never makes a stuck node look alive.
+        """
+        reply = self._node_script(
+            keys=[self._keys.nodes(service)],
+            args=[node, retention_s * 1000,
+                  "" if published_at_ms is None else f"{published_at_ms:.0f}",
+                  "" if expires_ms is None else f"{expires_ms:.0f}"])
+        written, ts_ms = (int(x) for x in reply)
+        return ts_ms if written else None
+
+    def forget_node(self, service: str, node: str) -> None:
+        """Remove ``node`` from ``service``'s nodes (a worker that shuts down cleanly)."""
+        self._client.zrem(self._keys.nodes(service), node)
+
+    def record_discard(self, service: str, *, published_at_ms: float, lag_ms: float) -> None:
+        """Note that a heartbeat waited ``lag_ms`` in the queue and was discarded.
+
+        Readers use it to tell a slow or backlogged worker from one that consumes nothing.
+        """
+        value = json.dumps({"published_at_ms": round(published_at_ms),
+                            "lag_ms": round(lag_ms, 3)}, separators=(",", ":"))
+        self._client.set(self._keys.discarded(service), value, px=self._retention_ms)
+
+    def publish(self, service: str, body: dict[str, Any]) -> PublishResult:
+        """Write one heartbeat of ``service``; ``body`` is the payload minus the stamped fields."""
+        validate_service(service)
+        if not body:
+            raise ValueError("a heartbeat body needs at least one field")
+        text = encode_body(body)
+        lag = body.get("queue_lag_ms")
+        depth = (body.get("backlog") or {}).get("depth")
+        keys = [self._keys.latest(service), self._keys.history(service)]
+        reply = self._script(
+            keys=keys if self._cluster else [*keys, self._keys.index],
+            args=[
+                text, service, self._retention_ms, self._history_len, self._keys.events,
+                FUTURE_TOLERANCE_MS, body.get("status", "ok"),
+                "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
+                "" if depth is None else int(depth),
+            ],
+        )
+        accepted, seq, ts_ms = (int(x) for x in reply)
+        if self._cluster and accepted:
+            self._client.zadd(self._keys.index, {service: ts_ms}, gt=True)
+        return PublishResult(bool(accepted), seq, ts_ms)

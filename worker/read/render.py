@@ -1,0 +1,108 @@
+"""How reports look to people and machines: Nagios lines, table rows and JSON summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.core.states import State
+from worker.read.nodes import node_counts, node_summaries
+from worker.read.reader import HeartbeatReport
+
+NAGIOS_LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+"""Nagios plugin status words by exit code."""
+
+
+def summary(report: HeartbeatReport) -> dict[str, Any]:
+    """A flat JSON-ready summary: state, age, thresholds, reason and the payload's key fields."""
+    payload: dict[str, Any] = dict(report.payload or {})
+    worker = payload.get("worker") or {}
+    return {
+        "service": report.service,
+        "state": report.state.value,
+        "exit_code": report.exit_code,
+        "age_s": None if report.age_s is None else round(report.age_s, 3),
+        "late_after_s": report.thresholds.late_after_s if report.thresholds else None,
+        "stale_after_s": report.thresholds.stale_after_s if report.thresholds else None,
+        "reason": report.reason,
+        "diagnosis": report.diagnosis,
+        "clock_offset_ms": payload.get("clock_offset_ms"),
+        "nodes": node_summaries(report.nodes),
+        "second_beat": report.second_beat,
+        "beat": None if report.beat is None else {
+            "published_age_s": None if report.now_ms is None else round(
+                max(report.now_ms - report.beat["published_at_ms"], 0) / 1000, 3),
+            "seq": report.beat.get("seq"),
+            "queue_depth": report.beat.get("queue_depth"),
+        },
+        "heartbeat": None if not payload else {
+            "seq": payload.get("seq"),
+            "ts_ms": payload.get("ts_ms"),
+            "timestamp": payload.get("timestamp"),
+            "status": payload.get("status"),
+            "message": payload.get("message"),
+            "worker": worker.get("node") if isinstance(worker, dict) else None,
+            "queue_lag_ms": payload.get("queue_lag_ms"),
+            "duration_ms": payload.get("duration_ms"),
+            "backlog": payload.get("backlog"),
+        },
+    }
+
+
+def _ms(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.0f}ms"
+
+
+def nagios_line(report: HeartbeatReport) -> str:
+    """``OK - petsage heartbeat 2.1s old, seq 42 | age=2.1s;15;30;0 lag=3ms;;;0 ...``."""
+    label = NAGIOS_LABELS[report.exit_code]
+    payload = report.payload
+    if report.state is State.FRESH and payload is not None and report.age_s is not None:
+        text = f"{report.service} heartbeat {report.age_s:.1f}s old, seq {payload['seq']}"
+    else:
+        text = f"{report.service} heartbeat {report.state.value}: {report.reason}"
+        if payload is not None:
+            text += f", seq {payload['seq']}"
+    if report.diagnosis:
+        text += f" [{report.diagnosis}]"
+    if report.age_s is None or report.thresholds is None or payload is None:
+        return f"{label} - {text}"
+    perf = (f"age={report.age_s:.3f}s;{report.thresholds.late_after_s:g};"
+            f"{report.thresholds.stale_after_s:g};0 seq={payload['seq']}c")
+    if isinstance(payload.get("queue_lag_ms"), int | float):
+        perf += f" lag={payload['queue_lag_ms']:.0f}ms;;;0"
+    if isinstance(payload.get("duration_ms"), int | float):
+        perf += f" duration={payload['duration_ms']:.0f}ms;;;0"
+    return f"{label} - {text} | {perf}"
+
+
+TABLE_COLUMNS = ("SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "NODES", "LAG",
+                 "STATUS", "REASON")
+
+
+def table_row(report: HeartbeatReport) -> tuple[str, ...]:
+    """One row of the ``status`` table."""
+    p: dict[str, Any] = dict(report.payload or {})
+    worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
+    return (
+        report.service,
+        report.state.value,
+        report.diagnosis or "-",
+        "-" if report.age_s is None else f"{report.age_s:.1f}s",
+        str(p.get("seq", "-")),
+        str((worker or {}).get("node", "-")),
+        node_counts(report.nodes) if report.nodes else "-",
+        _ms(p.get("queue_lag_ms")),
+        str(p.get("status", "-")),
+        report.reason,
+    )
+
+
+def render_table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns; the last column is not padded."""
+    all_rows = [TABLE_COLUMNS, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(TABLE_COLUMNS) - 1)]
+    lines = []
+    for row in all_rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
