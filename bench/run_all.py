@@ -228,7 +228,7 @@ def bench_fleet_load(server: RedisProcess, services: int, seconds: int) -> None:
                 t = time.perf_counter()
                 result = read_fleet(probe, Keys("load"))
                 status_s.append(time.perf_counter() - t)
-                if not isinstance(result, list):
+                if result.store_problem is not None:
                     errors += 1
                 t = time.perf_counter()
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",

@@ -126,8 +126,8 @@ def test_a_10_mb_value_is_invalid_and_never_transferred(redis_server: RedisServe
     real.zadd(Keys().index, {"petsage": 1})
     before = _out_bytes(real)
     with ProbeClient(redis_server.url, timeout_s=2) as probe:
-        reports = read_fleet(probe, Keys())
-    assert isinstance(reports, list) and reports[0].state is State.INVALID
+        fleet = read_fleet(probe, Keys())
+    assert fleet.store_problem is None and fleet.reports[0].state is State.INVALID
     assert _out_bytes(real) - before < 64 * 1024
 
 

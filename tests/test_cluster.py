@@ -49,8 +49,8 @@ def test_100_services_written_and_read_on_a_cluster(cluster: RedisClusterSet) ->
     assert read_heartbeat(client, "svc-7").payload["seq"] == 2  # type: ignore[index]
     assert client.zcard(Keys().index) == 100
     fleet = read_fleet(client, Keys())
-    assert isinstance(fleet, list) and len(fleet) == 100
-    assert {r.state for r in fleet} == {State.FRESH}
+    assert fleet.store_problem is None and len(fleet.reports) == 100
+    assert {r.state for r in fleet.reports} == {State.FRESH}
     done = subprocess.run(cli_argv("status", "--all", "--json", "--redis", cluster.url),
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

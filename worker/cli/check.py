@@ -15,9 +15,10 @@ from typing import TypeVar
 from worker.core.errors import ConfigError, HeartbeatError
 from worker.core.exits import fail
 from worker.core.names import validate_node
+from worker.core.settings import Settings
 from worker.core.states import State
 from worker.core.urls import redact
-from worker.read.connect import reader_client, reader_settings
+from worker.read.connect import reader_client
 from worker.read.liveness import Verdict, beat_verdict, node_verdict
 from worker.read.nodes import PROBE_NODES_LIMIT
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
@@ -80,7 +81,7 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         if liveness and node is None and not beat:
             raise ConfigError("--liveness needs the component it probes; accepted: "
                               "--liveness --node NODE (a worker) or --liveness --beat")
-        settings = reader_settings(redis_url=redis_url, service=service, prefix=prefix)
+        settings = Settings.from_env(None, redis_url=redis_url, service=service, prefix=prefix)
     except ConfigError as exc:
         return fail("check", str(exc))
 

@@ -241,12 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _watch(args: argparse.Namespace) -> int:
     from worker.cli.check import positive_seconds
     from worker.core.errors import ConfigError
-    from worker.read.connect import reader_settings
+    from worker.core.settings import Settings
 
     try:
         positive_seconds("--timeout", args.timeout)
         positive_seconds("--poll", args.poll)
-        settings = reader_settings(redis_url=args.redis, service=args.service, prefix=args.prefix)
+        settings = Settings.from_env(None, redis_url=args.redis, service=args.service,
+                                     prefix=args.prefix)
     except ConfigError as exc:
         return fail("watch", str(exc))
     from worker.cli.watch import run_watch

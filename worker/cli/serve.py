@@ -6,8 +6,8 @@ import re
 
 from worker.core.errors import ConfigError
 from worker.core.exits import fail
+from worker.core.settings import Settings
 from worker.core.urls import redact
-from worker.read.connect import reader_settings
 
 HOST_PATTERN = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
 """A bind address: a host name, IPv4 or IPv6 address (``::``), at most 253 characters."""
@@ -31,7 +31,7 @@ def run_serve(*, host: str, port: int, redis_url: str | None, prefix: str | None
         return fail("serve", f"--port {port} is out of range; accepted: 1-65535")
     try:
         validate_host(host)
-        settings = reader_settings(redis_url=redis_url, prefix=prefix)
+        settings = Settings.from_env(None, redis_url=redis_url, prefix=prefix)
     except ConfigError as exc:
         return fail("serve", str(exc))
     try:

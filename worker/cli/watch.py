@@ -24,7 +24,7 @@ from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
 from worker.core.states import State
 from worker.read.fleet import read_fleet
-from worker.read.reader import HeartbeatReport, read_heartbeat
+from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
 
 DEFAULT_POLL_S = 0.5
 """How often the timer re-reads the watched services (``--poll``)."""
@@ -53,11 +53,12 @@ class Watcher:
     def _read(self, client: redis.Redis) -> list[HeartbeatReport]:
         if not self.all_services:
             return [read_heartbeat(client, self.settings.service, keys=self.settings.keys)]
-        result = read_fleet(client, self.settings.keys)
-        if isinstance(result, HeartbeatReport):  # the store could not be asked
-            names = list(self.states) or ["*"]
-            return [result._replace(service=name) for name in names]
-        return result
+        fleet = read_fleet(client, self.settings.keys)
+        if fleet.store_problem is not None:
+            # Every service known so far turns unreachable; before any is known, the
+            # transition is reported for "*" (the whole fleet).
+            return [unreachable(name, fleet.store_problem) for name in list(self.states) or ["*"]]
+        return fleet.reports
 
     def observe(self, reports: list[HeartbeatReport]) -> None:
         """Compare with the last known states; report and hook each change."""

@@ -14,15 +14,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from worker.core.urls import is_cluster, validate_url, without_param
+from worker.core.urls import is_cluster, without_param
 
 HEALTH_CHECK_INTERVAL_S = 15
 """An idle pooled connection is PINGed before reuse after this long (catches half-open ones)."""
 
 
-def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_URL",
-                decode_responses: bool = False, retries: int | None = None) -> redis.Redis:
+def make_client(url: str, *, timeout_s: float, decode_responses: bool = False,
+                retries: int | None = None) -> redis.Redis:
     """A redis-py client for ``url`` whose connect and reads give up after ``timeout_s``.
+
+    ``url`` is one that ``Settings`` validated (it is not checked again here).
 
     ``rediss://`` verifies the server certificate unless the URL says
     ``ssl_cert_reqs=none``; pass a CA bundle with ``?ssl_ca_certs=/path/ca.pem``.
@@ -30,7 +32,6 @@ def make_client(url: str, *, timeout_s: float, source: str = "HEARTBEAT_REDIS_UR
     ``redis://node:7000/0?cluster=true`` is a Redis Cluster (``RedisCluster``).
     ``retries`` replaces redis-py's default retry on connection errors (0: fail at once).
     """
-    url = validate_url(url, source=source)
     common: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,

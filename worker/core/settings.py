@@ -22,6 +22,7 @@ from worker.core.names import (
     validate_queue,
     validate_service,
 )
+from worker.core.states import STALE_FACTOR, Thresholds
 from worker.core.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -35,12 +36,6 @@ DEFAULT_INTERVAL_S = 10.0
 
 MIN_INTERVAL_S = 0.5
 """The shortest interval accepted; Celery beat can't keep a tighter schedule honestly."""
-
-STALE_FACTOR = 3.0
-"""``stale_after_s`` defaults to this many intervals (``HEARTBEAT_STALE_AFTER_S``)."""
-
-LATE_FACTOR = 1.5
-"""A heartbeat older than this many intervals is late (capped at ``stale_after_s``)."""
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600
 """TTL of the latest payload and of the history stream (``HEARTBEAT_RETENTION_S``)."""
@@ -126,7 +121,7 @@ class Settings(NamedTuple):
     @property
     def late_after_s(self) -> float:
         """Age beyond which a heartbeat is late."""
-        return min(self.interval_s * LATE_FACTOR, self.stale_after_s)
+        return Thresholds.for_interval(self.interval_s, self.stale_after_s).late_after_s
 
     @property
     def keys(self) -> Keys:
@@ -142,11 +137,18 @@ class Settings(NamedTuple):
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build and validate settings from environment variables (``os.environ`` by default)."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *, redis_url: str | None = None,
+                 service: str | None = None, prefix: str | None = None) -> Settings:
+        """Build and validate settings from environment variables (``os.environ`` by default).
+
+        ``redis_url``, ``service`` and ``prefix`` are a command's flags (``--redis``,
+        ``--service``, ``--prefix``): given, each replaces its variable and is validated
+        once, here, under the flag's name.
+        """
         env = os.environ if env is None else env
         broker_raw = env.get("CELERY_BROKER_URL", "").strip()
-        store_raw = env.get("HEARTBEAT_REDIS_URL", "").strip()
+        store_raw = env.get("HEARTBEAT_REDIS_URL", "").strip() if redis_url is None else redis_url
+        store_source = "HEARTBEAT_REDIS_URL" if redis_url is None else "--redis"
         broker_url = validate_url(
             broker_raw or DEFAULT_BROKER_URL, source="CELERY_BROKER_URL", schemes=BROKER_SCHEMES
         )
@@ -156,14 +158,17 @@ class Settings(NamedTuple):
                 "accepted: one Redis, sentinel:// or amqp://, with the cluster as "
                 "HEARTBEAT_REDIS_URL"
             )
-        if not store_raw and broker_url.split("://", 1)[0] not in REDIS_SCHEMES:
+        broker_is_redis = broker_url.split("://", 1)[0] in REDIS_SCHEMES
+        if not store_raw and redis_url is None and not broker_is_redis:
             raise ConfigError(
                 "HEARTBEAT_REDIS_URL is required when CELERY_BROKER_URL is not a Redis URL; "
                 "accepted: redis://, rediss://, sentinel://"
             )
-        redis_url = validate_url(store_raw or broker_url, source="HEARTBEAT_REDIS_URL")
+        redis_url = validate_url(store_raw or broker_url if redis_url is None else redis_url,
+                                 source=store_source)
         service = validate_service(
-            env.get("HEARTBEAT_SERVICE", DEFAULT_SERVICE), source="HEARTBEAT_SERVICE"
+            env.get("HEARTBEAT_SERVICE", DEFAULT_SERVICE) if service is None else service,
+            source="HEARTBEAT_SERVICE" if service is None else "--service",
         )
         interval_s = _number(
             env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S
@@ -185,7 +190,8 @@ class Settings(NamedTuple):
             env, "HEARTBEAT_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, minimum=0.05
         )
         prefix = validate_prefix(
-            env.get("HEARTBEAT_KEY_PREFIX", DEFAULT_PREFIX), source="HEARTBEAT_KEY_PREFIX"
+            env.get("HEARTBEAT_KEY_PREFIX", DEFAULT_PREFIX) if prefix is None else prefix,
+            source="HEARTBEAT_KEY_PREFIX" if prefix is None else "--prefix",
         )
         queue = validate_queue(env.get("HEARTBEAT_QUEUE", "").strip() or default_queue(service),
                                source="HEARTBEAT_QUEUE")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from worker.core.settings import LATE_FACTOR
-
 
 class State(enum.StrEnum):
     """What a reader can say about a heartbeat; values are stable strings for JSON and metrics."""
@@ -47,6 +45,12 @@ SEVERITY: tuple[State, ...] = (
 )
 """States worst first, for sorting fleets."""
 
+STALE_FACTOR = 3.0
+"""A heartbeat is stale after this many intervals, unless a stale threshold is given."""
+
+LATE_FACTOR = 1.5
+"""A heartbeat is late after this many intervals (never beyond the stale threshold)."""
+
 FUTURE_TOLERANCE_MS = 2000
 """A stored ts_ms up to this far ahead of Redis's clock reads as age 0; further is invalid."""
 
@@ -58,10 +62,23 @@ class Thresholds(NamedTuple):
     stale_after_s: float
 
     @classmethod
-    def for_interval(cls, interval_s: float, stale_after_s: float | None = None) -> Thresholds:
-        """Defaults for an interval: late after 1.5 intervals, stale after 3 (or as given)."""
-        stale = interval_s * 3 if stale_after_s is None else stale_after_s
-        return cls(min(interval_s * LATE_FACTOR, stale), stale)
+    def for_interval(cls, interval_s: float, stale_after_s: float | None = None,
+                     late_after_s: float | None = None) -> Thresholds:
+        """The one threshold rule: late after 1.5 intervals, stale after 3, unless given.
+
+        Late is never beyond stale: a threshold given for one and not the other still
+        leaves a consistent pair.
+        """
+        stale = interval_s * STALE_FACTOR if stale_after_s is None else stale_after_s
+        late = interval_s * LATE_FACTOR if late_after_s is None else late_after_s
+        return cls(min(late, stale), stale)
+
+    def overridden(self, late_after_s: float | None = None,
+                   stale_after_s: float | None = None) -> Thresholds:
+        """These thresholds with a probe's own flags applied (late never beyond stale)."""
+        stale = self.stale_after_s if stale_after_s is None else stale_after_s
+        late = self.late_after_s if late_after_s is None else late_after_s
+        return Thresholds(min(late, stale), stale)
 
 
 def state_for(age_s: float, status: str, thresholds: Thresholds) -> State:

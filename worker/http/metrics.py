@@ -31,16 +31,13 @@ class HeartbeatCollector(Collector):
         self._keys = keys
 
     def collect(self) -> Iterator[Metric]:
-        result = read_fleet(self._client(), self._keys())
+        fleet = read_fleet(self._client(), self._keys())
         store_up = GaugeMetricFamily(f"{PREFIX}_store_up",
                                      "1 if the heartbeat store answered this scrape, else 0")
-        if isinstance(result, HeartbeatReport):
-            store_up.add_metric([], 0)
-            yield store_up
-            return
-        store_up.add_metric([], 1)
+        store_up.add_metric([], 0 if fleet.store_problem else 1)
         yield store_up
-        yield from service_metrics(result)
+        if fleet.store_problem is None:
+            yield from service_metrics(fleet.reports)
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> GaugeMetricFamily:

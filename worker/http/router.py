@@ -25,15 +25,13 @@ from pydantic import BaseModel, Field
 from worker.core.errors import ConfigError
 from worker.core.names import SERVICE_PATTERN, Keys, validate_service
 from worker.core.redis_clients import make_client
-from worker.core.redis_io import execute_many
 from worker.core.settings import Settings
 from worker.core.states import State
-from worker.core.urls import redact
 from worker.http import dashboard
 from worker.http.metrics import registry_for
 from worker.read.fleet import read_fleet
 from worker.read.history import read_histories
-from worker.read.reader import HeartbeatReport, read_heartbeat, read_many, unreachable
+from worker.read.reader import HeartbeatReport, read_heartbeat
 from worker.read.render import summary
 
 READ_TIMEOUT_S = 2.0
@@ -196,26 +194,8 @@ def get_service_health(request: Request, response: Response) -> HealthResponse:
 
 def _fleet(only: str | None = None) -> tuple[list[HeartbeatReport], str | None]:
     """The fleet's reports (or just ``only``'s, if indexed) and why the store failed, if it did."""
-    client, keys = source.client(), source.keys()
-    result = read_fleet(client, keys) if only is None else _read_indexed(client, keys, only)
-    if isinstance(result, HeartbeatReport):
-        return [], result.reason
-    return result, None
-
-
-def _read_indexed(client: Any, keys: Keys,
-                  service: str) -> list[HeartbeatReport] | HeartbeatReport:
-    """``service``'s report if the fleet index lists it, as ``read_fleet`` would give it.
-
-    One ``ZSCORE`` and one script, rather than reading the whole fleet to keep one.
-    """
-    try:
-        (score,) = execute_many(client, [("ZSCORE", keys.index, service)])
-        if isinstance(score, BaseException):
-            raise score
-        return [] if score is None else read_many(client, [service], keys)
-    except Exception as exc:  # the same report as read_fleet's for a store that can't be asked
-        return unreachable("*", f"Redis could not be asked: {redact(str(exc))[:200]}")
+    fleet = read_fleet(source.client(), source.keys(), only=only)
+    return fleet.reports, fleet.store_problem
 
 
 API_PARAMETERS = ("service", "limit")

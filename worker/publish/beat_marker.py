@@ -24,7 +24,7 @@ import redis
 
 from worker.core.names import Keys, default_queue
 from worker.core.redis_io import lua_script, redis_time_ms
-from worker.core.settings import STALE_FACTOR
+from worker.core.states import Thresholds
 from worker.core.urls import redact
 from worker.core.version import __version__
 
@@ -66,7 +66,7 @@ class BeatMarker:
         self._last_publish_ms = 0  #: this beat's previous marker write (Redis clock)
         self._fields = json.dumps({
             "service": service, "interval_s": interval_s,
-            "stale_after_s": interval_s * STALE_FACTOR if stale_after_s is None else stale_after_s,
+            "stale_after_s": Thresholds.for_interval(interval_s, stale_after_s).stale_after_s,
             "queue": queue or default_queue(service), "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "version": __version__,

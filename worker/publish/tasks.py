@@ -73,8 +73,7 @@ class HeartbeatRuntime:
             if settings.broker_url.split("://", 1)[0] in REDIS_SCHEMES:
                 self._broker_client = (
                     client if settings.broker_url == settings.redis_url
-                    else make_client(settings.broker_url, timeout_s=settings.redis_timeout_s,
-                                     source="CELERY_BROKER_URL"))
+                    else make_client(settings.broker_url, timeout_s=settings.redis_timeout_s))
             self._pid = os.getpid()
         return self._client, self._store
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.core.settings import LATE_FACTOR
+from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds
 
 MAX_MARKER_BYTES = 4096
@@ -83,11 +83,12 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     beat_age_s = (None if marker is None or now_ms is None
                   else max(now_ms - marker["published_at_ms"], 0) / 1000)
     interval_s = _interval(payload, marker)
-    late_after_s = thresholds.late_after_s if thresholds else interval_s * LATE_FACTOR
+    thresholds = thresholds or Thresholds.for_interval(interval_s)
+    late_after_s = thresholds.late_after_s
     beat_on_time = beat_age_s is not None and beat_age_s <= late_after_s
     depth = None if marker is None else marker.get("queue_depth")
     queued = _queued(depth)
-    stale_after_s = thresholds.stale_after_s if thresholds else interval_s * 3
+    stale_after_s = thresholds.stale_after_s
     discarded_recently = (discard is not None and now_ms is not None
                           and now_ms - discard["published_at_ms"] <= stale_after_s * 1000)
     slow = ("worker_slow", "" if discard is None else
@@ -139,7 +140,7 @@ def _interval(payload: dict[str, Any] | None, marker: dict[str, Any] | None) -> 
         value = None if source is None else source.get("interval_s")
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             return float(value)
-    return 10.0
+    return DEFAULT_INTERVAL_S
 
 
 def _number(value: Any) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from worker.core.settings import DEFAULT_INTERVAL_S, LATE_FACTOR
+from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds, state_for
 from worker.read.nodes import NodeReport, matches, node_summaries
 from worker.read.reader import HeartbeatReport, component_thresholds, positive_number
@@ -36,10 +36,7 @@ class Verdict(NamedTuple):
 
 def _thresholds(report: HeartbeatReport, late_after_s: float | None,
                 stale_after_s: float | None) -> Thresholds:
-    base = component_thresholds(report, report.beat)
-    stale = base.stale_after_s if stale_after_s is None else stale_after_s
-    late = base.late_after_s if late_after_s is None else late_after_s
-    return Thresholds(min(late, stale), stale)
+    return component_thresholds(report, report.beat).overridden(late_after_s, stale_after_s)
 
 
 def _beat_age_s(report: HeartbeatReport) -> float | None:
@@ -55,7 +52,7 @@ def _beat_on_time(report: HeartbeatReport) -> bool:
     if age_s is None or report.beat is None:
         return False
     interval_s = positive_number(report.beat.get("interval_s"), DEFAULT_INTERVAL_S)
-    return age_s <= interval_s * LATE_FACTOR
+    return age_s <= Thresholds.for_interval(interval_s).late_after_s
 
 
 def _unreachable(report: HeartbeatReport, what: str, liveness: bool) -> Verdict:

@@ -26,7 +26,7 @@ from worker.core.redis_io import (
     lua_script,
     redis_time_ms,
 )
-from worker.core.settings import DEFAULT_INTERVAL_S, LATE_FACTOR, STALE_FACTOR
+from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
 from worker.core.urls import redact
 from worker.read.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
@@ -103,9 +103,8 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
             service, State.INVALID,
             f"heartbeat ts_ms is {-age_ms / 1000:.1f}s ahead of the Redis clock",
             now_ms=now_ms, payload=payload)
-    stale = payload["stale_after_s"] if stale_after_s is None else stale_after_s
-    late = payload["interval_s"] * LATE_FACTOR if late_after_s is None else late_after_s
-    thresholds = Thresholds(min(late, stale), stale)
+    thresholds = Thresholds.for_interval(
+        payload["interval_s"], payload["stale_after_s"]).overridden(late_after_s, stale_after_s)
     age_s = max(age_ms, 0) / 1000
     state = state_for(age_s, payload["status"], thresholds)
     reason = _reason(state, age_s, payload, thresholds)
@@ -172,11 +171,12 @@ def component_thresholds(report: HeartbeatReport,
     """Thresholds for the service's nodes: the heartbeat's, else beat's settings, else defaults."""
     if report.thresholds is not None:
         return report.thresholds
-    interval_s, stale_s = DEFAULT_INTERVAL_S, DEFAULT_INTERVAL_S * STALE_FACTOR
-    if marker is not None:
-        interval_s = positive_number(marker.get("interval_s"), interval_s)
-        stale_s = positive_number(marker.get("stale_after_s"), interval_s * STALE_FACTOR)
-    return Thresholds(min(interval_s * LATE_FACTOR, stale_s), stale_s)
+    if marker is None:
+        return Thresholds.for_interval(DEFAULT_INTERVAL_S)
+    interval_s = positive_number(marker.get("interval_s"), DEFAULT_INTERVAL_S)
+    stale_s = positive_number(marker.get("stale_after_s"),
+                              Thresholds.for_interval(interval_s).stale_after_s)
+    return Thresholds.for_interval(interval_s, stale_s)
 
 
 def positive_number(value: Any, default: float) -> float:

@@ -20,7 +20,7 @@ import hiredis
 
 from worker.core.errors import HeartbeatError
 from worker.core.redis_io import Command
-from worker.core.urls import redact, validate_url
+from worker.core.urls import redact
 
 
 class ProbeError(HeartbeatError):
@@ -43,8 +43,9 @@ def encode(command: Command) -> bytes:
 class ProbeClient:
     """Sends a batch of commands in one round trip; what ``redis_io.execute_many`` expects."""
 
-    def __init__(self, url: str, *, timeout_s: float, source: str = "--redis") -> None:
-        parts = urlsplit(validate_url(url, source=source, schemes=("redis", "rediss")))
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        """``url``: a ``redis://`` or ``rediss://`` URL that ``Settings`` validated."""
+        parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
