@@ -18,14 +18,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import redis
-
+from worker.cli.watch import follow
 from worker.core.exits import fail
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings, load_or_exit
 from worker.core.states import State
 from worker.core.urls import redact
-from worker.read.reader import HeartbeatReport, read_heartbeat
+from worker.read.reader import read_heartbeat
+from worker.read.render import heartbeat_line
 
 STOP_GRACE_S = 3.5
 """How long beat and the worker get to stop after SIGTERM before they are killed."""
@@ -77,54 +77,37 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def format_report(report: HeartbeatReport) -> str:
-    """One line per heartbeat: service, seq, state, age, lag."""
-    payload = report.payload
-    if payload is None:
-        return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
-    lag = payload.get("queue_lag_ms")
-    lag_text = "?" if lag is None else f"{lag:.0f}ms"
-    age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
-    return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
-            f"age={age} lag={lag_text} duration={payload.get('duration_ms', 0):.0f}ms "
-            f"status={payload['status']}")
-
-
 def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) -> int:
     """Print heartbeats as they land, and state changes when none come; return an exit code."""
     client = make_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
-    keys = settings.keys
-    pubsub: Any = None
-    last_state: State | None = None
-    next_poll = 0.0
-    while not _stop_requested:
+    last: dict[str, State] = {}
+    exited: list[int] = []
+
+    def stopping() -> bool:
         for name, child in children.items():
             if child.poll() is not None:
-                print(f"petsage-heartbeat: celery {name} exited with code {child.returncode}; "
-                      "stopping", file=sys.stderr, flush=True)
-                return 1
-        try:
-            if pubsub is None:
-                pubsub = client.pubsub(  # type: ignore[no-untyped-call]
-                    ignore_subscribe_messages=True)
-                pubsub.subscribe(keys.events)
-            message = pubsub.get_message(timeout=0.2)
-        except redis.RedisError as exc:
-            if last_state is not State.UNREACHABLE:
-                print(f"heartbeat {settings.service}: unreachable "
-                      f"({redact(str(exc))[:200]})", flush=True)
-                last_state = State.UNREACHABLE
-            pubsub = None
-            time.sleep(0.2)
-            continue
-        landed = message is not None and _is_ours(message.get("data"), settings.service)
-        if landed or time.monotonic() >= next_poll:
-            report = read_heartbeat(client, settings.service, keys=keys)
-            if landed or report.state is not last_state:
-                print(format_report(report), flush=True)
-            last_state = report.state
-            next_poll = time.monotonic() + settings.interval_s
-    return 0
+                exited.append(fail("run", f"celery {name} exited with code "
+                                          f"{child.returncode}; stopping", runtime=True))
+                return True
+        return _stop_requested
+
+    def on_read(landed: bool) -> None:
+        report = read_heartbeat(client, settings.service, keys=settings.keys)
+        if landed or report.state is not last.get("state"):
+            print(heartbeat_line(report), flush=True)
+        last["state"] = report.state
+
+    def on_unreachable(exc: Exception) -> None:
+        if last.get("state") is not State.UNREACHABLE:
+            print(f"heartbeat {settings.service}: unreachable ({redact(str(exc))[:200]})",
+                  flush=True)
+            last["state"] = State.UNREACHABLE
+
+    follow(client, settings.keys.events, poll_s=settings.interval_s,
+           relevant=lambda data: _is_ours(data, settings.service), on_read=on_read,
+           on_unreachable=on_unreachable, stopping=stopping, max_wait_s=0.2,
+           reconnect_delay_s=0.2)
+    return exited[0] if exited else 0
 
 
 def _is_ours(data: Any, service: str) -> bool:

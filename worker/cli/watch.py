@@ -8,6 +8,7 @@ reconnecting and resumes when Redis is back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -25,12 +25,45 @@ from worker.core.settings import Settings
 from worker.core.states import State
 from worker.read.fleet import read_fleet
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
+from worker.read.render import transition_event, transition_line
 
 DEFAULT_POLL_S = 0.5
 """How often the timer re-reads the watched services (``--poll``)."""
 
 RECONNECT_DELAY_S = 0.5
 """Pause between reconnection attempts while Redis is unreachable."""
+
+
+def follow(client: redis.Redis, channel: str, *, poll_s: float,
+           relevant: Callable[[Any], bool], on_read: Callable[[bool], None],
+           on_unreachable: Callable[[Exception], None], stopping: Callable[[], bool],
+           max_wait_s: float | None = None,
+           reconnect_delay_s: float = RECONNECT_DELAY_S) -> None:
+    """The watch loop of ``watch`` and ``run``: pub/sub for landings, a timer for ages.
+
+    ``on_read(landed)`` runs when a relevant message arrives (``landed``) and every
+    ``poll_s`` without one (ages grow with no message at all). A Redis error calls
+    ``on_unreachable`` and resubscribes after ``reconnect_delay_s``. ``max_wait_s`` bounds
+    each wait, so ``stopping`` is asked at least that often.
+    """
+    pubsub: Any = None
+    next_poll = 0.0
+    while not stopping():
+        try:
+            if pubsub is None:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(channel)
+                next_poll = 0.0
+            wait_s = max(min(next_poll - time.monotonic(), max_wait_s or poll_s), 0.0)
+            message = pubsub.get_message(timeout=wait_s)
+            landed = message is not None and relevant(message.get("data"))
+            if landed or time.monotonic() >= next_poll:
+                on_read(landed)
+                next_poll = time.monotonic() + poll_s
+        except (redis.RedisError, OSError) as exc:
+            pubsub = None
+            on_unreachable(exc)
+            time.sleep(reconnect_delay_s)
 
 
 class Watcher:
@@ -72,23 +105,8 @@ class Watcher:
             self._transition(old, report)
 
     def _transition(self, old: State | None, report: HeartbeatReport) -> None:
-        payload: dict[str, Any] = dict(report.payload or {})
-        event: dict[str, Any] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "service": report.service,
-            "old_state": old.value if old else "unknown",
-            "new_state": report.state.value,
-            "age_s": None if report.age_s is None else round(report.age_s, 3),
-            "seq": payload.get("seq"),
-            "reason": report.reason,
-            "diagnosis": report.diagnosis,
-            "exit_code": report.exit_code,
-        }
-        if self.as_json:
-            self.emit(json.dumps(event))
-        else:
-            self.emit(f"{event['time']} {event['service']} {event['old_state']} -> "
-                      f"{event['new_state']} ({report.reason})")
+        event = transition_event(old, report)
+        self.emit(json.dumps(event) if self.as_json else transition_line(event))
         if self.exec_cmd:
             self._run_hook(event)
 
@@ -104,28 +122,12 @@ class Watcher:
         """Watch until SIGINT or SIGTERM; return 0."""
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         client = make_client(self.settings.redis_url, timeout_s=self.timeout_s)
-        pubsub: Any = None
-        next_poll = 0.0
-        try:
-            while not self.stopping:
-                try:
-                    if pubsub is None:
-                        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                        pubsub.subscribe(self.settings.keys.events)
-                        next_poll = 0.0
-                    wait_s = max(min(next_poll - time.monotonic(), self.poll_s), 0.0)
-                    message = pubsub.get_message(timeout=wait_s)
-                    if message is not None and self._is_watched(message.get("data")):
-                        next_poll = 0.0  # re-read now: a heartbeat landed
-                    if time.monotonic() >= next_poll:
-                        self.observe(self._read(client))
-                        next_poll = time.monotonic() + self.poll_s
-                except (redis.RedisError, OSError):
-                    pubsub = None
-                    self.observe(self._read(client))  # reports unreachable (never raises)
-                    time.sleep(RECONNECT_DELAY_S)
-        except KeyboardInterrupt:
-            pass
+        with contextlib.suppress(KeyboardInterrupt):
+            follow(client, self.settings.keys.events, poll_s=self.poll_s,
+                   relevant=self._is_watched,
+                   on_read=lambda _landed: self.observe(self._read(client)),
+                   on_unreachable=lambda _exc: self.observe(self._read(client)),
+                   stopping=lambda: self.stopping)
         return 0
 
     def _is_watched(self, data: Any) -> bool:

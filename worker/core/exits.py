@@ -19,12 +19,18 @@ NAGIOS_UNKNOWN = 3
 USAGE_ERROR = 2
 """Exit code of the non-probe commands for a bad flag or setting."""
 
+RUNTIME_ERROR = 1
+"""Exit code of the non-probe commands when something they run fails (a child process)."""
 
-def fail(command: str | None, message: str) -> int:
-    """Print ``message`` as the one line ``command`` reports errors with; return its exit code."""
+
+def fail(command: str | None, message: str, *, runtime: bool = False) -> int:
+    """Print ``message`` as the one line ``command`` reports errors with; return its exit code.
+
+    ``runtime``: the command was used rightly but what it runs failed (exit 1, not 2).
+    """
     line = " ".join(message.split())  # one line, whatever the message held
     if command in PROBE_COMMANDS:
         print(f"UNKNOWN - petsage-heartbeat: {line}", flush=True)
         return NAGIOS_UNKNOWN
     print(f"petsage-heartbeat: {line}", file=sys.stderr, flush=True)
-    return USAGE_ERROR
+    return RUNTIME_ERROR if runtime else USAGE_ERROR

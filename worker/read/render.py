@@ -1,7 +1,12 @@
-"""How reports look to people and machines: Nagios lines, table rows and JSON summaries."""
+"""How reports look to people and machines: the one place a report becomes text.
+
+Nagios lines, table rows, JSON summaries, ``run``'s heartbeat lines and ``watch``'s
+transitions.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.core.states import State
@@ -106,3 +111,38 @@ def render_table(rows: list[tuple[str, ...]]) -> str:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines)
+
+
+def heartbeat_line(report: HeartbeatReport) -> str:
+    """One line per heartbeat, as ``run`` prints them: service, seq, state, age, lag."""
+    payload = report.payload
+    if payload is None:
+        return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
+    lag = payload.get("queue_lag_ms")
+    lag_text = "?" if lag is None else f"{lag:.0f}ms"
+    age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
+    return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
+            f"age={age} lag={lag_text} duration={payload.get('duration_ms', 0):.0f}ms "
+            f"status={payload['status']}")
+
+
+def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, Any]:
+    """A state change as ``watch`` reports it (JSON) and hands it to its hook."""
+    payload: dict[str, Any] = dict(report.payload or {})
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "service": report.service,
+        "old_state": old.value if old else "unknown",
+        "new_state": report.state.value,
+        "age_s": None if report.age_s is None else round(report.age_s, 3),
+        "seq": payload.get("seq"),
+        "reason": report.reason,
+        "diagnosis": report.diagnosis,
+        "exit_code": report.exit_code,
+    }
+
+
+def transition_line(event: dict[str, Any]) -> str:
+    """A state change as one line of text."""
+    return (f"{event['time']} {event['service']} {event['old_state']} -> "
+            f"{event['new_state']} ({event['reason']})")
