@@ -16,10 +16,11 @@ import redis
 
 from tests.helpers import RedisServer, cli_argv, heartbeat_env
 from tests.publishing import backdate, publish
+from worker.core.errors import StoreUnreachableError
 from worker.core.names import Keys
 from worker.core.states import State
 from worker.read.reader import read_heartbeat
-from worker.read.resp_client import ProbeClient, ProbeError
+from worker.read.resp_client import ProbeClient
 
 
 def probe_read(url: str, service: str, *, raw: bool = False) -> Any:
@@ -230,7 +231,7 @@ def test_probe_client_tls_verifies_certificates(tmp_path: Path) -> None:
         assert probe_read(good, "petsage").state is State.FRESH
         assert check(good).returncode == 0
         wrong_ca = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={other['ca']}"
-        with pytest.raises(ProbeError, match="certificate"):
+        with pytest.raises(StoreUnreachableError, match="certificate"):
             probe_read(wrong_ca, "petsage", raw=True)
         done = check(wrong_ca)
         assert done.returncode == 3 and "not trusted" in done.stdout

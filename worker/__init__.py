@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from worker.core.names import Keys
     from worker.core.payload import Payload
     from worker.core.settings import Settings
-    from worker.core.states import State, Thresholds
+    from worker.core.states import Diagnosis, State, Thresholds
     from worker.publish.health_checks import check, register_check
     from worker.publish.install import install_heartbeat
     from worker.read.reader import HeartbeatReport, read_heartbeat
@@ -35,12 +35,14 @@ _EXPORTS = {
     "HeartbeatReport": "worker.read.reader",
     "read_heartbeat": "worker.read.reader",
     "Settings": "worker.core.settings",
+    "Diagnosis": "worker.core.states",
     "State": "worker.core.states",
     "Thresholds": "worker.core.states",
 }
 
 __all__ = [
     "ConfigError",
+    "Diagnosis",
     "HeartbeatError",
     "HeartbeatReport",
     "Keys",

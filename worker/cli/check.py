@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from worker.core.errors import ConfigError, HeartbeatError
+from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
 from worker.core.names import validate_node
 from worker.core.settings import Settings
@@ -25,9 +25,6 @@ from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.read.render import NAGIOS_LABELS, nagios_line, summary
 
 T = TypeVar("T")
-
-DEFAULT_TIMEOUT_S = 2.0
-"""The whole check (DNS, connect, AUTH, read) gives up after this long (``--timeout``)."""
 
 
 def positive_seconds(flag: str, value: float | None) -> float | None:
@@ -55,12 +52,8 @@ def within(deadline_s: float, work: Callable[[], T]) -> T | None:
     thread.start()
     thread.join(deadline_s)
     if box and isinstance(box[0], BaseException):
-        raise ProbeFailedError(redact(f"{type(box[0]).__name__}: {box[0]}")) from None
+        raise StoreUnreachableError(redact(f"{type(box[0]).__name__}: {box[0]}")) from None
     return box[0] if box else None  # type: ignore[return-value]
-
-
-class ProbeFailedError(HeartbeatError):
-    """The probe's work raised (a client library's error): its one-line description."""
 
 
 def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
@@ -97,7 +90,7 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     try:
         report = within(timeout_s + 0.05, probe) or unreachable(
             settings.service, f"timed out after {timeout_s:g}s")
-    except ProbeFailedError as exc:
+    except StoreUnreachableError as exc:
         report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
     if node is not None or beat:
         verdict = (node_verdict(report, node, liveness=liveness, late_after_s=late_after_s,

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from worker.core.errors import UsageError
 from worker.core.exits import fail
 from worker.core.version import __version__
 
@@ -93,12 +94,6 @@ examples:
 """
 
 
-class UsageError(Exception):
-    """argparse refused the command line; ``command`` is the subcommand being parsed."""
-
-    def __init__(self, command: str | None, message: str) -> None:
-        super().__init__(message)
-        self.command = command
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from worker.cli.check import ProbeFailedError, positive_seconds, within
-from worker.core.errors import ConfigError
+from worker.cli.check import positive_seconds, within
+from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
 from worker.core.settings import Settings
 from worker.read.connect import reader_client
@@ -36,7 +36,7 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
         # ZRANGE, then the script: two round trips. An empty fleet is an answer; only None
         # means the deadline passed.
         fleet = within(2 * timeout_s + 0.05, read) or Fleet([], f"timed out after {timeout_s:g}s")
-    except ProbeFailedError as exc:
+    except StoreUnreachableError as exc:
         fleet = Fleet([], f"Redis could not be asked: {exc}"[:300])
     # A store that could not be asked is one row, for the whole fleet ("*").
     reports = fleet.reports if fleet.store_problem is None else [

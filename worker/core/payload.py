@@ -1,6 +1,6 @@
 """The heartbeat payload, schema 1: its fields, and the check that a stored one is sound.
 
-The seed's ``status``, ``message`` and ``timestamp`` keep their meaning; the rest tells a
+PetSage's ``status``, ``message`` and ``timestamp`` keep their meaning; the rest tells a
 reader everything it needs without configuration (``interval_s``, ``stale_after_s``) and
 where time went on the way (hop times, ``queue_lag_ms``, ``duration_ms``).
 """
@@ -18,7 +18,7 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 """A payload larger than this is refused on write and reported ``invalid`` on read."""
 
 DEFAULT_MESSAGE = "PetSage system is alive and purring!"
-"""The seed's ``message``."""
+"""PetSage's health ``message`` when all is well."""
 
 Status = Literal["ok", "degraded", "error"]
 STATUSES: tuple[Status, ...] = ("ok", "degraded", "error")
@@ -46,11 +46,11 @@ class Payload(TypedDict):
 
     seq: int  #: per-service counter, +1 per accepted write (set by the store script)
     ts_ms: int  #: Redis server clock at the write, epoch ms (set by the store script)
-    timestamp: str  #: ``ts_ms`` as ISO-8601 UTC with offset (the seed's field)
+    timestamp: str  #: ``ts_ms`` as ISO-8601 UTC with offset (PetSage's health field)
     schema: int  #: payload schema, 1
     service: str  #: service name
     status: Status  #: ok, degraded or error: the worst of ``checks``
-    message: str  #: the seed's message, or what went wrong
+    message: str  #: PetSage's health message, or what went wrong
     interval_s: float  #: the beat interval the writer was configured with
     stale_after_s: float  #: age at which readers call this heartbeat stale
     published_at: str | None  #: when beat published the task (ISO UTC), if known

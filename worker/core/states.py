@@ -31,6 +31,21 @@ class State(enum.StrEnum):
         return 200 if self in (State.FRESH, State.LATE) else 503
 
 
+class Diagnosis(enum.StrEnum):
+    """Which hop of the pipeline broke, for a heartbeat that is not fresh.
+
+    Values are stable strings for JSON, metrics and hooks (a ``StrEnum`` compares equal to
+    its value).
+    """
+
+    BEAT_DOWN = "beat_down"  #: beat has not published on time
+    NO_CONSUMER = "no_consumer"  #: beat publishes, but no worker runs the heartbeat
+    WORKER_SLOW = "worker_slow"  #: a worker runs heartbeats, too late to be fresh
+    CHECK_FAILED = "check_failed"  #: the pipeline works; a check reported degraded or error
+    NEVER_SEEN = "never_seen"  #: no heartbeat and no beat marker were ever stored
+    STORE_UNREACHABLE = "store_unreachable"  #: the store could not be asked
+
+
 _EXIT_CODES = {
     State.FRESH: 0,
     State.LATE: 1,

@@ -1,4 +1,4 @@
-"""HTTP: the seed's ``GET /system/health`` router, ``/metrics`` and the dashboard.
+"""HTTP: PetSage's ``GET /system/health`` router, ``/metrics`` and the dashboard.
 
 Mount the router into the PetSage backend::
 
@@ -74,7 +74,7 @@ configure = source.configure
 
 
 class HealthResponse(BaseModel):
-    """The seed's health answer, plus which service, its state, age and diagnosis."""
+    """PetSage's health answer (status, message, timestamp), plus service, state, age, diagnosis."""
 
     status: Literal["ok", "degraded", "error"] = Field(
         ..., examples=["ok"], description="The operational status of the service.")
@@ -111,7 +111,7 @@ class FleetResponse(BaseModel):
 
 
 def health_response(report: HeartbeatReport) -> HealthResponse:
-    """Map a report onto the seed's contract."""
+    """Map a report onto PetSage's ``/system/health`` contract."""
     payload = report.payload
     working = report.state in (State.FRESH, State.LATE) and payload is not None
     if payload is not None:

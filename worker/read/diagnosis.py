@@ -21,7 +21,7 @@ import json
 from typing import Any
 
 from worker.core.settings import DEFAULT_INTERVAL_S
-from worker.core.states import State, Thresholds
+from worker.core.states import Diagnosis, State, Thresholds
 
 MAX_MARKER_BYTES = 4096
 """Readers fetch at most this much of beat's marker."""
@@ -74,12 +74,12 @@ def parse_discard(raw: Any) -> dict[str, Any] | None:
 def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
              payload: dict[str, Any] | None, marker: dict[str, Any] | None,
              thresholds: Thresholds | None,
-             discard: dict[str, Any] | None = None) -> tuple[str | None, str]:
+             discard: dict[str, Any] | None = None) -> tuple[Diagnosis | None, str]:
     """The broken hop and a short explanation; ``(None, "")`` when fresh or undecidable."""
     if state is State.FRESH or state is State.INVALID:
         return None, ""
     if state is State.UNREACHABLE:
-        return "store_unreachable", "the heartbeat store (Redis) could not be asked"
+        return Diagnosis.STORE_UNREACHABLE, "the heartbeat store (Redis) could not be asked"
     beat_age_s = (None if marker is None or now_ms is None
                   else max(now_ms - marker["published_at_ms"], 0) / 1000)
     interval_s = _interval(payload, marker)
@@ -91,34 +91,34 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     stale_after_s = thresholds.stale_after_s
     discarded_recently = (discard is not None and now_ms is not None
                           and now_ms - discard["published_at_ms"] <= stale_after_s * 1000)
-    slow = ("worker_slow", "" if discard is None else
+    slow = (Diagnosis.WORKER_SLOW, "" if discard is None else
             f"the worker runs heartbeats {discard['lag_ms'] / 1000:.1f}s after publish and "
             "discards them as expired")
     if state is State.MISSING:
         if marker is None:
-            return "never_seen", "no heartbeat and no publish by beat were ever recorded"
+            return Diagnosis.NEVER_SEEN, "no heartbeat and no publish by beat were ever recorded"
         if beat_on_time:
             if discarded_recently:
                 return slow
-            return "no_consumer", (f"beat published {beat_age_s:.1f}s ago{queued}, "
+            return Diagnosis.NO_CONSUMER, (f"beat published {beat_age_s:.1f}s ago{queued}, "
                                    "but no heartbeat was ever written")
-        return "beat_down", f"beat last published {beat_age_s:.1f}s ago"
+        return Diagnosis.BEAT_DOWN, f"beat last published {beat_age_s:.1f}s ago"
     assert payload is not None and age_s is not None  # late or stale with a readable payload
     if age_s <= late_after_s:
-        return "check_failed", f"a check reported {payload['status']}"
+        return Diagnosis.CHECK_FAILED, f"a check reported {payload['status']}"
     if not beat_on_time:
         if beat_age_s is None:
-            return "beat_down", "beat has recorded no publish"
-        return "beat_down", f"beat last published {beat_age_s:.1f}s ago"
+            return Diagnosis.BEAT_DOWN, "beat has recorded no publish"
+        return Diagnosis.BEAT_DOWN, f"beat last published {beat_age_s:.1f}s ago"
     if discarded_recently:
         return slow
     lag_ms = _number(payload.get("queue_lag_ms")) + _number(payload.get("duration_ms"))
     if lag_ms > interval_s * 1000:
-        return "worker_slow", (f"the last heartbeat took {lag_ms / 1000:.1f}s from publish to "
-                               f"write, over the {interval_s:g}s interval")
+        return Diagnosis.WORKER_SLOW, (f"the last heartbeat took {lag_ms / 1000:.1f}s from "
+                                       f"publish to write, over the {interval_s:g}s interval")
     consumer = ("no heartbeat was written (a worker stopping, stuck or failing in the task)"
                 if depth == 0 else "no worker ran it")
-    return "no_consumer", f"beat published {beat_age_s:.1f}s ago{queued}, but {consumer}"
+    return Diagnosis.NO_CONSUMER, f"beat published {beat_age_s:.1f}s ago{queued}, but {consumer}"
 
 
 def _queued(depth: int | None) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from worker.core.names import default_queue
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds, state_for
 from worker.read.nodes import NodeReport, matches, node_summaries
@@ -111,7 +112,7 @@ def _node_liveness(report: HeartbeatReport, worst: NodeReport | None, thresholds
     if waited_s > thresholds.stale_after_s:
         why = (f"{text}; beat has published for {waited_s:.1f}s since, over "
                f"{thresholds.stale_after_s:g}s: this worker is stuck, dead or not consuming "
-               f"queue {report.beat.get('queue', 'heartbeat.' + report.service)}")
+               f"queue {report.beat.get('queue', default_queue(report.service))}")
         fields["reason"] = why
         return Verdict(2, why, fields)
     fields["reason"] = text

@@ -27,7 +27,7 @@ from worker.core.redis_io import (
     redis_time_ms,
 )
 from worker.core.settings import DEFAULT_INTERVAL_S
-from worker.core.states import FUTURE_TOLERANCE_MS, State, Thresholds, state_for
+from worker.core.states import FUTURE_TOLERANCE_MS, Diagnosis, State, Thresholds, state_for
 from worker.core.urls import redact
 from worker.read.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
 from worker.read.nodes import (
@@ -49,7 +49,7 @@ class HeartbeatReport(NamedTuple):
     thresholds: Thresholds | None = None  #: the late/stale ages used
     payload: Payload | None = None  #: the decoded payload when it was readable
     now_ms: int | None = None  #: the Redis clock reading the age was computed from
-    diagnosis: str | None = None  #: the broken hop when not fresh (see ``worker.read.diagnosis``)
+    diagnosis: Diagnosis | None = None  #: the broken hop when not fresh
     beat: dict[str, Any] | None = None  #: beat's last publish marker, when readable
     nodes: tuple[NodeReport, ...] = ()  #: the service's worker nodes, most recent first
     second_beat: str | None = None  #: another beat seen publishing for this service
@@ -62,7 +62,8 @@ class HeartbeatReport(NamedTuple):
 
 def unreachable(service: str, reason: str) -> HeartbeatReport:
     """The report for a store that could not be asked."""
-    return HeartbeatReport(service, State.UNREACHABLE, reason, diagnosis="store_unreachable")
+    return HeartbeatReport(service, State.UNREACHABLE, reason,
+                           diagnosis=Diagnosis.STORE_UNREACHABLE)
 
 
 def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, value: Any, *,

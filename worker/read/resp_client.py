@@ -18,17 +18,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 
-from worker.core.errors import HeartbeatError
+from worker.core.errors import ReplyError, StoreUnreachableError
 from worker.core.redis_io import Command
 from worker.core.urls import redact
-
-
-class ProbeError(HeartbeatError):
-    """The probe could not talk to Redis (connect, TLS, AUTH, timeout or a closed socket)."""
-
-
-class ReplyError(Exception):
-    """An error reply from the server (kept as a value, like redis-py's ResponseError)."""
 
 
 def encode(command: Command) -> bytes:
@@ -81,8 +73,9 @@ class ProbeClient:
             return context.wrap_socket(sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as exc:
             sock.close()
-            raise ProbeError(f"TLS certificate of {self.host}:{self.port} was not trusted "
-                             f"({exc.verify_message}); pass ?ssl_ca_certs=/path/ca.pem") from None
+            raise StoreUnreachableError(
+                f"TLS certificate of {self.host}:{self.port} was not trusted "
+                f"({exc.verify_message}); pass ?ssl_ca_certs=/path/ca.pem") from None
 
     def execute_many(self, commands: Sequence[Command]) -> list[Any]:
         """Connect (AUTH and SELECT in the same round trip), send ``commands``, read replies."""
@@ -98,16 +91,16 @@ class ProbeClient:
             self._sock = sock
             sock.sendall(b"".join(encode(c) for c in (*prelude, *commands)))
             replies = self._read(sock, len(prelude) + len(commands), deadline)
-        except ProbeError:
+        except StoreUnreachableError:
             self.close()
             raise
         except (OSError, hiredis.ProtocolError) as exc:
             self.close()
-            raise ProbeError(redact(f"{type(exc).__name__}: {exc}")) from None
+            raise StoreUnreachableError(redact(f"{type(exc).__name__}: {exc}")) from None
         for command, reply in zip(prelude, replies, strict=False):
             if isinstance(reply, ReplyError):
                 self.close()
-                raise ProbeError(f"{command[0]!s} failed: {redact(str(reply))}")
+                raise StoreUnreachableError(f"{command[0]!s} failed: {redact(str(reply))}")
         return replies[len(prelude):]
 
     def _read(self, sock: socket.socket, count: int, deadline: float) -> list[Any]:
@@ -121,7 +114,7 @@ class ProbeClient:
             sock.settimeout(_left(deadline))
             data = sock.recv(65536)
             if not data:
-                raise ProbeError("Redis closed the connection")
+                raise StoreUnreachableError("Redis closed the connection")
             reader.feed(data)
         return replies
 
@@ -143,5 +136,5 @@ class ProbeClient:
 def _left(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise ProbeError("timed out")
+        raise StoreUnreachableError("timed out")
     return left
