@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 import redis
 
-from tests.helpers import Proc, RedisServer
+from tests.support.helpers import Proc, RedisServer
 from worker.publish import health_checks
 
 
@@ -61,3 +61,28 @@ def _clean_check_registry() -> Iterator[None]:
     for name in health_checks.registered_checks():
         if name not in before:
             health_checks.unregister_check(name)
+
+
+SERVER_FIXTURES = frozenset({"redis_server", "own_redis", "procs", "cluster", "amqp_url"})
+"""Fixtures that start redis-server, RabbitMQ or Celery processes (directly or not)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help="run only the fast tests: none that starts redis-server, "
+                          "RabbitMQ or Celery processes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that starts servers ``servers``; ``--fast`` leaves those out."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_real_redis = callspec is not None and "redis-server" in callspec.params.values()
+        if (item.get_closest_marker("e2e") or on_real_redis
+                or SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.servers)
+    if config.getoption("--fast"):
+        slow = [item for item in items if item.get_closest_marker("servers")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("servers")]

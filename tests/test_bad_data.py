@@ -13,8 +13,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import RedisServer
-from tests.publishing import publish
+from tests.support.helpers import RedisServer
+from tests.support.publishing import publish
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.core.payload import MAX_PAYLOAD_BYTES

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import RedisServer, cli_argv, heartbeat_env
-from tests.publishing import backdate, publish
+from tests.support.certs import make_certs
+from tests.support.helpers import RedisServer, cli_argv, heartbeat_env
+from tests.support.publishing import backdate, publish
 from worker.core.errors import StoreUnreachableError
 from worker.core.names import Keys
 from worker.core.states import State
@@ -167,6 +168,7 @@ def test_the_check_path_imports_no_celery_kombu_or_redis_py(redis_server: RedisS
     assert "HEAVY [] 0" in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.servers
 def test_probe_client_auth_with_password_and_acl_user(tmp_path: Path) -> None:
     server = RedisServer("--requirepass", "s3cret-pw").start()
     try:
@@ -198,29 +200,13 @@ def test_probe_client_selects_the_database(redis_server: RedisServer, real: redi
     db3.flushdb()
 
 
-def _make_certs(directory: Path, name: str) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it, made with openssl."""
-    ca_key, ca_crt = directory / f"{name}-ca.key", directory / f"{name}-ca.crt"
-    key, csr, crt = (directory / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-    ext = directory / f"{name}.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-
-    def run(*argv: str) -> None:
-        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
-        str(ca_crt), "-days", "2", "-subj", f"/CN={name} test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext))
-    return {"ca": ca_crt, "key": key, "crt": crt}
 
 
+@pytest.mark.servers
 def test_probe_client_tls_verifies_certificates(tmp_path: Path) -> None:
-    ours = _make_certs(tmp_path, "ours")
-    other = _make_certs(tmp_path, "other")
-    from tests.helpers import free_port
+    ours = make_certs(tmp_path, "ours")
+    other = make_certs(tmp_path, "other")
+    from tests.support.helpers import free_port
     tls_port = free_port()
     server = RedisServer("--tls-port", str(tls_port), "--tls-cert-file", str(ours["crt"]),
                          "--tls-key-file", str(ours["key"]), "--tls-ca-cert-file",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import RedisClusterSet
-from tests.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
-from tests.publishing import publish
+from tests.support.cluster import RedisClusterSet
+from tests.support.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from tests.support.publishing import publish
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.core.redis_clients import make_client

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 from worker.cli.main import _parser
 
 K8S = REPO / "deploy" / "kubernetes"

@@ -22,7 +22,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from tests.helpers import (
+from tests.support.helpers import (
     IN_CI,
     REPO,
     Proc,

@@ -10,8 +10,8 @@ import fakeredis
 import pytest
 import redis
 
-from tests.publishing import publish
-from tests.test_store import SETTINGS, _SkewedClock, make_store
+from tests.support.publishing import publish
+from tests.support.stores import SETTINGS, SkewedClock, make_store
 from worker import State, read_heartbeat
 from worker.core.names import Keys, queue_lists
 from worker.core.redis_io import redis_time_ms
@@ -120,7 +120,7 @@ def test_expired_heartbeats_are_discarded_on_the_redis_clock(
     import worker.publish.health
 
     # The worker's clock is an hour ahead: Celery's own expiry would drop everything.
-    monkeypatch.setattr(worker.publish.health, "time", _SkewedClock(3600))
+    monkeypatch.setattr(worker.publish.health, "time", SkewedClock(3600))
     redis_now = redis_time_ms(client.time())
     fresh = run_health(client, make_store(client), SETTINGS, node="n",
                        published_at_ms=redis_now - 100, expires_ms=10_000)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from tests.support.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
 from worker.core.payload import payload_problem
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import IN_CI, Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from tests.support.helpers import (
+    IN_CI,
+    Proc,
+    RedisServer,
+    celery_argv,
+    cli_argv,
+    heartbeat_env,
+    wait_for,
+)
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.read.diagnosis import parse_marker

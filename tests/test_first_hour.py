@@ -15,7 +15,7 @@ import pytest
 import redis
 import yaml
 
-from tests.helpers import (
+from tests.support.helpers import (
     REPO,
     Proc,
     RedisServer,

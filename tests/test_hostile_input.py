@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import RedisServer, celery_argv, cli_argv, heartbeat_env
+from tests.support.helpers import RedisServer, celery_argv, cli_argv, heartbeat_env
 
 pytestmark = pytest.mark.e2e
 

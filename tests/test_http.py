@@ -10,7 +10,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.publishing import backdate, publish
+from tests.support.publishing import backdate, publish
 from worker.core.names import Keys
 from worker.core.payload import DEFAULT_MESSAGE
 from worker.core.settings import Settings

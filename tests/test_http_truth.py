@@ -16,7 +16,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.helpers import Proc, RedisServer, cli_argv, free_port, heartbeat_env, wait_for
+from tests.support.helpers import Proc, RedisServer, cli_argv, free_port, heartbeat_env, wait_for
 from worker.core.names import Keys
 from worker.core.payload import DEFAULT_MESSAGE
 from worker.core.settings import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import IN_CI, Proc, RedisServer, celery_argv, heartbeat_env, wait_for
+from tests.support.helpers import IN_CI, Proc, RedisServer, celery_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
 
 pytestmark = pytest.mark.e2e

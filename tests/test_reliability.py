@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import (
+from tests.support.helpers import (
     Proc,
     RedisServer,
     celery_argv,
@@ -25,8 +25,8 @@ from tests.helpers import (
     heartbeat_env,
     wait_for,
 )
-from tests.proxy import BlackholeProxy
-from tests.sentinel import SentinelSet
+from tests.support.proxy import BlackholeProxy
+from tests.support.sentinel import SentinelSet
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.core.redis_clients import make_client

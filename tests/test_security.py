@@ -12,7 +12,8 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.helpers import (
+from tests.support.certs import make_certs
+from tests.support.helpers import (
     Proc,
     RedisServer,
     celery_argv,
@@ -21,8 +22,7 @@ from tests.helpers import (
     heartbeat_env,
     wait_for,
 )
-from tests.publishing import publish
-from tests.test_check import _make_certs
+from tests.support.publishing import publish
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 
@@ -110,8 +110,8 @@ def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> N
 
 def test_tls_pipeline_verifies_certificates_by_default(procs: list[Proc],
                                                        tmp_path: Path) -> None:
-    ours = _make_certs(tmp_path, "ours")
-    other = _make_certs(tmp_path, "other")
+    ours = make_certs(tmp_path, "ours")
+    other = make_certs(tmp_path, "other")
     tls_port = free_port()
     server = RedisServer("--port", "0", "--tls-port", str(tls_port), "--tls-cert-file",
                          str(ours["crt"]), "--tls-key-file", str(ours["key"]),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
+from tests.support.helpers import (
     REPO,
     Proc,
     RedisServer,
@@ -21,7 +21,7 @@ from tests.helpers import (
     require_binary,
     wait_for,
 )
-from tests.publishing import backdate, publish
+from tests.support.publishing import backdate, publish
 from worker.core.names import Keys
 
 ARTIFACTS = REPO / "test-artifacts"

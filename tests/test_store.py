@@ -13,16 +13,13 @@ import fakeredis
 import pytest
 import redis
 
-from tests.helpers import RedisServer
+from tests.support.helpers import RedisServer
+from tests.support.stores import KEYS, SETTINGS, make_store
 from worker import State, check, read_heartbeat
 from worker.core.errors import ConfigError, PayloadTooLargeError
 from worker.core.payload import DEFAULT_MESSAGE, MAX_PAYLOAD_BYTES, payload_problem
 from worker.core.settings import Settings
 from worker.publish.health import run_health
-from worker.publish.store import HeartbeatStore
-
-SETTINGS = Settings.from_env({"HEARTBEAT_INTERVAL_S": "10", "HEARTBEAT_HISTORY_LEN": "50"})
-KEYS = SETTINGS.keys
 
 
 @pytest.fixture(params=["fakeredis", "redis-server"])
@@ -32,8 +29,6 @@ def client(request: pytest.FixtureRequest) -> redis.Redis:
     return request.getfixturevalue("real")  # type: ignore[no-any-return]
 
 
-def make_store(client: redis.Redis, history_len: int = 50) -> HeartbeatStore:
-    return HeartbeatStore(client, KEYS, retention_s=SETTINGS.retention_s, history_len=history_len)
 
 
 def beat(client: redis.Redis, **kwargs: Any) -> Any:
@@ -193,17 +188,6 @@ def test_a_check_saying_error_makes_the_heartbeat_stale(client: redis.Redis) -> 
     assert report.state is State.STALE and report.exit_code == 2
 
 
-class _SkewedClock:
-    """Stands in for the ``time`` module of one component, with its wall clock off."""
-
-    def __init__(self, offset_s: float) -> None:
-        self.offset_s = offset_s
-
-    def time(self) -> float:
-        return time.time() + self.offset_s
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
 
 
 @pytest.mark.parametrize("offset_s", [3600, -3600])

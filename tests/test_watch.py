@@ -7,8 +7,8 @@ from pathlib import Path
 
 import redis
 
-from tests.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
-from tests.publishing import publish
+from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
+from tests.support.publishing import publish
 
 HOOK = 'printf "%s %s %s %s %s|%s\\n" "$PETSAGE_SERVICE" "$PETSAGE_OLD_STATE" ' \
        '"$PETSAGE_NEW_STATE" "$PETSAGE_AGE_S" "$PETSAGE_DIAGNOSIS" "$PETSAGE_REASON" >> "$HOOK_LOG"'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from tests.helpers import RedisServer, free_port, require_binary, wait_for
+from tests.support.helpers import RedisServer, free_port, require_binary, wait_for
 
 
 class SentinelSet:

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IN_CI = bool(os.environ.get("CI"))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from tests.helpers import require_binary, wait_for
+from tests.support.helpers import require_binary, wait_for
 
 
 def _bindable(port: int) -> bool:
