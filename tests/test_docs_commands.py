@@ -33,8 +33,10 @@ Where each command is accounted for
         why the command can't run on one machine inside the suite.
 
     A key that the docs no longer show fails as well, and so does a ``COVERED`` test id
-    that names no ``def test_...`` in its file. Starts redis-server and ``serve``, never
-    celery processes, so not an ``e2e`` test.
+    that names no ``def test_...`` in its file.
+
+Starts redis-server (the session's, through ``redis_server``, so ``tests/conftest.py`` marks
+those tests ``servers``) and ``serve``, never celery processes: not an ``e2e`` module.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import (
+from tests.support.helpers import (
     REPO,
     Proc,
     RedisServer,
@@ -65,7 +67,7 @@ from tests.helpers import (
     require_binary,
     wait_for,
 )
-from tests.publishing import publish
+from tests.support.publishing import publish
 from worker.core.names import Keys
 from worker.publish.beat_marker import BeatMarker
 from worker.publish.store import HeartbeatStore
@@ -112,10 +114,11 @@ RUN: dict[str, Expect] = {
     "petsage-heartbeat status": Expect(
         r"^SERVICE +STATE +DIAGNOSIS +AGE +SEQ +WORKER +NODES +LAG +STATUS +REASON\n"
         r"petsage +fresh +- .* 1/1 .*last heartbeat [\d.]+s ago\n\Z"),
-    "petsage-heartbeat status --all": Expect(
-        r"^SERVICE .*\nbilling +fresh .*\npetsage +fresh .*\n\Z"),
+    "petsage-heartbeat status --all": Expect(  # equally fresh: either may come first
+        r"\ASERVICE .*\n(?=(?s:.*)^billing +fresh )(?=(?s:.*)^petsage +fresh )"),
     "petsage-heartbeat status --all --json": Expect(
-        r'^\[\{"service": "billing", "state": "fresh".*\{"service": "petsage", "state": "fresh"'),
+        r'\A\[(?=.*\{"service": "billing", "state": "fresh")'
+        r'(?=.*\{"service": "petsage", "state": "fresh")'),
     "petsage-heartbeat watch --all": Expect(
         r"(?s)(?=.*^\S+ billing unknown -> fresh \(last heartbeat)"
         r"(?=.*^\S+ petsage unknown -> fresh \(last heartbeat)", long_running=True),
@@ -128,8 +131,9 @@ RUN: dict[str, Expect] = {
         r'^HTTP/1\.1 200 OK(?s:.*)"message":"PetSage system is alive and purring!"'
         r'(?s:.*)"state":"fresh"', needs_serve=True),
     "curl -s http://127.0.0.1:9808/metrics | grep '^petsage_heartbeat_up'": Expect(
-        r'\Apetsage_heartbeat_up\{service="billing"\} 1\.0\n'
-        r'petsage_heartbeat_up\{service="petsage"\} 1\.0\n\Z', needs_serve=True),
+        r'\A(?=(?s:.*)^petsage_heartbeat_up\{service="billing"\} 1\.0$)'
+        r'(?=(?s:.*)^petsage_heartbeat_up\{service="petsage"\} 1\.0$)(?:.*\n){2}\Z',
+        needs_serve=True),
     "promtool check rules deploy/prometheus/alerts.yml": Expect(r"SUCCESS: 5 rules found"),
     "promtool test rules deploy/prometheus/alerts_test.yml": Expect(r"^  SUCCESS$"),
 }
@@ -140,10 +144,10 @@ _OWN_APP = ("tests/test_deployments.py::"
 
 COVERED: dict[str, tuple[str, str]] = {
     "celery -A worker beat": (
-        _E2E, "tests.helpers.celery_argv('beat'): the same command, with a log level"),
+        _E2E, "tests.support.helpers.celery_argv('beat'): the same command, with a log level"),
     "celery -A worker worker -Q heartbeat.petsage --without-mingle --without-gossip": (
-        _E2E, "tests.helpers.celery_argv('worker'): the same command, plus --concurrency 1, "
-              "--hostname and a log level"),
+        _E2E, "tests.support.helpers.celery_argv('worker'): the same command, plus "
+              "--concurrency 1, --hostname and a log level"),
     "celery -A petsage beat": (
         _OWN_APP, "the same command on tests/sample_app/petsage_app.py, an app with tasks of "
                   "its own that calls install_heartbeat()"),
@@ -168,6 +172,7 @@ NOT_RUNNABLE: dict[str, str] = {
         "verbatim (see test_ci_runs_the_readme_commands)",
     ".venv/bin/python -m pytest": "the whole test suite, which can't run inside itself",
     '.venv/bin/python -m pytest -m "not e2e"': "most of the test suite, inside itself",
+    ".venv/bin/python -m pytest --fast": "the fast part of the test suite, inside itself",
     ".venv/bin/python -m bench.run_all": _BENCH,
     ".venv/bin/python -m bench.run_all --soak-seconds 600": _BENCH,
     ".venv/bin/python -m bench.probe_bench": _BENCH,
@@ -218,25 +223,26 @@ def commands_in(markdown: str) -> list[tuple[int, str]]:
     """(line number, command) for every command in ``markdown``'s shell blocks."""
     found: list[tuple[int, str]] = []
     label: str | None = None  # None: outside a fenced block
-    pending = ""
-    pending_line = 0
-    for number, line in enumerate(markdown.splitlines(), start=1):
-        fence = FENCE.match(line)
+    pending = ""  # a line ending in a backslash, waiting for the rest
+    first = 0  # the number of the line a continued command starts on
+    for number, raw in enumerate(markdown.splitlines(), start=1):
+        fence = FENCE.match(raw)
         if fence is not None:
             label = None if label is not None else fence.group(1).lower()
             pending = ""
             continue
         if label is None or label not in SHELL_LABELS:
             continue
-        if pending:
-            line, pending = pending + " " + line.strip(), ""
-            number = pending_line
+        if not pending:
+            first = number
+        line = pending + " " + raw.strip() if pending else raw
+        pending = ""
         if line.rstrip().endswith("\\"):
-            pending, pending_line = line.rstrip()[:-1], number
+            pending = line.rstrip()[:-1]
             continue
         command = _is_command(line, label)
         if command is not None:
-            found.append((number, command))
+            found.append((first, command))
     return found
 
 
@@ -282,21 +288,29 @@ def test_the_rule_picks_commands_and_leaves_output_and_synopses_alone() -> None:
 
 # --- the accounting ------------------------------------------------------------------------
 
+HOMES = {"RUN": set(RUN), "COVERED": set(COVERED), "NOT_RUNNABLE": set(NOT_RUNNABLE)}
+
+
 def test_every_documented_command_is_run_covered_or_not_runnable() -> None:
     documented = documented_commands()
     assert documented, "found no command in README.md or docs/*.md"
-    homes = {"RUN": set(RUN), "COVERED": set(COVERED), "NOT_RUNNABLE": set(NOT_RUNNABLE)}
-    for first, first_keys in homes.items():
-        for second, second_keys in homes.items():
-            both = first_keys & second_keys if first < second else set()
-            assert not both, f"in both {first} and {second}: {sorted(both)}"
-    accounted = set().union(*homes.values())
+    accounted = set().union(*HOMES.values())
     unaccounted = {c: w for c, w in documented.items() if c not in accounted}
     assert not unaccounted, (
         "documented commands that this file neither runs (RUN) nor maps to a test (COVERED) "
         f"nor explains (NOT_RUNNABLE): {unaccounted}")
-    stale = sorted(accounted - set(documented))
+
+
+def test_every_entry_is_a_command_the_docs_still_show() -> None:
+    stale = sorted(set().union(*HOMES.values()) - set(documented_commands()))
     assert not stale, f"entries for commands the docs no longer show: {stale}"
+
+
+def test_no_command_has_two_homes() -> None:
+    for first, first_keys in HOMES.items():
+        for second, second_keys in HOMES.items():
+            both = first_keys & second_keys if first < second else set()
+            assert not both, f"in both {first} and {second}: {sorted(both)}"
 
 
 def test_covered_commands_name_tests_that_exist() -> None:
@@ -337,7 +351,10 @@ def test_benchmark_commands_take_the_flags_shown(command: str) -> None:
 
 # --- running the cheap ones ----------------------------------------------------------------
 
-def _write_healthy_fleet(client: redis.Redis) -> None:
+@pytest.fixture
+def healthy_fleet(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """The session's redis-server with one healthy fleet; emptied again afterwards."""
+    client = redis_server.client()
     client.flushall()
     publish(client, "petsage")
     publish(client, "billing")
@@ -345,6 +362,9 @@ def _write_healthy_fleet(client: redis.Redis) -> None:
     BeatMarker(client, keys, "petsage", interval_s=10, retention_s=3600).record_publish()
     HeartbeatStore(client, keys, retention_s=3600, history_len=100).record_node(
         "petsage", "heartbeat@pod-a", retention_s=600)
+    yield client
+    client.flushall()
+    client.close()
 
 
 def _wrapper(directory: Path, name: str, argv: list[str]) -> None:
@@ -400,15 +420,13 @@ def _environment(redis_url: str, bin_dir: Path) -> dict[str, str]:
 @pytest.mark.parametrize("command", sorted(RUN))
 def test_documented_command_does_what_the_docs_say(
         command: str, redis_server: RedisServer, bin_dir: Path, tmp_path: Path,
-        request: pytest.FixtureRequest) -> None:
+        request: pytest.FixtureRequest, healthy_fleet: redis.Redis) -> None:
     expect = RUN[command]
     program = shlex.split(command)[0]
     if program != "petsage-heartbeat":
         require_binary(program)
     if expect.needs_serve:
         request.getfixturevalue("serve_port")
-    client = redis_server.client()
-    _write_healthy_fleet(client)
     workdir = tmp_path / "work"
     workdir.mkdir()
     (workdir / "deploy").symlink_to(REPO / "deploy")
