@@ -1,4 +1,4 @@
-"""The depth of the ``heartbeat`` queue in the broker, and how old its oldest message is.
+"""The depth of the service's heartbeat queue in the broker, and how old its oldest message is.
 
 Reported in every heartbeat (``backlog``), so a reader sees a queue that grows or is not
 drained. On a Redis broker the queue is kombu's lists (the queue and its priority
