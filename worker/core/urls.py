@@ -19,12 +19,13 @@ REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
 """Schemes accepted for ``CELERY_BROKER_URL``."""
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_NOT_SPACE = re.compile(r"\S*")
 _PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;#\s]*")
 
 
-def _redact_one(match: re.Match[str]) -> str:
-    url = match.group(0)
+def _redact_one(url: str) -> str:
     scheme, _, rest = url.partition("://")
     if "@" in rest:
         # Everything from the first ":" of the userinfo to the LAST "@" of the run is
@@ -45,7 +46,27 @@ def redact(text: str) -> str:
     HTTP response, so a password can't leak through an exception from a client library.
     Covers any scheme case, an ``@`` inside the password, and ``?password=`` parameters.
     """
-    return _URL_IN_TEXT.sub(_redact_one, text)
+    # Linear in the text: each "://" is found once, its scheme extended backwards no
+    # further than the previous "://" or URL, and its URL forwards to the next space. (A
+    # regex for "scheme://non-space" retries at every letter of a long word: quadratic.)
+    if "://" not in text:
+        return text
+    out: list[str] = []
+    done = 0  # text[:done] is copied (and redacted) already
+    at = text.find("://")
+    while at != -1:
+        start = at
+        while start > done and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        while start < at and text[start] not in _LETTERS:  # a scheme starts with a letter
+            start += 1
+        end = _NOT_SPACE.match(text, at + 3).end()  # type: ignore[union-attr]
+        if start < at and end > at + 3:
+            out += [text[done:start], _redact_one(text[start:end])]
+            done = end
+        at = text.find("://", max(at + 3, done))
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _port_ok(netloc_part: str, source: str, url: str) -> None:

@@ -112,13 +112,26 @@ class _Running:
         if "error" in self.box:
             exc = self.box["error"]
             return {"status": "degraded", "latency_ms": latency_ms,
-                    "error": redact(f"{type(exc).__name__}: {exc}")[:300]}
+                    "error": cut_error(f"{type(exc).__name__}: {exc}")}
         value = self.box.get("value")
         status = _outcome(value)
         result: CheckResult = {"status": status, "latency_ms": latency_ms}
         if status == "degraded" and not isinstance(value, str):
             result["error"] = f"check returned {type(value).__name__}, not bool or status"
         return result
+
+
+ERROR_CHARS = 300
+"""A check's error is cut to this many characters in the payload."""
+
+
+def cut_error(text: str) -> str:
+    """``text`` cut short, passwords hidden: a huge message costs no more than a short one.
+
+    Cut generously before redacting (a URL cut mid-password is then past the final cut),
+    redact, then cut to ``ERROR_CHARS``.
+    """
+    return redact(text[:16 * ERROR_CHARS])[:ERROR_CHARS]
 
 
 _HUNG: dict[str, _Running] = {}
