@@ -19,7 +19,8 @@ from worker.core.states import Thresholds
 from worker.publish.backlog import redis_backlog
 from worker.publish.beat_marker import BeatMarker
 from worker.publish.health import Discarded, run_health
-from worker.read.diagnosis import diagnose, parse_marker
+from worker.read.diagnosis import beat_seen_ms, diagnose, parse_marker, publish_failure
+from worker.read.store_writes import parse_info, refusal
 
 NOW = 1_800_000_000_000
 T = Thresholds(15, 30)
@@ -28,6 +29,16 @@ T = Thresholds(15, 30)
 def marker(age_s: float, depth: int | None = 3) -> dict[str, Any]:
     return {"published_at_ms": NOW - int(age_s * 1000), "next_due_ms": NOW, "seq": 9,
             "queue_depth": depth, "interval_s": 10}
+
+
+def refused(base: dict[str, Any] | None, age_s: float) -> dict[str, Any]:
+    """A marker noting a publish the broker refused ``age_s`` ago (alone when ``base`` is None)."""
+    failed = {"publish_failed_at_ms": NOW - int(age_s * 1000),
+              "publish_error": "OperationalError: Error 111 connecting to broker"}
+    if base is None:
+        return {"published_at_ms": None, "next_due_ms": None, "seq": 0, "queue_depth": None,
+                "interval_s": 10, **failed}
+    return {**base, **failed}
 
 
 def payload(**extra: Any) -> dict[str, Any]:
@@ -50,6 +61,13 @@ def payload(**extra: Any) -> dict[str, Any]:
          "worker_slow"),
         (State.LATE, 2, payload(status="degraded"), marker(2), "check_failed"),
         (State.STALE, 2, payload(status="error"), marker(2), "check_failed"),
+        # Beat alive, the broker refusing its publishes: not beat's fault.
+        (State.STALE, 40, payload(), refused(marker(41), 1), "broker_down"),
+        (State.MISSING, None, None, refused(None, 1), "broker_down"),
+        # A refusal noted long ago, beat silent since: beat itself is gone.
+        (State.STALE, 40, payload(), refused(marker(41), 30), "beat_down"),
+        # A refusal older than the last publish is over.
+        (State.STALE, 40, payload(), refused(marker(2), 5), "no_consumer"),
     ],
 )
 def test_diagnosis_rules(state: State, age_s: float | None, the_payload: dict[str, Any] | None,
@@ -58,6 +76,60 @@ def test_diagnosis_rules(state: State, age_s: float | None, the_payload: dict[st
                               marker=the_marker, thresholds=T)
     assert diagnosis == expected
     assert bool(why) == (expected is not None)
+
+
+def test_a_store_that_refuses_writes_is_named_before_the_keys_say_beat_down() -> None:
+    why = "the store is at its memory limit"
+    for state, age_s, the_payload, the_marker in [
+            (State.STALE, 40, payload(), marker(41)), (State.MISSING, None, None, None),
+            (State.MISSING, None, None, marker(60))]:
+        diagnosis, text = diagnose(state, now_ms=NOW, age_s=age_s, payload=the_payload,
+                                   marker=the_marker, thresholds=T, refusal=why)
+        assert (diagnosis, text) == ("store_refuses_writes", why)
+    # A recent heartbeat with a failing check is still the check's fault.
+    assert diagnose(State.LATE, now_ms=NOW, age_s=2, payload=payload(status="degraded"),
+                    marker=marker(2), thresholds=T, refusal=why)[0] == "check_failed"
+
+
+def test_store_refusal_from_info() -> None:
+    full = {"maxmemory": "1000000", "used_memory": "1000500", "maxmemory_policy": "noeviction",
+            "mem_not_counted_for_evict": "0", "role": "master"}
+    assert "memory limit" in (refusal(full) or "")
+    assert refusal({**full, "maxmemory_policy": "allkeys-lru"}) is None  # evicts, writes go on
+    assert refusal({**full, "used_memory": "500000"}) is None
+    assert refusal({**full, "maxmemory": "0"}) is None  # no limit
+    assert refusal({**full, "used_memory": "junk"}) is None
+    replica = refusal({"role": "slave", "master_host": "10.0.0.1", "master_port": "6379"})
+    assert replica is not None and "read-only replica (of 10.0.0.1:6379)" in replica
+    text = b"# Replication\r\nrole:slave\r\nmaster_host:h\r\nmaster_port:1\r\n"
+    assert parse_info(text)["role"] == "slave"
+    assert parse_info({"role": "master", "maxmemory": 0}) == {"role": "master", "maxmemory": "0"}
+
+
+def test_a_refused_publish_is_noted_in_the_marker_and_cleared_by_the_next(
+        client: redis.Redis) -> None:
+    key = Keys().beat("petsage")
+    beat = BeatMarker(client, Keys(), "petsage", interval_s=10, retention_s=3600)
+    beat.record_failure('OperationalError: "Error 111" \\ connecting\n\u00e9')
+    alone = parse_marker(client.get(key))
+    assert alone is not None and alone["published_at_ms"] is None
+    assert alone["publish_error"] == "OperationalError: ?Error 111? ? connecting??"
+    assert publish_failure(alone) == (alone["publish_failed_at_ms"], alone["publish_error"])
+    beat.record_publish()
+    beat.record_publish()
+    beat.record_failure("ConnectionError: broker down")
+    noted = parse_marker(client.get(key))
+    assert noted is not None and noted["seq"] == 2  # the last publish stays recorded
+    assert noted["publish_error"] == "ConnectionError: broker down"
+    assert beat_seen_ms(noted) == noted["publish_failed_at_ms"] >= noted["published_at_ms"]
+    beat.record_failure("ConnectionError: still down")
+    again = parse_marker(client.get(key))
+    assert again is not None and again["seq"] == 2
+    assert again["publish_error"] == "ConnectionError: still down"
+    beat.record_publish()
+    after = parse_marker(client.get(key))
+    assert after is not None and after["seq"] == 3 and publish_failure(after) is None
+    assert "publish_error" not in after
 
 
 def test_unreadable_markers_count_as_absent() -> None:

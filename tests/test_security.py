@@ -39,7 +39,7 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
               "-@dangerous")
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
-              "+type", "+exists", "+time", "+zrange", "+zrevrange", "+xrevrange", "+eval_ro",
+              "+type", "+exists", "+time", "+zrange", "+zrevrange", "+xrevrange", "+eval_ro", "+info",
               "+subscribe", "+unsubscribe")
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
 from worker.core.names import validate_node
-from worker.core.settings import Settings
+from worker.core.settings import MAX_STALE_AFTER_S, Settings
 from worker.core.states import State
 from worker.core.urls import redact
 from worker.read.connect import reader_client
@@ -27,10 +27,15 @@ from worker.read.render import NAGIOS_LABELS, nagios_line, summary
 T = TypeVar("T")
 
 
-def positive_seconds(flag: str, value: float | None) -> float | None:
-    """Validate an optional seconds flag: finite and above zero."""
-    if value is not None and (not math.isfinite(value) or value <= 0):
-        raise ConfigError(f"{flag} {value!r} is out of range; accepted: seconds > 0")
+MAX_WAIT_S = 3600.0
+"""The longest ``--timeout`` or ``--poll``: a probe or a poll must end within the hour."""
+
+def positive_seconds(flag: str, value: float | None,
+                     maximum: float = MAX_WAIT_S) -> float | None:
+    """Validate an optional seconds flag: finite, above zero and at most ``maximum``."""
+    if value is not None and (not math.isfinite(value) or not 0 < value <= maximum):
+        raise ConfigError(f"{flag} {value!r} is out of range; accepted: seconds > 0 and "
+                          f"<= {maximum:g}")
     return value
 
 
@@ -67,8 +72,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     """
     try:
         positive_seconds("--timeout", timeout_s)
-        positive_seconds("--late-after", late_after_s)
-        positive_seconds("--stale-after", stale_after_s)
+        positive_seconds("--late-after", late_after_s, MAX_STALE_AFTER_S)
+        positive_seconds("--stale-after", stale_after_s, MAX_STALE_AFTER_S)
         if node is not None:
             validate_node(node, source="--node")
         if liveness and node is None and not beat:

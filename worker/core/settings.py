@@ -56,20 +56,37 @@ _CHECK_SPEC = re.compile(
 )
 
 
+MAX_INTERVAL_S = 86_400.0
+"""The longest interval accepted (a day); beyond it a schedule is no heartbeat."""
+
+MAX_STALE_AFTER_S = 10 * MAX_INTERVAL_S
+"""The longest stale threshold accepted."""
+
+MAX_RETENTION_S = 10 * 365 * 86_400
+"""The longest retention accepted (ten years): far beyond any use, well inside Redis's TTLs."""
+
+MAX_HISTORY_LEN = 10_000_000
+"""The longest history stream accepted."""
+
+MAX_REDIS_TIMEOUT_S = 300.0
+"""The longest store timeout accepted: a heartbeat must end within its time limit."""
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float,
-            integer: bool = False, what: str = "seconds") -> float:
-    """Read one number strictly: junk, NaN, infinities and values below ``minimum`` are refused."""
+            maximum: float, integer: bool = False, what: str = "seconds") -> float:
+    """Read one number strictly: junk, NaN, infinities and values out of bounds are refused."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     kind = "a whole number" if integer else "a number"
-    accepted = f"{kind} of {what} >= {minimum:g}"
+    accepted = f"{kind} of {what} >= {minimum:g} and <= {maximum:g}"
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
     try:
-        value = int(raw) if integer else float(raw)
+        value = int(raw) if integer and len(raw) <= 40 else float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not {kind}; accepted: {accepted}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name}={raw!r} is out of range; accepted: {accepted}")
+        raise ConfigError(f"{name}={shown!r} is not {kind}; accepted: {accepted}") from None
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={shown!r} is out of range; accepted: {accepted}")
     return value
 
 
@@ -171,23 +188,27 @@ class Settings(NamedTuple):
             source="HEARTBEAT_SERVICE" if service is None else "--service",
         )
         interval_s = _number(
-            env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S
+            env, "HEARTBEAT_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=MIN_INTERVAL_S,
+            maximum=MAX_INTERVAL_S,
         )
         stale_after_s = _number(
             env, "HEARTBEAT_STALE_AFTER_S", interval_s * STALE_FACTOR, minimum=interval_s,
+            maximum=MAX_STALE_AFTER_S,
             what=f"seconds, at least HEARTBEAT_INTERVAL_S ({interval_s:g})",
         )
         retention_s = int(_number(
             env, "HEARTBEAT_RETENTION_S", DEFAULT_RETENTION_S,
-            minimum=max(60, math.ceil(stale_after_s)), integer=True,
+            minimum=max(60, math.ceil(stale_after_s)), maximum=MAX_RETENTION_S, integer=True,
             what="seconds, at least 60 and at least the stale threshold",
         ))
         history_len = int(_number(
-            env, "HEARTBEAT_HISTORY_LEN", DEFAULT_HISTORY_LEN, minimum=1, integer=True,
+            env, "HEARTBEAT_HISTORY_LEN", DEFAULT_HISTORY_LEN, minimum=1, maximum=MAX_HISTORY_LEN,
+            integer=True,
             what="entries",
         ))
         redis_timeout_s = _number(
-            env, "HEARTBEAT_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, minimum=0.05
+            env, "HEARTBEAT_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S, minimum=0.05,
+            maximum=MAX_REDIS_TIMEOUT_S,
         )
         prefix = validate_prefix(
             env.get("HEARTBEAT_KEY_PREFIX", DEFAULT_PREFIX) if prefix is None else prefix,
@@ -197,7 +218,7 @@ class Settings(NamedTuple):
                                source="HEARTBEAT_QUEUE")
         node_retention_s = int(_number(
             env, "HEARTBEAT_NODE_RETENTION_S", DEFAULT_NODE_RETENTION_S,
-            minimum=math.ceil(2 * stale_after_s), integer=True,
+            minimum=math.ceil(2 * stale_after_s), maximum=MAX_RETENTION_S, integer=True,
             what="seconds, at least twice the stale threshold (a dead node shows stale first)",
         ))
         return cls(

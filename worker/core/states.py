@@ -42,6 +42,8 @@ class Diagnosis(enum.StrEnum):
     NO_CONSUMER = "no_consumer"  #: beat publishes, but no worker runs the heartbeat
     WORKER_SLOW = "worker_slow"  #: a worker runs heartbeats, too late to be fresh
     CHECK_FAILED = "check_failed"  #: the pipeline works; a check reported degraded or error
+    BROKER_DOWN = "broker_down"  #: beat runs, but the broker refused its last publish
+    STORE_REFUSES_WRITES = "store_refuses_writes"  #: the store answers but refuses writes
     NEVER_SEEN = "never_seen"  #: no heartbeat and no beat marker were ever stored
     STORE_UNREACHABLE = "store_unreachable"  #: the store could not be asked
 

@@ -8,6 +8,7 @@ also be ``amqp://``/``amqps://``/``pyamqp://`` (RabbitMQ), which is kombu's busi
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
@@ -69,16 +70,57 @@ def redact(text: str) -> str:
     return "".join(out)
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9._-]{1,32})?\]")
+_NUMBER_PARAMS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+MAX_URL_TIMEOUT_S = 3600.0
+"""The largest timeout or interval a URL's query may set (an hour: a probe must end)."""
+
+
+def _host_ok(host: str) -> bool:
+    """A DNS name (labels of 1-63 characters, 253 in all), an IPv4 or a bracketed IPv6."""
+    if host.startswith("["):
+        return _IPV6.fullmatch(host) is not None
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
 def _port_ok(netloc_part: str, source: str, url: str) -> None:
+    # The port is never echoed: in a URL with an unencoded "/", "?" or "#" in the
+    # password, what urlsplit takes for the port is a piece of that password.
     host, sep, port = netloc_part.rpartition(":")
+    if host.startswith("[") and not host.endswith("]") and netloc_part.endswith("]"):
+        host, sep, port = netloc_part, "", ""  # a bracketed IPv6 address without a port
     if not sep or port == "":
         if sep:
             raise ConfigError(f"{source} {redact(url)!r} has an empty port; accepted: 1-65535")
         host = netloc_part
     elif not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{source} {redact(url)!r} has a bad port {port!r}; accepted: 1-65535")
+        raise ConfigError(
+            f"{source} {redact(url)!r} has a bad port; accepted: 1-65535 (a password "
+            "holding '/', '?', '#' or '@' must be percent-encoded, e.g. '/' as %2F)")
     if not host.strip("[]"):
         raise ConfigError(f"{source} {redact(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
+    if not _host_ok(host):
+        shown = host if len(host) <= 40 else host[:40] + "..."
+        raise ConfigError(
+            f"{source} has a bad host {shown!r}; accepted: a host name (letters, digits, "
+            "'-', '.'; at most 63 characters a label, 253 in all) or an IP address")
+
+
+def _query_ok(parts: SplitResult, source: str, url: str) -> None:
+    """Numeric query parameters a client passes on as numbers: finite, positive, bounded."""
+    for name, values in parse_qs(parts.query).items():
+        if name not in _NUMBER_PARAMS:
+            continue
+        try:
+            value = float(values[-1])
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= MAX_URL_TIMEOUT_S):
+            raise ConfigError(
+                f"{source} {redact(url)!r} has {name}={values[-1][:40]!r}; accepted: a number "
+                f"of seconds > 0 and <= {MAX_URL_TIMEOUT_S:g}")
 
 
 def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHEMES) -> str:
@@ -105,6 +147,7 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
         raise ConfigError(f"{source} {redact(url)!r} has no host; e.g. redis://127.0.0.1:6379/0")
     for one in hostpart.split(",") if scheme == "sentinel" else [hostpart]:
         _port_ok(one, source, url)
+    _query_ok(parts, source, url)
     if scheme in REDIS_SCHEMES:
         db = parts.path.strip("/")
         if db and not (db.isdigit() and int(db) < 1_000_000):

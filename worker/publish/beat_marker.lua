@@ -4,12 +4,33 @@
 -- ARGV[1] interval ms  ARGV[2] retention ms  ARGV[3] JSON object with beat's own fields
 -- ARGV[4] this beat's id  ARGV[5] this beat's previous publish ms (0: none yet)
 -- ARGV[6] how long a second beat stays flagged after it was last seen, ms
+-- ARGV[7] '' for a publish; for a publish the broker refused, its error (printable ASCII
+--         without quotes or backslashes): the last publish stays as it was, the failure
+--         is added as publish_failed_at_ms and publish_error
 -- Returns {now_ms, queue depth or -1}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local me = ARGV[4]
 local my_last = tonumber(ARGV[5])
+local old = redis.pcall('GET', KEYS[1])
+if ARGV[7] ~= '' then
+  local note = string.format('"publish_failed_at_ms":%d,"publish_error":"%s",', now, ARGV[7])
+  local value = nil
+  if type(old) == 'string' and #old <= 4096 then
+    local head = string.match(old, '^{"published_at_ms":%d+,"next_due_ms":%d+,"seq":%d+,' ..
+      '"queue_depth":[%dnul]+,"since_ms":%d+,"beat_id":"[%w._:-]+",')
+    local tail = string.match(old, '"other_beat":.*$')
+    if head and tail then value = head .. note .. tail end
+  end
+  if not value then  -- no publish recorded yet: a marker of the failure alone
+    value = string.format('{"published_at_ms":null,"next_due_ms":null,"seq":0,' ..
+      '"queue_depth":null,"since_ms":null,"beat_id":"%s",', me) .. note ..
+      '"other_beat":null,' .. string.sub(ARGV[3], 2)
+  end
+  redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+  return {now, -1}
+end
 local depth = -1
 if #KEYS > 1 then
   depth = 0
@@ -20,7 +41,6 @@ if #KEYS > 1 then
 end
 local seq, since = 1, now
 local other, other_seen = nil, nil
-local old = redis.pcall('GET', KEYS[1])
 if type(old) == 'string' then
   local old_pub, old_seq, old_since, old_id = string.match(old,
     '^{"published_at_ms":(%d+),"next_due_ms":%d+,"seq":(%d+),"queue_depth":[%dnul]+,' ..

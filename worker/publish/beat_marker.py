@@ -39,6 +39,10 @@ RETRY_AFTER_FAILURE_S = 5.0
 """After a failed marker write, beat skips marker writes for this long."""
 
 
+_UNSAFE = re.compile(r'[^ !#-\[\]-~]')
+"""Anything but printable ASCII, quotes and backslashes: the marker's script writes the
+error into JSON as it is."""
+
 SECOND_BEAT_WINDOW_INTERVALS = 10
 """A second beat stays flagged in the marker for this many intervals after it was last seen."""
 
@@ -85,16 +89,24 @@ class BeatMarker:
 
     def record_publish(self) -> None:
         """Write the marker for a publish that just happened (never raises)."""
+        self._guarded(lambda: self._write(""))
 
-        def write() -> None:
-            reply = self._script(keys=[self._marker_key, *self._queue_keys],
-                                 args=[self._interval_ms, self._retention_ms, self._fields,
-                                       self.beat_id, self._last_publish_ms,
-                                       self._second_beat_window_ms])
+    def record_failure(self, error: str) -> None:
+        """Note in the marker that the broker refused a publish just now (never raises).
+
+        The last successful publish stays recorded; readers see beat alive but unable to
+        publish (``broker_down``) rather than beat gone.
+        """
+        self._guarded(lambda: self._write(_UNSAFE.sub("?", error)[:200] or "unknown error"))
+
+    def _write(self, failure: str) -> None:
+        reply = self._script(keys=[self._marker_key, *self._queue_keys],
+                             args=[self._interval_ms, self._retention_ms, self._fields,
+                                   self.beat_id, self._last_publish_ms,
+                                   self._second_beat_window_ms, failure])
+        if not failure:
             self._last_publish_ms = int(reply[0])
-            self._offset_from([int(reply[0]) // 1000, (int(reply[0]) % 1000) * 1000])
-
-        self._guarded(write)
+        self._offset_from([int(reply[0]) // 1000, (int(reply[0]) % 1000) * 1000])
 
     def _offset_from(self, time_reply: Any) -> None:
         self.offset_ms = redis_time_ms(time_reply) - time.time() * 1000

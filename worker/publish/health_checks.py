@@ -116,8 +116,11 @@ class _Running:
         value = self.box.get("value")
         status = _outcome(value)
         result: CheckResult = {"status": status, "latency_ms": latency_ms}
-        if status == "degraded" and not isinstance(value, str):
-            result["error"] = f"check returned {type(value).__name__}, not bool or status"
+        if status == "degraded" and value != "degraded":
+            what = (f"a str of {len(value)} characters" if isinstance(value, str)
+                    else type(value).__name__)
+            result["error"] = cut_error(f"check returned {what}, not a bool or one of "
+                                        f"{', '.join(STATUSES)}")
         return result
 
 

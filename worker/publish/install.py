@@ -47,6 +47,7 @@ from worker.core.names import (
 )
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
+from worker.publish.beat_guard import guard_publishes
 from worker.publish.beat_marker import MARKER_TIMEOUT_S, BeatMarker
 from worker.publish.health_checks import load_check_specs
 from worker.publish.tasks import HeartbeatRuntime, register_tasks
@@ -125,7 +126,8 @@ def _add_schedule(app: Any, settings: Settings) -> None:
 
 
 def _connect_beat(app: Any, settings: Settings) -> None:
-    """In beat only: stamp each heartbeat's headers and record each publish in the marker."""
+    """In beat only: stamp each heartbeat's headers, record each publish in the marker, and
+    turn a publish the broker refuses into one log line and a marker note."""
 
     def start_marker(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
@@ -137,6 +139,7 @@ def _connect_beat(app: Any, settings: Settings) -> None:
                             retention_s=settings.retention_s, queue=settings.queue,
                             queue_keys=queue_lists(settings.queue) if same_redis else None)
         marker.measure_offset()
+        guard_publishes(sender.scheduler, marker.record_failure)
         expires_ms = round(settings.interval_s * 1000)
 
         def stamp(sender: str | None = None, headers: dict[str, Any] | None = None,

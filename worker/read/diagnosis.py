@@ -6,6 +6,10 @@ round trip, on the same Redis clock), name the most likely broken hop:
 | diagnosis | evidence |
 |---|---|
 | ``store_unreachable`` | Redis could not be asked |
+| ``store_refuses_writes`` | Redis answers but refuses writes (at its memory limit with |
+| | ``noeviction``, or a read-only replica): asked by the reader, see ``store_writes`` |
+| ``broker_down`` | beat is alive but the broker refused its last publish (beat's marker |
+| | notes the failure within the late threshold) |
 | ``never_seen`` | no heartbeat and no beat publish were ever recorded |
 | ``beat_down`` | beat's last publish is as overdue as the heartbeat (or never recorded) |
 | ``no_consumer`` | beat publishes on time but no worker runs the task (dead, stuck, or |
@@ -39,10 +43,21 @@ def _json_object(raw: Any) -> dict[str, Any] | None:
 
 
 def parse_marker(raw: Any) -> dict[str, Any] | None:
-    """Beat's marker as a dict, or None when absent or unreadable (never raises)."""
+    """Beat's marker as a dict, or None when absent or unreadable (never raises).
+
+    A beat that has never published but had a publish refused writes a marker of the
+    failure alone: its ``published_at_ms`` is None.
+    """
     data = _json_object(raw)
     if data is None:
         return None
+    failed = data.get("publish_failed_at_ms")
+    if failed is not None and not (_plain_int(failed)
+                                   and isinstance(data.get("publish_error"), str)):
+        data.pop("publish_failed_at_ms")
+        failed = None
+    if data.get("published_at_ms") is None and failed is not None:
+        return data  # failures only, no publish yet
     for name in ("published_at_ms", "next_due_ms", "seq"):
         if not _plain_int(data.get(name)):
             return None
@@ -53,6 +68,28 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
     if since is not None and not _plain_int(since):
         data.pop("since_ms")
     return data
+
+
+def publish_failure(marker: dict[str, Any] | None) -> tuple[int, str] | None:
+    """When and why the broker refused beat's last publish; None if the last one went out."""
+    if marker is None or marker.get("publish_failed_at_ms") is None:
+        return None
+    failed_ms: int = marker["publish_failed_at_ms"]
+    published_ms = marker.get("published_at_ms")
+    if published_ms is not None and published_ms > failed_ms:
+        return None
+    return failed_ms, str(marker.get("publish_error", ""))[:200]
+
+
+def beat_seen_ms(marker: dict[str, Any] | None) -> int | None:
+    """Beat's last sign of life: its last publish, or its last refused publish if later."""
+    if marker is None:
+        return None
+    failure = publish_failure(marker)
+    published_ms: int | None = marker.get("published_at_ms")
+    if failure is None:
+        return published_ms
+    return failure[0] if published_ms is None else max(published_ms, failure[0])
 
 
 def _plain_int(value: Any) -> bool:
@@ -73,52 +110,70 @@ def parse_discard(raw: Any) -> dict[str, Any] | None:
 
 def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
              payload: dict[str, Any] | None, marker: dict[str, Any] | None,
-             thresholds: Thresholds | None,
-             discard: dict[str, Any] | None = None) -> tuple[Diagnosis | None, str]:
-    """The broken hop and a short explanation; ``(None, "")`` when fresh or undecidable."""
+             thresholds: Thresholds | None, discard: dict[str, Any] | None = None,
+             refusal: str | None = None) -> tuple[Diagnosis | None, str]:
+    """The broken hop and a short explanation; ``(None, "")`` when fresh or undecidable.
+
+    ``refusal`` is the store's own word that it refuses writes (``store_writes``), asked
+    by the reader only for a heartbeat that is stale or missing.
+    """
     if state is State.FRESH or state is State.INVALID:
         return None, ""
     if state is State.UNREACHABLE:
         return Diagnosis.STORE_UNREACHABLE, "the heartbeat store (Redis) could not be asked"
-    beat_age_s = (None if marker is None or now_ms is None
-                  else max(now_ms - marker["published_at_ms"], 0) / 1000)
-    interval_s = _interval(payload, marker)
-    thresholds = thresholds or Thresholds.for_interval(interval_s)
-    late_after_s = thresholds.late_after_s
-    beat_on_time = beat_age_s is not None and beat_age_s <= late_after_s
+    thresholds = thresholds or Thresholds.for_interval(_interval(payload, marker))
+    if state is not State.MISSING:
+        assert payload is not None and age_s is not None  # late or stale with a payload
+        if age_s <= thresholds.late_after_s:
+            return Diagnosis.CHECK_FAILED, f"a check reported {payload['status']}"
+    if refusal is not None:
+        return Diagnosis.STORE_REFUSES_WRITES, refusal
+    failure = publish_failure(marker)
+    if failure is not None and now_ms is not None:
+        failed_s = max(now_ms - failure[0], 0) / 1000
+        if failed_s <= thresholds.late_after_s:
+            return Diagnosis.BROKER_DOWN, (f"beat is running but the broker refused its "
+                                           f"publish {failed_s:.1f}s ago: {failure[1]}")
+    return _pipeline_hop(state, now_ms=now_ms, payload=payload, marker=marker,
+                         thresholds=thresholds, discard=discard)
+
+
+def _pipeline_hop(state: State, *, now_ms: int | None, payload: dict[str, Any] | None,
+                  marker: dict[str, Any] | None, thresholds: Thresholds,
+                  discard: dict[str, Any] | None) -> tuple[Diagnosis, str]:
+    """Beat, the queue or the worker, from beat's marker and the worker's discard note."""
+    published_ms = None if marker is None else marker.get("published_at_ms")
+    beat_age_s = (None if published_ms is None or now_ms is None
+                  else max(now_ms - published_ms, 0) / 1000)
+    if marker is None and state is State.MISSING:
+        return Diagnosis.NEVER_SEEN, "no heartbeat and no publish by beat were ever recorded"
+    if beat_age_s is None or beat_age_s > thresholds.late_after_s:
+        return Diagnosis.BEAT_DOWN, ("beat has recorded no publish" if beat_age_s is None
+                                     else f"beat last published {beat_age_s:.1f}s ago")
     depth = None if marker is None else marker.get("queue_depth")
     queued = _queued(depth)
-    stale_after_s = thresholds.stale_after_s
-    discarded_recently = (discard is not None and now_ms is not None
-                          and now_ms - discard["published_at_ms"] <= stale_after_s * 1000)
-    slow = (Diagnosis.WORKER_SLOW, "" if discard is None else
-            f"the worker runs heartbeats {discard['lag_ms'] / 1000:.1f}s after publish and "
-            "discards them as expired")
+    if (discard is not None and now_ms is not None
+            and now_ms - discard["published_at_ms"] <= thresholds.stale_after_s * 1000):
+        lag_s = discard["lag_ms"] / 1000
+        return Diagnosis.WORKER_SLOW, (f"the worker runs heartbeats {lag_s:.1f}s after publish "
+                                       "and discards them as expired")
     if state is State.MISSING:
-        if marker is None:
-            return Diagnosis.NEVER_SEEN, "no heartbeat and no publish by beat were ever recorded"
-        if beat_on_time:
-            if discarded_recently:
-                return slow
-            return Diagnosis.NO_CONSUMER, (f"beat published {beat_age_s:.1f}s ago{queued}, "
-                                   "but no heartbeat was ever written")
-        return Diagnosis.BEAT_DOWN, f"beat last published {beat_age_s:.1f}s ago"
-    assert payload is not None and age_s is not None  # late or stale with a readable payload
-    if age_s <= late_after_s:
-        return Diagnosis.CHECK_FAILED, f"a check reported {payload['status']}"
-    if not beat_on_time:
-        if beat_age_s is None:
-            return Diagnosis.BEAT_DOWN, "beat has recorded no publish"
-        return Diagnosis.BEAT_DOWN, f"beat last published {beat_age_s:.1f}s ago"
-    if discarded_recently:
-        return slow
-    lag_ms = _number(payload.get("queue_lag_ms")) + _number(payload.get("duration_ms"))
+        return Diagnosis.NO_CONSUMER, (f"beat published {beat_age_s:.1f}s ago{queued}, "
+                                       "but no heartbeat was ever written")
+    interval_s = _interval(payload, marker)
+    lag_ms = 0.0 if payload is None else (_number(payload.get("queue_lag_ms"))
+                                          + _number(payload.get("duration_ms")))
     if lag_ms > interval_s * 1000:
         return Diagnosis.WORKER_SLOW, (f"the last heartbeat took {lag_ms / 1000:.1f}s from "
                                        f"publish to write, over the {interval_s:g}s interval")
     consumer = ("no heartbeat was written (a worker stopping, stuck or failing in the task)"
                 if depth == 0 else "no worker ran it")
     return Diagnosis.NO_CONSUMER, f"beat published {beat_age_s:.1f}s ago{queued}, but {consumer}"
+
+
+WRITE_SUSPECTS = frozenset({Diagnosis.BEAT_DOWN, Diagnosis.NEVER_SEEN, Diagnosis.NO_CONSUMER})
+"""Diagnoses from the keys alone that a store refusing writes also produces: for these the
+reader asks the store (``store_writes``) before it answers."""
 
 
 def _queued(depth: int | None) -> str:

@@ -8,7 +8,7 @@ Kubernetes restarts only what broke:
 | this worker hung, dead or not consuming the queue | fail | pass |
 | another worker's fault | pass | pass |
 | beat down | pass (no heartbeat to run) | fail |
-| broker down | pass (beat can't publish) | fail only once beat's marker is stale |
+| broker down | pass (beat can't publish) | pass while beat notes its refused publishes |
 | store unreachable | pass (can't tell) | pass (can't tell) |
 
 A worker node is at fault when beat has been publishing without a gap for longer than the
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from worker.core.names import default_queue
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds, state_for
+from worker.read.diagnosis import beat_seen_ms, publish_failure
 from worker.read.nodes import NodeReport, matches, node_summaries
 from worker.read.reader import HeartbeatReport, component_thresholds, positive_number
 
@@ -40,11 +41,13 @@ def _thresholds(report: HeartbeatReport, late_after_s: float | None,
     return component_thresholds(report, report.beat).overridden(late_after_s, stale_after_s)
 
 
-def _beat_age_s(report: HeartbeatReport) -> float | None:
-    if report.beat is None or report.now_ms is None:
+def _beat_age_s(report: HeartbeatReport, *, refused_too: bool = False) -> float | None:
+    """Seconds since beat's last publish (or, ``refused_too``, its last refused one)."""
+    seen_ms = (beat_seen_ms(report.beat) if refused_too
+               else None if report.beat is None else report.beat.get("published_at_ms"))
+    if seen_ms is None or report.now_ms is None:
         return None
-    published_ms: int = report.beat["published_at_ms"]
-    return max(report.now_ms - published_ms, 0) / 1000
+    return max(report.now_ms - seen_ms, 0) / 1000
 
 
 def _beat_on_time(report: HeartbeatReport) -> bool:
@@ -127,7 +130,8 @@ def beat_verdict(report: HeartbeatReport, *, liveness: bool,
     if report.state is State.UNREACHABLE or report.now_ms is None:
         return _unreachable(report, what, liveness)
     thresholds = _thresholds(report, late_after_s, stale_after_s)
-    age_s = _beat_age_s(report)
+    age_s = _beat_age_s(report, refused_too=True)
+    failure = publish_failure(report.beat)
     fields: dict[str, Any] = {
         "age_s": None if age_s is None else round(age_s, 3),
         "late_after_s": thresholds.late_after_s, "stale_after_s": thresholds.stale_after_s,
@@ -139,6 +143,10 @@ def beat_verdict(report: HeartbeatReport, *, liveness: bool,
     else:
         state = state_for(age_s, "ok", thresholds)
         text = f"{what} {state.value}: last published {age_s:.1f}s ago"
+        if failure is not None:
+            text = (f"{what} {state.value}: running, but the broker refused its last publish "
+                    f"{age_s:.1f}s ago: {failure[1]}")
+            fields["publish_error"] = failure[1]
         if state is not State.FRESH:
             limit = thresholds.stale_after_s if state is State.STALE else thresholds.late_after_s
             text += f", over {limit:g}s"

@@ -29,7 +29,13 @@ from worker.core.redis_io import (
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import FUTURE_TOLERANCE_MS, Diagnosis, State, Thresholds, state_for
 from worker.core.urls import redact
-from worker.read.diagnosis import MAX_MARKER_BYTES, diagnose, parse_discard, parse_marker
+from worker.read.diagnosis import (
+    MAX_MARKER_BYTES,
+    WRITE_SUSPECTS,
+    diagnose,
+    parse_discard,
+    parse_marker,
+)
 from worker.read.nodes import (
     FLEET_NODES_LIMIT,
     NodeReport,
@@ -37,6 +43,7 @@ from worker.read.nodes import (
     judge_nodes,
     second_beat,
 )
+from worker.read.store_writes import ask_refusal
 
 
 class HeartbeatReport(NamedTuple):
@@ -69,12 +76,17 @@ def unreachable(service: str, reason: str) -> HeartbeatReport:
 def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, value: Any, *,
                 late_after_s: float | None = None, stale_after_s: float | None = None,
                 marker: dict[str, Any] | None = None,
-                discard: dict[str, Any] | None = None) -> HeartbeatReport:
-    """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock)."""
+                discard: dict[str, Any] | None = None,
+                refusal: str | None = None) -> HeartbeatReport:
+    """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock).
+
+    ``refusal`` is the store's reason for refusing writes, when the reader asked it.
+    """
     kind = as_text(type_reply)
     if kind == "none":
         diagnosis, why = diagnose(State.MISSING, now_ms=now_ms, age_s=None, payload=None,
-                                  marker=marker, thresholds=None, discard=discard)
+                                  marker=marker, thresholds=None, discard=discard,
+                                  refusal=refusal)
         return HeartbeatReport(service, State.MISSING,
                                f"no heartbeat stored for this service; {diagnosis}: {why}",
                                now_ms=now_ms, diagnosis=diagnosis, beat=marker)
@@ -112,7 +124,8 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
     diagnosis = None
     if state is not State.FRESH:
         diagnosis, why = diagnose(state, now_ms=now_ms, age_s=age_s, payload=data,
-                                  marker=marker, thresholds=thresholds, discard=discard)
+                                  marker=marker, thresholds=thresholds, discard=discard,
+                                  refusal=refusal)
         reason = f"{reason}; {diagnosis}: {why}"
     return HeartbeatReport(service, state, reason, age_s=age_s, thresholds=thresholds,
                            payload=payload, now_ms=now_ms, diagnosis=diagnosis, beat=marker)
@@ -152,7 +165,8 @@ def _script_args(services: list[str], keys: Keys, *, notes: bool = True,
 
 
 def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
-                **thresholds: float | None) -> list[HeartbeatReport]:
+                thresholds: dict[str, float | None],
+                refusal: str | None = None) -> list[HeartbeatReport]:
     reports = []
     for service, row, raw_marker, raw_discard, raw_nodes in zip(
             services, rows[0::4], rows[1::4], rows[2::4], rows[3::4], strict=True):
@@ -162,7 +176,7 @@ def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
         else:  # [type, length]: missing, another type, empty or oversized
             kind, length, value = row[0], row[1], b""
         report = judge_value(service, now_ms, kind, length, value, marker=marker,
-                             discard=discard, **thresholds)
+                             discard=discard, refusal=refusal, **thresholds)
         reports.append(with_components(report, now_ms, marker, raw_nodes))
     return reports
 
@@ -223,7 +237,7 @@ def read_many(client: Any, services: list[str], keys: Keys, *,
                 reports.append(unreachable(service, f"Redis refused the read: "
                                                     f"{redact(str(reply))[:200]}"))
                 continue
-            reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], **thresholds)
+            reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], thresholds)
         return reports
     reports = _read_script(client, services, keys, not lazy_notes, thresholds,
                            nodes_limit=nodes_limit)
@@ -246,7 +260,14 @@ def _read_script(client: Any, services: list[str], keys: Keys, notes: bool,
         (reply,) = execute_many(client, [("EVAL", *args)])
     if isinstance(reply, BaseException):
         raise reply
-    return _judge_rows(services, redis_time_ms(reply[0]), reply[1:], **thresholds)
+    now_ms = redis_time_ms(reply[0])
+    reports = _judge_rows(services, now_ms, reply[1:], thresholds)
+    if notes and any(r.diagnosis in WRITE_SUSPECTS for r in reports):
+        # Beat and the workers may be fine and the store refusing their writes: ask it.
+        why = ask_refusal(client)
+        if why is not None:
+            reports = _judge_rows(services, now_ms, reply[1:], thresholds, why)
+    return reports
 
 
 def read_heartbeat(client: Any, service: str, *, keys: Keys | None = None,

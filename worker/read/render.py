@@ -10,11 +10,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.core.states import State
+from worker.read.diagnosis import publish_failure
 from worker.read.nodes import node_counts, node_summaries
 from worker.read.reader import HeartbeatReport
 
 NAGIOS_LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 """Nagios plugin status words by exit code."""
+
+
+def _age_s(now_ms: int | None, then_ms: Any) -> float | None:
+    if now_ms is None or type(then_ms) is not int:
+        return None
+    return round(max(now_ms - then_ms, 0) / 1000, 3)
+
+
+def beat_summary(marker: dict[str, Any], now_ms: int | None) -> dict[str, Any]:
+    """Beat's marker for JSON: ages on the reader's Redis clock reading, and a refused publish."""
+    failure = publish_failure(marker)
+    return {
+        "published_age_s": _age_s(now_ms, marker.get("published_at_ms")),
+        "seq": marker.get("seq"),
+        "queue_depth": marker.get("queue_depth"),
+        "publish_failed_age_s": None if failure is None else _age_s(now_ms, failure[0]),
+        "publish_error": None if failure is None else failure[1],
+    }
 
 
 def summary(report: HeartbeatReport) -> dict[str, Any]:
@@ -33,12 +52,7 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
         "clock_offset_ms": payload.get("clock_offset_ms"),
         "nodes": node_summaries(report.nodes),
         "second_beat": report.second_beat,
-        "beat": None if report.beat is None else {
-            "published_age_s": None if report.now_ms is None else round(
-                max(report.now_ms - report.beat["published_at_ms"], 0) / 1000, 3),
-            "seq": report.beat.get("seq"),
-            "queue_depth": report.beat.get("queue_depth"),
-        },
+        "beat": None if report.beat is None else beat_summary(report.beat, report.now_ms),
         "heartbeat": None if not payload else {
             "seq": payload.get("seq"),
             "ts_ms": payload.get("ts_ms"),
