@@ -65,7 +65,7 @@ def payload(**extra: Any) -> dict[str, Any]:
         (State.STALE, 40, payload(), refused(marker(41), 1), "broker_down"),
         (State.MISSING, None, None, refused(None, 1), "broker_down"),
         # A refusal noted long ago, beat silent since: beat itself is gone.
-        (State.STALE, 40, payload(), refused(marker(41), 30), "beat_down"),
+        (State.STALE, 40, payload(), refused(marker(41), 31), "beat_down"),
         # A refusal older than the last publish is over.
         (State.STALE, 40, payload(), refused(marker(2), 5), "no_consumer"),
     ],

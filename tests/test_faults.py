@@ -16,7 +16,7 @@ from worker.publish.beat_guard import PublishGuard, publish_error
 from worker.publish.health_checks import ERROR_CHARS, run_checks
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     pass
 
 
@@ -26,7 +26,7 @@ def _apply(fail: list[bool]) -> Any:
             try:
                 raise ConnectionRefusedError("Error 111 connecting to redis://:pw@broker:6379")
             except ConnectionRefusedError as exc:
-                raise Refused(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
+                raise RefusedError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
         return SimpleNamespace(id="task-id")
 
     return apply_async
@@ -56,7 +56,7 @@ def test_a_refused_heartbeat_publish_is_one_line_and_a_marker_note(
 
 def test_the_users_own_entries_fail_as_celery_makes_them() -> None:
     guarded = PublishGuard(lambda _: None).wrap(_apply([True]))
-    with pytest.raises(Refused):
+    with pytest.raises(RefusedError):
         guarded(SimpleNamespace(task="myapp.tasks.report", name="report"))
 
 

@@ -16,8 +16,9 @@ heartbeat proves the workers that matter::
 It adds, without replacing anything of the app's own: the ``health`` and ``health.node``
 tasks (JSON whatever the app's serializer), a route of ``health`` to the service's queue,
 two schedule entries, beat's publish stamping and marker (on ``beat_init``, so any
-scheduler works), and, in each worker that consumes the service's queue, the broadcast
-queue of node heartbeats.
+scheduler works), in each worker that consumes the service's queue, the broadcast queue of
+node heartbeats, and, unless the app has a consumer class of its own, a consumer that
+reconnects to a lost broker within about one interval (``consumer.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
 from worker.publish.beat_guard import guard_publishes
 from worker.publish.beat_marker import MARKER_TIMEOUT_S, BeatMarker
+from worker.publish.consumer import DEFAULT_CONSUMER
 from worker.publish.health_checks import load_check_specs
 from worker.publish.tasks import HeartbeatRuntime, register_tasks
 
@@ -90,6 +92,8 @@ def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
     _add_schedule(app, settings)
     _connect_beat(app, settings)
     _connect_worker(app, settings, runtime)
+    if app.conf.worker_consumer in (None, DEFAULT_CONSUMER):
+        app.conf.worker_consumer = "worker.publish.consumer:HeartbeatConsumer"
     return settings
 
 

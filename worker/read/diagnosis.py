@@ -9,7 +9,7 @@ round trip, on the same Redis clock), name the most likely broken hop:
 | ``store_refuses_writes`` | Redis answers but refuses writes (at its memory limit with |
 | | ``noeviction``, or a read-only replica): asked by the reader, see ``store_writes`` |
 | ``broker_down`` | beat is alive but the broker refused its last publish (beat's marker |
-| | notes the failure within the late threshold) |
+| | notes the failure within the stale threshold) |
 | ``never_seen`` | no heartbeat and no beat publish were ever recorded |
 | ``beat_down`` | beat's last publish is as overdue as the heartbeat (or never recorded) |
 | ``no_consumer`` | beat publishes on time but no worker runs the task (dead, stuck, or |
@@ -131,7 +131,9 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     failure = publish_failure(marker)
     if failure is not None and now_ms is not None:
         failed_s = max(now_ms - failure[0], 0) / 1000
-        if failed_s <= thresholds.late_after_s:
+        # Each refused publish blocks beat for the broker client's retries, so notes come
+        # further apart than publishes: beat counts as alive up to the stale threshold.
+        if failed_s <= thresholds.stale_after_s:
             return Diagnosis.BROKER_DOWN, (f"beat is running but the broker refused its "
                                            f"publish {failed_s:.1f}s ago: {failure[1]}")
     return _pipeline_hop(state, now_ms=now_ms, payload=payload, marker=marker,

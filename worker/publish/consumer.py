@@ -1,0 +1,88 @@
+"""The worker's consumer: back within about one interval of the broker, whatever broke.
+
+* Celery's consumer retries a lost broker connection with kombu's back-off: 2 s, then 4,
+  6, 8 ... up to 30 s between attempts, so a worker can come back half a minute after the
+  broker did, and the heartbeat stays stale all that while. This consumer retries at
+  once, then every half interval (0.5 s to 5 s). A refused connection attempt costs the
+  broker next to nothing.
+* A Redis broker that refuses writes when the worker starts (at its memory limit under
+  ``noeviction``, or a read-only replica) makes Celery's worker exit with "Unrecoverable
+  error" and a traceback. This consumer says so in one line and keeps trying at the same
+  pace, so the worker comes back by itself once memory is freed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any
+
+from celery.worker.consumer import Consumer
+
+from worker.core.urls import redact
+
+logger = logging.getLogger(__name__)
+
+RETRY_START_S = 0.2
+"""The first reconnect attempt comes this soon after the connection is lost."""
+
+RETRY_MAX_S = 5.0
+"""The longest wait between two reconnect attempts, whatever the interval."""
+
+RETRY_MIN_S = 0.5
+"""The shortest wait between two reconnect attempts after the first."""
+
+DEFAULT_CONSUMER = "celery.worker.consumer:Consumer"
+"""Celery's own consumer class: only that one is replaced, never a user's own."""
+
+
+def retry_max_s(interval_s: float) -> float:
+    """The longest wait between reconnect attempts: half the interval, within bounds."""
+    return min(max(interval_s / 2, RETRY_MIN_S), RETRY_MAX_S)
+
+
+class HeartbeatConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer with a reconnect back-off bounded by the heartbeat interval."""
+
+    def _retry_max_s(self) -> float:
+        settings = getattr(self.app.conf, "heartbeat_settings", None)
+        return retry_max_s(settings.interval_s if settings is not None else 10.0)
+
+    def ensure_connected(self, conn: Any) -> Any:
+        """Celery's ``ensure_connected`` with the back-off of ``retry_max_s``."""
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=RETRY_START_S, interval_step=RETRY_MIN_S,
+            interval_max=self._retry_max_s())
+        return super().ensure_connected(conn)
+
+    def connect(self) -> Any:
+        """Celery's ``connect``, waiting (one log line) while the broker refuses writes."""
+        refused = False
+        while True:
+            conn = self.connection_for_read(heartbeat=self.amqheartbeat)
+            try:
+                if self.hub:
+                    conn.transport.register_with_event_loop(conn.connection, self.hub)
+            except Exception as exc:
+                conn.release()
+                if not refuses_writes(exc):
+                    raise
+                if not refused:
+                    logger.error("the broker refuses writes (%s); the worker waits and "
+                                 "retries every %gs", redact(str(exc))[:200],
+                                 self._retry_max_s())
+                refused = True
+                time.sleep(self._retry_max_s())
+                continue
+            if refused:
+                logger.warning("the broker accepts writes again; the worker consumes")
+            return conn
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """True for a Redis error that says it refuses writes: memory limit or read-only replica."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    text = str(exc)
+    return bool(names & {"OutOfMemoryError", "ReadOnlyError"}) or "maxmemory" in text or (
+        text.startswith("READONLY"))
