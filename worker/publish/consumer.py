@@ -5,10 +5,12 @@
   broker did, and the heartbeat stays stale all that while. This consumer retries at
   once, then every half interval (0.5 s to 5 s). A refused connection attempt costs the
   broker next to nothing.
-* A Redis broker that refuses writes when the worker starts (at its memory limit under
-  ``noeviction``, or a read-only replica) makes Celery's worker exit with "Unrecoverable
-  error" and a traceback. This consumer says so in one line and keeps trying at the same
-  pace, so the worker comes back by itself once memory is freed.
+* A Redis broker that refuses writes (at its memory limit under ``noeviction``, or a
+  read-only replica) makes Celery's worker exit with "Unrecoverable error" and a
+  traceback, at start or when a message arrives (kombu writes each one it delivers to its
+  unacked set). This consumer takes that refusal for a lost connection: it says so in one
+  line and keeps trying at the same pace, so the worker comes back by itself once memory
+  is freed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def retry_max_s(interval_s: float) -> float:
 class HeartbeatConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer with a reconnect back-off bounded by the heartbeat interval."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A broker refusing writes is recovered from like a lost connection, not fatal.
+        known: tuple[type[BaseException], ...] = tuple(self.conninfo.connection_errors)
+        self.connection_errors = (*known, *refusal_errors())
+
     def _retry_max_s(self) -> float:
         settings = getattr(self.app.conf, "heartbeat_settings", None)
         return retry_max_s(settings.interval_s if settings is not None else 10.0)
@@ -78,6 +86,15 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
             if refused:
                 logger.warning("the broker accepts writes again; the worker consumes")
             return conn
+
+
+def refusal_errors() -> tuple[type[BaseException], ...]:
+    """redis-py's errors for a server that refuses writes (none if redis-py is absent)."""
+    try:
+        from redis.exceptions import OutOfMemoryError, ReadOnlyError
+    except ImportError:  # an AMQP-only install: nothing to add
+        return ()
+    return OutOfMemoryError, ReadOnlyError
 
 
 def refuses_writes(exc: BaseException) -> bool:

@@ -154,8 +154,11 @@ def _pipeline_hop(state: State, *, now_ms: int | None, payload: dict[str, Any] |
                                      else f"beat last published {beat_age_s:.1f}s ago")
     depth = None if marker is None else marker.get("queue_depth")
     queued = _queued(depth)
+    # Recent by when the worker discarded it (published + waited), not when it was
+    # published: a heartbeat discarded now may have been published long ago.
     if (discard is not None and now_ms is not None
-            and now_ms - discard["published_at_ms"] <= thresholds.stale_after_s * 1000):
+            and now_ms - (discard["published_at_ms"] + discard["lag_ms"])
+            <= thresholds.stale_after_s * 1000):
         lag_s = discard["lag_ms"] / 1000
         return Diagnosis.WORKER_SLOW, (f"the worker runs heartbeats {lag_s:.1f}s after publish "
                                        "and discards them as expired")
