@@ -13,12 +13,13 @@ import redis
 from tests.support.publishing import publish
 from tests.support.stores import SETTINGS, SkewedClock, make_store
 from worker import State, read_heartbeat
-from worker.core.names import Keys, queue_lists
+from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 from worker.core.states import Thresholds
 from worker.publish.backlog import redis_backlog
 from worker.publish.beat_marker import BeatMarker
 from worker.publish.health import Discarded, run_health
+from worker.publish.queue_bound import QueueBound
 from worker.read.diagnosis import beat_seen_ms, diagnose, parse_marker, publish_failure
 from worker.read.store_writes import parse_info, refusal
 
@@ -150,18 +151,31 @@ def client(request: pytest.FixtureRequest) -> redis.Redis:
 
 
 def test_beat_marker_counts_publishes_and_reads_the_queue_depth(client: redis.Redis) -> None:
-    beat = BeatMarker(client, Keys(), "petsage", interval_s=10, retention_s=3600,
-                      queue_keys=queue_lists("heartbeat"))
+    beat = BeatMarker(client, Keys(), "petsage", interval_s=10, retention_s=3600)
     client.lpush("heartbeat", "a", "b")
     client.lpush("heartbeat\x06\x163", "c")
-    beat.record_publish()
-    beat.record_publish()
+    bound = QueueBound(client, "heartbeat")
+    beat.record_publish(bound.trim())
+    beat.record_publish(bound.trim())
     stored = parse_marker(client.get(Keys().beat("petsage")))
     assert stored is not None and stored["seq"] == 2 and stored["queue_depth"] == 3
     assert stored["next_due_ms"] - stored["published_at_ms"] == 10_000
     assert abs(stored["published_at_ms"] - redis_time_ms(client.time())) < 2000
     assert 0 < client.pttl(Keys().beat("petsage")) <= 3_600_000
     assert beat.offset_ms is not None and abs(beat.offset_ms) < 2000
+
+
+def test_beat_keeps_a_redis_broker_queue_to_the_newest_ten(client: redis.Redis) -> None:
+    client.lpush("heartbeat", *[f"m{n}" for n in range(25)])  # m24 is the newest
+    client.lpush("heartbeat\x06\x163", "p")
+    assert QueueBound(client, "heartbeat").trim() == 10
+    assert client.lrange("heartbeat", 0, -1) == [f"m{n}".encode() for n in range(24, 14, -1)]
+    assert not client.exists("heartbeat\x06\x163")
+    client.delete("heartbeat")
+    client.lpush("heartbeat", "a", "b")
+    assert QueueBound(client, "heartbeat").trim() == 2  # under the bound: untouched
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=None)
+    assert QueueBound(dead, "heartbeat").trim() is None  # never raises
 
 
 def test_a_failing_marker_write_never_raises_and_backs_off(

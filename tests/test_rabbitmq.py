@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.helpers import IN_CI, Proc, RedisServer, celery_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
+from worker.core.names import QUEUE_MAX_MESSAGES
 
 pytestmark = pytest.mark.e2e
 AMQP_PORT = 5672
@@ -67,3 +68,25 @@ def test_rabbitmq_broker_with_redis_store(amqp_url: str, own_redis: RedisServer,
     procs.append(again)
     wait_for(lambda: read_heartbeat(client, service).state is State.FRESH, 60,
              what="fresh again")
+
+
+def test_a_queue_nobody_consumes_stays_bounded_on_rabbitmq(amqp_url: str, own_redis: RedisServer,
+                                                          procs: list[Proc],
+                                                          tmp_path: Path) -> None:
+    from kombu import Connection
+
+    service = f"rabbit-{uuid.uuid4().hex[:8]}"
+    queue = f"heartbeat.{service}"
+    env = heartbeat_env(amqp_url, HEARTBEAT_REDIS_URL=own_redis.url, HEARTBEAT_SERVICE=service)
+    beat = Proc(celery_argv("beat"), env, tmp_path, "beat")
+    procs.append(beat)
+    sent = "Sending due task petsage-heartbeat (health)"
+    wait_for(lambda: beat.output().count(sent) >= QUEUE_MAX_MESSAGES + 6, 30,
+             what="more publishes than the bound, with no worker")
+    with Connection(amqp_url, connect_timeout=5) as conn:
+        channel = conn.default_channel
+        try:
+            _, depth, _ = channel.queue_declare(queue, passive=True)
+            assert 0 < depth <= QUEUE_MAX_MESSAGES
+        finally:
+            channel.queue_delete(queue)

@@ -186,3 +186,21 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists kombu keeps one queue in (the queue, then its priority sub-queues)."""
     return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+QUEUE_MAX_MESSAGES = 10
+"""At most this many heartbeats wait in the heartbeat queue; older ones are dropped.
+
+A heartbeat is useless after one interval (the worker discards it as expired), so a queue
+nobody consumes must not grow: RabbitMQ bounds it by queue arguments, and beat trims a
+Redis broker's lists after each publish. Ten keep the evidence of a slow worker (it still
+takes, and discards, expired ones) at about 10 KB per service."""
+
+
+def queue_arguments(interval_s: float) -> dict[str, int]:
+    """RabbitMQ arguments of a heartbeat queue (the service's, and each worker's node queue):
+    at most ``QUEUE_MAX_MESSAGES`` messages, none older than that many intervals (the oldest
+    is dropped first)."""
+    return {"x-max-length": QUEUE_MAX_MESSAGES,
+            "x-message-ttl": round(QUEUE_MAX_MESSAGES * interval_s * 1000)}
+

@@ -1,12 +1,12 @@
 -- Beat's marker: one publish of the heartbeat task, on this server's clock.
--- KEYS[1] marker  KEYS[2..] the broker's queue lists (only when broker and store are one
--- Redis; their summed LLEN is the queue depth right after this publish)
+-- KEYS[1] marker
 -- ARGV[1] interval ms  ARGV[2] retention ms  ARGV[3] JSON object with beat's own fields
 -- ARGV[4] this beat's id  ARGV[5] this beat's previous publish ms (0: none yet)
 -- ARGV[6] how long a second beat stays flagged after it was last seen, ms
 -- ARGV[7] '' for a publish; for a publish the broker refused, its error (printable ASCII
 --         without quotes or backslashes): the last publish stays as it was, the failure
 --         is added as publish_failed_at_ms and publish_error
+-- ARGV[8] the queue depth right after this publish (beat read it on a Redis broker), or -1
 -- Returns {now_ms, queue depth or -1}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -31,14 +31,7 @@ if ARGV[7] ~= '' then
   redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
   return {now, -1}
 end
-local depth = -1
-if #KEYS > 1 then
-  depth = 0
-  for i = 2, #KEYS do
-    local n = redis.pcall('LLEN', KEYS[i])
-    if type(n) == 'number' then depth = depth + n end
-  end
-end
+local depth = tonumber(ARGV[8]) or -1
 local seq, since = 1, now
 local other, other_seen = nil, nil
 if type(old) == 'string' then

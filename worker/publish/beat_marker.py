@@ -2,7 +2,7 @@
 
 Beat records each publish of the heartbeat task at ``{prefix}:{service}:beat``: when (on
 the Redis clock), when the next is due, a counter, and the queue depth right after the
-publish when the broker is the same Redis. Readers compare it with the heartbeat to tell
+publish when the broker is a Redis (``queue_bound``). Readers compare it with the heartbeat to tell
 "beat is down" from "beat publishes but nothing consumes".
 
 A marker write must never delay or stop beat: it has a short timeout, and after a failure
@@ -58,11 +58,10 @@ class BeatMarker:
 
     def __init__(self, client: redis.Redis, keys: Keys, service: str, *, interval_s: float,
                  retention_s: int, stale_after_s: float | None = None,
-                 queue: str | None = None, queue_keys: list[str] | None = None) -> None:
+                 queue: str | None = None) -> None:
         self._client = client
         self._script = client.register_script(MARKER_SCRIPT)
         self._marker_key = keys.beat(service)
-        self._queue_keys = queue_keys or []
         self._interval_ms = int(interval_s * 1000)
         self._retention_ms = retention_s * 1000
         self._second_beat_window_ms = self._interval_ms * SECOND_BEAT_WINDOW_INTERVALS
@@ -87,9 +86,9 @@ class BeatMarker:
         """Read the Redis clock once (at start) so the first publish is stamped right."""
         self._guarded(lambda: self._offset_from(self._client.time()))
 
-    def record_publish(self) -> None:
+    def record_publish(self, queue_depth: int | None = None) -> None:
         """Write the marker for a publish that just happened (never raises)."""
-        self._guarded(lambda: self._write(""))
+        self._guarded(lambda: self._write("", queue_depth))
 
     def record_failure(self, error: str) -> None:
         """Note in the marker that the broker refused a publish just now (never raises).
@@ -99,11 +98,12 @@ class BeatMarker:
         """
         self._guarded(lambda: self._write(_UNSAFE.sub("?", error)[:200] or "unknown error"))
 
-    def _write(self, failure: str) -> None:
-        reply = self._script(keys=[self._marker_key, *self._queue_keys],
+    def _write(self, failure: str, queue_depth: int | None = None) -> None:
+        reply = self._script(keys=[self._marker_key],
                              args=[self._interval_ms, self._retention_ms, self._fields,
                                    self.beat_id, self._last_publish_ms,
-                                   self._second_beat_window_ms, failure])
+                                   self._second_beat_window_ms, failure,
+                                   -1 if queue_depth is None else queue_depth])
         if not failure:
             self._last_publish_ms = int(reply[0])
         self._offset_from([int(reply[0]) // 1000, (int(reply[0]) % 1000) * 1000])

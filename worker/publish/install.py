@@ -35,7 +35,7 @@ from celery.signals import (
     worker_shutdown,
 )
 from kombu.common import Broadcast
-from kombu.entity import Exchange
+from kombu.entity import Exchange, Queue
 
 from worker.core.names import (
     EXPIRES_HEADER,
@@ -44,14 +44,16 @@ from worker.core.names import (
     PUBLISHED_AT_HEADER,
     SERVICE_HEADER,
     nodes_exchange,
-    queue_lists,
+    queue_arguments,
 )
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
+from worker.core.urls import REDIS_SCHEMES
 from worker.publish.beat_guard import guard_publishes
 from worker.publish.beat_marker import MARKER_TIMEOUT_S, BeatMarker
 from worker.publish.consumer import DEFAULT_CONSUMER
 from worker.publish.health_checks import load_check_specs
+from worker.publish.queue_bound import QueueBound
 from worker.publish.tasks import HeartbeatRuntime, register_tasks
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,19 @@ def node_queue(settings: Settings) -> Broadcast:
     name = nodes_exchange(settings.queue)
     exchange = Exchange(name, type="fanout", durable=False,  # type: ignore[no-untyped-call]
                         auto_delete=True)
-    return Broadcast(name, exchange=exchange)  # type: ignore[no-untyped-call]
+    return Broadcast(name, exchange=exchange,  # type: ignore[no-untyped-call]
+                     queue_arguments=queue_arguments(settings.interval_s))
+
+
+def heartbeat_queue(settings: Settings) -> Queue:
+    """The service's heartbeat queue, bounded on RabbitMQ by its arguments.
+
+    The exchange and routing key are the ones Celery gives a queue it creates by name, so
+    only the arguments differ from an unbounded queue.
+    """
+    return Queue(settings.queue, Exchange(settings.queue),  # type: ignore[no-untyped-call]
+                 routing_key=settings.queue,
+                 queue_arguments=queue_arguments(settings.interval_s))
 
 
 def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
@@ -88,6 +102,7 @@ def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
     load_check_specs(settings.checks)
     app.conf.heartbeat_settings = settings
     runtime = register_tasks(app, settings)
+    _add_queue(app, settings)
     _add_route(app, settings)
     _add_schedule(app, settings)
     _connect_beat(app, settings)
@@ -95,6 +110,14 @@ def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
     if app.conf.worker_consumer in (None, DEFAULT_CONSUMER):
         app.conf.worker_consumer = "worker.publish.consumer:HeartbeatConsumer"
     return settings
+
+
+def _add_queue(app: Any, settings: Settings) -> None:
+    """Declare the heartbeat queue with its bound, beside the app's own queues."""
+    queues = list(app.conf.task_queues or [])
+    if not any(getattr(q, "name", None) == settings.queue for q in queues):
+        queues.append(heartbeat_queue(settings))
+    app.conf.task_queues = queues
 
 
 def _add_route(app: Any, settings: Settings) -> None:
@@ -137,11 +160,14 @@ def _connect_beat(app: Any, settings: Settings) -> None:
         if getattr(sender, "app", None) is not app:
             return
         client = make_client(settings.redis_url, timeout_s=MARKER_TIMEOUT_S, retries=0)
-        same_redis = settings.broker_url == settings.redis_url
         marker = BeatMarker(client, settings.keys, settings.service,
                             interval_s=settings.interval_s, stale_after_s=settings.stale_after_s,
-                            retention_s=settings.retention_s, queue=settings.queue,
-                            queue_keys=queue_lists(settings.queue) if same_redis else None)
+                            retention_s=settings.retention_s, queue=settings.queue)
+        bound = None
+        if settings.broker_url.split("://", 1)[0] in REDIS_SCHEMES:
+            broker = (client if settings.broker_url == settings.redis_url else
+                      make_client(settings.broker_url, timeout_s=MARKER_TIMEOUT_S, retries=0))
+            bound = QueueBound(broker, settings.queue)
         marker.measure_offset()
         guard_publishes(sender.scheduler, marker.record_failure)
         expires_ms = round(settings.interval_s * 1000)
@@ -155,7 +181,7 @@ def _connect_beat(app: Any, settings: Settings) -> None:
 
         def record(sender: str | None = None, **_: Any) -> None:
             if sender == HEALTH_TASK:
-                marker.record_publish()
+                marker.record_publish(None if bound is None else bound.trim())
 
         before_task_publish.connect(stamp, weak=False)
         after_task_publish.connect(record, weak=False)
