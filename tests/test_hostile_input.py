@@ -15,7 +15,12 @@ pytestmark = pytest.mark.e2e
 NAMES = ["svc*", "svc?", "a:b", "has space", "new\nline", "x" * 1000, "{tag}", ""]
 PREFIXES = ["pre*", "pre?", "a::b", "has space", "new\nline", "p" * 1000, "{tag}", "x:"]
 URLS = ["memcache://127.0.0.1:6379/0", "redis://", "redis://:6379/0", "redis://h:0/0",
-        "redis://h:70000/0", "redis://h:port/0", "redis://h:6379/db", "http://h:6379/0"]
+        "redis://h:70000/0", "redis://h:port/0", "redis://h:6379/db", "http://h:6379/0",
+        "redis://127.0.0.1:6390/0?socket_timeout=abc", f"redis://{'h' * 300}:6379/0",
+        "redis://:Secr3t?x@127.0.0.1:6390/0", "redis://:Secr3t/x@127.0.0.1:6390/0"]
+SETTINGS = [("HEARTBEAT_INTERVAL_S", "1e300"), ("HEARTBEAT_STALE_AFTER_S", "1e300"),
+            ("HEARTBEAT_RETENTION_S", "9" * 400), ("HEARTBEAT_REDIS_TIMEOUT_S", "1e15"),
+            ("HEARTBEAT_HISTORY_LEN", "1" * 30), ("HEARTBEAT_NODE_RETENTION_S", "1e20")]
 
 
 def _one_line(done: subprocess.CompletedProcess[str], variable: str) -> None:
@@ -23,6 +28,7 @@ def _one_line(done: subprocess.CompletedProcess[str], variable: str) -> None:
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert variable in lines[0] and "Traceback" not in lines[0]
+    assert "Secr3t" not in lines[0] and len(lines[0]) < 500
     assert "accepted" in lines[0] or "e.g." in lines[0]
 
 
@@ -67,6 +73,16 @@ def test_hostile_urls(redis_server: RedisServer, real: redis.Redis, tmp_path: Pa
     _one_line(_run(cli_argv("run"), env, tmp_path), "HEARTBEAT_REDIS_URL")
     _one_line(_run(cli_argv("check", "--redis", url), heartbeat_env(redis_server.url),
                    tmp_path), "--redis")
+    assert real.dbsize() == 0
+
+
+@pytest.mark.parametrize(("variable", "value"), SETTINGS, ids=[v for v, _ in SETTINGS])
+def test_settings_out_of_bounds(redis_server: RedisServer, real: redis.Redis, tmp_path: Path,
+                                variable: str, value: str) -> None:
+    env = heartbeat_env(redis_server.url, **{variable: value})
+    _one_line(_run(celery_argv("beat"), env, tmp_path), variable)
+    _one_line(_run(celery_argv("worker"), env, tmp_path), variable)
+    _one_line(_run(cli_argv("check"), env, tmp_path), variable)
     assert real.dbsize() == 0
 
 
