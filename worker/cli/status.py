@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import sys
+
+import orjson
 
 from worker.cli.check import positive_seconds, within
 from worker.core.errors import ConfigError, StoreUnreachableError
@@ -42,7 +44,8 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
     reports = fleet.reports if fleet.store_problem is None else [
         unreachable("*" if all_services else settings.service, fleet.store_problem)]
     if as_json:
-        print(json.dumps([summary(r) for r in reports]))
+        sys.stdout.buffer.write(orjson.dumps([summary(r) for r in reports]) + b"\n")
+        sys.stdout.flush()
     elif reports:
         print(render_table([table_row(r) for r in reports]))
     else:

@@ -1,9 +1,10 @@
 """``petsage-heartbeat watch``: report state transitions as they happen, and run a hook.
 
-Driven by two things: the pub/sub channel (a heartbeat landed: re-read that service) and
-its own timer (nothing landed: ages grow, so fresh turns late and late turns stale with no
-message at all). A Redis outage is a transition to ``unreachable``; the watcher keeps
-reconnecting and resumes when Redis is back.
+Driven by two things: the pub/sub channel (a heartbeat landed: re-read that one service,
+never the whole fleet) and its own timer (nothing landed: ages grow, so fresh turns late
+and late turns stale with no message at all; the timer re-reads everything watched). A
+Redis outage is a transition to ``unreachable``; the watcher keeps reconnecting and
+resumes when Redis is back.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import redis
 
+from worker.core.names import SERVICE_PATTERN
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
 from worker.core.states import State
@@ -82,8 +84,11 @@ class Watcher:
         self.states: dict[str, State] = {}
         self.hooks: list[subprocess.Popen[bytes]] = []
         self.stopping = False
+        self._landed: str | None = None  #: the service of the last heartbeat message
 
-    def _read(self, client: redis.Redis) -> list[HeartbeatReport]:
+    def _read(self, client: redis.Redis, landed: bool = False) -> list[HeartbeatReport]:
+        if landed and self._landed is not None:  # one heartbeat landed: that service only
+            return [read_heartbeat(client, self._landed, keys=self.settings.keys)]
         if not self.all_services:
             return [read_heartbeat(client, self.settings.service, keys=self.settings.keys)]
         fleet = read_fleet(client, self.settings.keys)
@@ -125,7 +130,7 @@ class Watcher:
         with contextlib.suppress(KeyboardInterrupt):
             follow(client, self.settings.keys.events, poll_s=self.poll_s,
                    relevant=self._is_watched,
-                   on_read=lambda _landed: self.observe(self._read(client)),
+                   on_read=lambda landed: self.observe(self._read(client, landed)),
                    on_unreachable=lambda _exc: self.observe(self._read(client)),
                    stopping=lambda: self.stopping)
         return 0
@@ -135,7 +140,10 @@ class Watcher:
             service = json.loads(data).get("service")
         except (TypeError, ValueError, AttributeError):
             return False
-        return self.all_services or service == self.settings.service
+        watched = (isinstance(service, str) and SERVICE_PATTERN.fullmatch(service) is not None
+                   and (self.all_services or service == self.settings.service))
+        self._landed = service if watched else None
+        return watched
 
 
 def run_watch(settings: Settings, **kwargs: Any) -> int:

@@ -131,6 +131,17 @@ class Keys:
         """The worker nodes of ``service``: member = node name, score = its last ts_ms."""
         return self._join("{" + validate_service(service) + "}", "nodes")
 
+    def read_keys(self, services: list[str]) -> list[str]:
+        """The read script's keys: latest, beat, discarded and nodes of each service in turn.
+
+        Each name is validated once (a fleet read builds 40,000 keys for 10,000 services).
+        """
+        out: list[str] = []
+        for service in services:
+            tag = f"{self.prefix}:{{{validate_service(service)}}}"
+            out += (tag, tag + ":beat", tag + ":discarded", tag + ":nodes")
+        return out
+
     @property
     def index(self) -> str:
         """The fleet index: member = service, score = last heartbeat ts_ms."""

@@ -21,8 +21,9 @@ round trip, on the same Redis clock), name the most likely broken hop:
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import Diagnosis, State, Thresholds
@@ -36,7 +37,7 @@ def _json_object(raw: Any) -> dict[str, Any] | None:
     if not raw or isinstance(raw, BaseException) or len(raw) >= MAX_MARKER_BYTES:
         return None
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
     except (TypeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

@@ -1,12 +1,22 @@
-"""Read every service in the fleet index in a constant number of commands.
+"""Read every service in the fleet index in bounded chunks that never stall Redis.
 
-``ZRANGE`` the index, then the reader's read-only script (``worker.read.reader.read_many``:
-``EVAL_RO``, or ``EVAL`` on servers without it) returns the server's ``TIME`` and, for
-each service, its value (only when at most 16 KiB), beat's marker and the discard note.
-Two commands for 10 or 10,000 services (a third reads beat's markers and the discard
-notes of the services that are not fresh, for their diagnosis), where pipelined GETs
-would still be N commands, and no unbounded value is ever transferred. On a Redis
-Cluster: one script per service, pipelined, so one round trip per node.
+A fleet read touches tens of thousands of keys; one script over all of them would block
+Redis (the broker too, often) for its whole run: 25 ms at 10,000 services, 400 ms at
+100,000. So every command here touches at most ``FLEET_CHUNK_KEYS`` keys or index members,
+and the chunks go pipelined, a few round trips in all:
+
+1. ``ZCARD`` the index, then ``ZRANGE`` it by rank in chunks. Publishing only moves a
+   service to the end (its score is its last ``ts_ms``), so a service that publishes
+   between two chunks is read twice (and kept once), never missed.
+2. The read script (``read.lua``) over ``FLEET_CHUNK_SERVICES`` services per call: each
+   service's value (at most 16 KiB of it) and its nodes. The ``TIME`` of the first call
+   is the one clock reading every age of this read is measured on.
+3. For the services not fresh only: beat's markers and the discard notes (``notes.lua``,
+   chunked the same way), for their diagnosis; and, if the keys say beat or the worker
+   while the store may be refusing writes, one ``INFO``.
+
+On a Redis Cluster: one script per service, pipelined, so one round trip per node, each
+on the clock of the node that holds that service's keys.
 """
 
 from __future__ import annotations
@@ -14,21 +24,118 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from worker.core.names import SERVICE_PATTERN, Keys
-from worker.core.redis_io import as_text, execute_many
-from worker.core.states import SEVERITY
+from worker.core.redis_io import (
+    as_text,
+    execute_many,
+    is_cluster_client,
+    lua_script,
+    redis_time_ms,
+)
+from worker.core.states import SEVERITY, State
 from worker.core.urls import redact
+from worker.read.diagnosis import (
+    MAX_MARKER_BYTES,
+    WRITE_SUSPECTS,
+    parse_discard,
+    parse_marker,
+)
 from worker.read.reader import (
     HeartbeatReport,
+    Overrides,
+    add_diagnosis,
+    eval_read_only,
+    judge_rows,
+    read_cluster,
     read_many,
+    read_script_args,
+    with_components,
 )
+from worker.read.store_writes import ask_refusal
+
+FLEET_CHUNK_KEYS = 1000
+"""No command of a fleet read touches more keys (or index members) than this."""
+
+FLEET_CHUNK_SERVICES = FLEET_CHUNK_KEYS // 4
+"""Services per read-script call: it reads four keys of each."""
+
+NOTES_SCRIPT = lua_script(__package__, "notes.lua")
+"""Beat's markers and the discard notes, capped, of the services a read found not fresh."""
 
 
 def fleet_services(client: Any, keys: Keys) -> list[str]:
     """Every valid service name in the index (invalid members are ignored, never used as keys)."""
-    (members,) = execute_many(client, [("ZRANGE", keys.index, 0, -1)])
-    if isinstance(members, BaseException):
-        raise members
-    return [name for name in map(as_text, members) if SERVICE_PATTERN.fullmatch(name)]
+    (count,) = execute_many(client, [("ZCARD", keys.index)])
+    if isinstance(count, BaseException):
+        raise count
+    chunks = execute_many(client, [("ZRANGE", keys.index, start, start + FLEET_CHUNK_KEYS - 1)
+                                   for start in range(0, int(count), FLEET_CHUNK_KEYS)])
+    seen: set[str] = set()
+    services = []
+    for members in chunks:
+        if isinstance(members, BaseException):
+            raise members
+        for name in map(as_text, members):
+            if name not in seen and SERVICE_PATTERN.fullmatch(name):
+                seen.add(name)
+                services.append(name)
+    return services
+
+
+def read_services(client: Any, services: list[str], keys: Keys,
+                  overrides: Overrides = (None, None)) -> list[HeartbeatReport]:
+    """Judge ``services`` in bounded chunks, markers only for those not fresh."""
+    if not services:
+        return []
+    if is_cluster_client(client):
+        return read_cluster(client, services, keys, overrides)
+    if len(services) == 1:
+        return read_many(client, services, keys, late_after_s=overrides[0],
+                         stale_after_s=overrides[1])
+    chunks = [services[i:i + FLEET_CHUNK_SERVICES]
+              for i in range(0, len(services), FLEET_CHUNK_SERVICES)]
+    replies = eval_read_only(client, [read_script_args(chunk, keys, notes=False)
+                                      for chunk in chunks])
+    now_ms = redis_time_ms(replies[0][0])  # one clock reading for the whole read
+    reports: list[HeartbeatReport] = []
+    raw_nodes: list[Any] = []
+    for chunk, reply in zip(chunks, replies, strict=True):
+        rows = reply[1:]
+        reports += judge_rows(chunk, now_ms, rows, overrides, notes=False)
+        raw_nodes += rows[3::4]
+    _diagnose(client, keys, reports, raw_nodes, now_ms)
+    return reports
+
+
+def _diagnose(client: Any, keys: Keys, reports: list[HeartbeatReport], raw_nodes: list[Any],
+              now_ms: int) -> None:
+    """Read the notes of the services not fresh and name their broken hop, in place."""
+    unhealthy = [i for i, r in enumerate(reports)
+                 if r.state is not State.FRESH and r.state is not State.INVALID]
+    if not unhealthy:
+        return
+    per_call = FLEET_CHUNK_KEYS // 2
+    note_keys = [key for i in unhealthy
+                 for key in (keys.beat(reports[i].service), keys.discarded(reports[i].service))]
+    replies = eval_read_only(client, [
+        (NOTES_SCRIPT, len(part), *part, MAX_MARKER_BYTES)
+        for part in (note_keys[j:j + per_call] for j in range(0, len(note_keys), per_call))])
+    notes = [note for reply in replies for note in reply]
+    base = {i: reports[i] for i in unhealthy}
+    found = {i: (parse_marker(notes[2 * n]), parse_discard(notes[2 * n + 1]))
+             for n, i in enumerate(unhealthy)}
+
+    def judge(refusal: str | None) -> None:
+        for i in unhealthy:
+            marker, discard = found[i]
+            report = add_diagnosis(base[i], marker, discard, refusal)
+            reports[i] = with_components(report, now_ms, marker, raw_nodes[i])
+
+    judge(None)
+    if any(reports[i].diagnosis in WRITE_SUSPECTS for i in unhealthy):
+        # Beat and the workers may be fine and the store refusing their writes: ask it.
+        why = ask_refusal(client)
+        if why is not None:
+            judge(why)
 
 
 class Fleet(NamedTuple):
@@ -63,15 +170,18 @@ def read_fleet(client: Any, keys: Keys, *, only: str | None = None) -> Fleet:
             if isinstance(score, BaseException):
                 raise score
             services = [] if score is None else [only]
-        reports = read_many(client, services, keys, lazy_notes=True) if services else []
+        reports = read_services(client, services, keys)
     except Exception as exc:  # the reader reports, never raises
         return Fleet([], f"Redis could not be asked: {redact(str(exc))[:200]}")
     return Fleet(sort_worst_first(reports))
 
 
+_RANK = {state: rank for rank, state in enumerate(SEVERITY)}
+
+
 def sort_worst_first(reports: list[HeartbeatReport]) -> list[HeartbeatReport]:
     """Worst state first, then oldest first, then by name."""
-    return sorted(reports, key=lambda r: (SEVERITY.index(r.state), -(r.age_s or 0), r.service))
+    return sorted(reports, key=lambda r: (_RANK[r.state], -(r.age_s or 0), r.service))
 
 
-__all__ = ["Fleet", "fleet_services", "read_fleet", "sort_worst_first"]
+__all__ = ["Fleet", "fleet_services", "read_fleet", "read_services", "sort_worst_first"]

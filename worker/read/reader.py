@@ -12,9 +12,11 @@ raw values or exception instances for error replies.
 
 from __future__ import annotations
 
-import json
+import functools
 import time
 from typing import Any, NamedTuple, cast
+
+import orjson
 
 from worker.core.names import Keys, validate_service
 from worker.core.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
@@ -77,19 +79,23 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
                 late_after_s: float | None = None, stale_after_s: float | None = None,
                 marker: dict[str, Any] | None = None,
                 discard: dict[str, Any] | None = None,
-                refusal: str | None = None) -> HeartbeatReport:
+                refusal: str | None = None, diagnosed: bool = True) -> HeartbeatReport:
     """Judge one stored value at ``now_ms`` on the Redis clock (fleet reads share one clock).
 
-    ``refusal`` is the store's reason for refusing writes, when the reader asked it.
+    ``refusal`` is the store's reason for refusing writes, when the reader asked it. With
+    ``diagnosed=False`` the diagnosis is left for ``add_diagnosis`` (a fleet read fetches
+    beat's markers only for the services that need one).
     """
-    kind = as_text(type_reply)
+    report = _judge(service, now_ms, as_text(type_reply), strlen_reply, value,
+                    late_after_s=late_after_s, stale_after_s=stale_after_s)
+    return add_diagnosis(report, marker, discard, refusal) if diagnosed else report
+
+
+def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, *,
+           late_after_s: float | None, stale_after_s: float | None) -> HeartbeatReport:
     if kind == "none":
-        diagnosis, why = diagnose(State.MISSING, now_ms=now_ms, age_s=None, payload=None,
-                                  marker=marker, thresholds=None, discard=discard,
-                                  refusal=refusal)
-        return HeartbeatReport(service, State.MISSING,
-                               f"no heartbeat stored for this service; {diagnosis}: {why}",
-                               now_ms=now_ms, diagnosis=diagnosis, beat=marker)
+        return HeartbeatReport(service, State.MISSING, "no heartbeat stored for this service",
+                               now_ms=now_ms)
     if kind != "string":
         return HeartbeatReport(service, State.INVALID, f"the key holds a {kind}, not a string",
                                now_ms=now_ms)
@@ -102,7 +108,7 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
             f"stored value is {int(strlen_reply)} bytes, over the {MAX_PAYLOAD_BYTES} limit",
             now_ms=now_ms)
     try:
-        data = _DECODER.decode(as_bytes(value).decode("utf-8"))
+        data = orjson.loads(as_bytes(value))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return HeartbeatReport(service, State.INVALID,
                                f"stored value is not JSON: {str(exc)[:100]}", now_ms=now_ms)
@@ -116,27 +122,34 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
             service, State.INVALID,
             f"heartbeat ts_ms is {-age_ms / 1000:.1f}s ahead of the Redis clock",
             now_ms=now_ms, payload=payload)
-    thresholds = Thresholds.for_interval(
-        payload["interval_s"], payload["stale_after_s"]).overridden(late_after_s, stale_after_s)
+    thresholds = _thresholds(payload["interval_s"], payload["stale_after_s"], late_after_s,
+                             stale_after_s)
     age_s = max(age_ms, 0) / 1000
     state = state_for(age_s, payload["status"], thresholds)
-    reason = _reason(state, age_s, payload, thresholds)
-    diagnosis = None
-    if state is not State.FRESH:
-        diagnosis, why = diagnose(state, now_ms=now_ms, age_s=age_s, payload=data,
-                                  marker=marker, thresholds=thresholds, discard=discard,
-                                  refusal=refusal)
-        reason = f"{reason}; {diagnosis}: {why}"
-    return HeartbeatReport(service, state, reason, age_s=age_s, thresholds=thresholds,
-                           payload=payload, now_ms=now_ms, diagnosis=diagnosis, beat=marker)
+    return HeartbeatReport(service, state, _reason(state, age_s, payload, thresholds),
+                           age_s=age_s, thresholds=thresholds, payload=payload, now_ms=now_ms)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+@functools.lru_cache(maxsize=256)
+def _thresholds(interval_s: float, stale_after_s: float, late_override: float | None,
+                stale_override: float | None) -> Thresholds:
+    """A payload's thresholds with the caller's overrides: a fleet shares a handful."""
+    return Thresholds.for_interval(interval_s, stale_after_s).overridden(late_override,
+                                                                         stale_override)
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-"""One strict decoder for every read (NaN and Infinity are not JSON); made once, not per call."""
+def add_diagnosis(report: HeartbeatReport, marker: dict[str, Any] | None,
+                  discard: dict[str, Any] | None,
+                  refusal: str | None = None) -> HeartbeatReport:
+    """``report`` (judged without a diagnosis) with the broken hop named in it."""
+    if report.state in (State.FRESH, State.INVALID, State.UNREACHABLE):
+        return report
+    diagnosis, why = diagnose(report.state, now_ms=report.now_ms, age_s=report.age_s,
+                              payload=cast(dict[str, Any] | None, report.payload),
+                              marker=marker, thresholds=report.thresholds, discard=discard,
+                              refusal=refusal)
+    return report._replace(diagnosis=diagnosis, reason=f"{report.reason}; {diagnosis}: {why}",
+                           beat=marker)
 
 
 def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds) -> str:
@@ -156,27 +169,37 @@ READ_SCRIPT = lua_script(__package__, "read.lua")
 """The read script: ``TIME``, then each service's value, marker, discard note and nodes."""
 
 
-def _script_args(services: list[str], keys: Keys, *, notes: bool = True,
-                 nodes_limit: int = FLEET_NODES_LIMIT) -> tuple[str | int, ...]:
-    key_names = [name for s in services
-                 for name in (keys.latest(s), keys.beat(s), keys.discarded(s), keys.nodes(s))]
+def read_script_args(services: list[str], keys: Keys, *, notes: bool = True,
+                     nodes_limit: int = FLEET_NODES_LIMIT) -> tuple[str | int, ...]:
+    """``EVAL_RO`` arguments of the read script for ``services`` (four keys each)."""
+    key_names = keys.read_keys(services)
     return (READ_SCRIPT, len(key_names), *key_names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES,
             1 if notes else 0, nodes_limit)
 
 
-def _judge_rows(services: list[str], now_ms: int, rows: list[Any],
-                thresholds: dict[str, float | None],
-                refusal: str | None = None) -> list[HeartbeatReport]:
+Overrides = tuple[float | None, float | None]
+"""A caller's late and stale thresholds (None: the payload's own)."""
+
+
+def judge_rows(services: list[str], now_ms: int, rows: list[Any], overrides: Overrides, *,
+               notes: bool = True, refusal: str | None = None) -> list[HeartbeatReport]:
+    """Judge the read script's rows (four per service) at ``now_ms``.
+
+    Without ``notes`` (a fleet's first pass) beat's markers were not read: no diagnosis yet.
+    """
+    late_after_s, stale_after_s = overrides
     reports = []
     for service, row, raw_marker, raw_discard, raw_nodes in zip(
             services, rows[0::4], rows[1::4], rows[2::4], rows[3::4], strict=True):
-        marker, discard = parse_marker(raw_marker), parse_discard(raw_discard)
+        marker = parse_marker(raw_marker) if notes else None
+        discard = parse_discard(raw_discard) if notes else None
         if isinstance(row, bytes | str):
             kind, length, value = b"string", len(row), row
         else:  # [type, length]: missing, another type, empty or oversized
             kind, length, value = row[0], row[1], b""
         report = judge_value(service, now_ms, kind, length, value, marker=marker,
-                             discard=discard, refusal=refusal, **thresholds)
+                             discard=discard, refusal=refusal, late_after_s=late_after_s,
+                             stale_after_s=stale_after_s, diagnosed=notes)
         reports.append(with_components(report, now_ms, marker, raw_nodes))
     return reports
 
@@ -204,69 +227,70 @@ def positive_number(value: Any, default: float) -> float:
 def with_components(report: HeartbeatReport, now_ms: int, marker: dict[str, Any] | None,
                     raw_nodes: Any) -> HeartbeatReport:
     """Add the service's worker nodes and a second beat, if one publishes, to ``report``."""
+    if not raw_nodes and marker is None and report.beat is None and not report.nodes:
+        return report  # nothing to add: no copy (a fleet read makes 10,000 of these)
     nodes = judge_nodes(now_ms, raw_nodes, component_thresholds(report, marker))
     other = second_beat(now_ms, marker)
     reason = report.reason if other is None else f"{report.reason}; {describe_beats(marker, other)}"
     return report._replace(nodes=nodes, second_beat=other, reason=reason, beat=marker)
 
 
+def eval_read_only(client: Any, calls: list[tuple[str | int, ...]]) -> list[Any]:
+    """Run read-only script calls pipelined (``EVAL_RO``; ``EVAL`` on a Redis without it).
+
+    Raises the first error reply: a read that fails in part is a store problem.
+    """
+    replies = execute_many(client, [("EVAL_RO", *args) for args in calls])
+    if replies and isinstance(replies[0], BaseException) and (
+            "unknown command" in str(replies[0]).lower()):
+        replies = execute_many(client, [("EVAL", *args) for args in calls])
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
+
+
 def read_many(client: Any, services: list[str], keys: Keys, *,
               late_after_s: float | None = None, stale_after_s: float | None = None,
-              lazy_notes: bool = False,
               nodes_limit: int = FLEET_NODES_LIMIT) -> list[HeartbeatReport]:
-    """Judge several services; order follows ``services``.
+    """Judge a few services in one script call; order follows ``services``.
 
-    One script call for all of them; on a Redis Cluster, where one script can't span
-    slots, one script call per service, pipelined (one round trip per node), each with
-    the clock of the node that holds that service's keys. With ``lazy_notes``, beat's
-    markers and the discard notes (only needed for a diagnosis) are read in a second call
-    for the services that are not fresh, rather than for all of them.
+    On a Redis Cluster, where one script can't span slots, one script call per service,
+    pipelined (one round trip per node), each with the clock of the node that holds that
+    service's keys. A fleet is read in chunks by ``worker.read.fleet`` instead.
     """
     if not services:
         return []
-    thresholds = {"late_after_s": late_after_s, "stale_after_s": stale_after_s}
+    overrides = (late_after_s, stale_after_s)
     if is_cluster_client(client):
-        # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys itself but
-        # would ask a node (COMMAND GETKEYS) for every EVAL_RO. The script only reads.
-        replies = execute_many(client, [("EVAL", *_script_args([s], keys,
-                                                                nodes_limit=nodes_limit))
-                                        for s in services])
-        reports = []
-        for service, reply in zip(services, replies, strict=True):
-            if isinstance(reply, BaseException):
-                reports.append(unreachable(service, f"Redis refused the read: "
-                                                    f"{redact(str(reply))[:200]}"))
-                continue
-            reports += _judge_rows([service], redis_time_ms(reply[0]), reply[1:], thresholds)
-        return reports
-    reports = _read_script(client, services, keys, not lazy_notes, thresholds,
-                           nodes_limit=nodes_limit)
-    unhealthy = [i for i, r in enumerate(reports)
-                 if r.state is not State.FRESH and r.state is not State.UNREACHABLE]
-    if lazy_notes and unhealthy:
-        again = _read_script(client, [services[i] for i in unhealthy], keys, True, thresholds,
-                             nodes_limit=nodes_limit)
-        for i, report in zip(unhealthy, again, strict=True):
-            reports[i] = report
-    return reports
-
-
-def _read_script(client: Any, services: list[str], keys: Keys, notes: bool,
-                 thresholds: dict[str, float | None], *,
-                 nodes_limit: int) -> list[HeartbeatReport]:
-    args = _script_args(services, keys, notes=notes, nodes_limit=nodes_limit)
-    (reply,) = execute_many(client, [("EVAL_RO", *args)])
-    if isinstance(reply, BaseException) and "unknown command" in str(reply).lower():
-        (reply,) = execute_many(client, [("EVAL", *args)])
-    if isinstance(reply, BaseException):
-        raise reply
+        return read_cluster(client, services, keys, overrides, nodes_limit=nodes_limit)
+    (reply,) = eval_read_only(client, [read_script_args(services, keys,
+                                                        nodes_limit=nodes_limit)])
     now_ms = redis_time_ms(reply[0])
-    reports = _judge_rows(services, now_ms, reply[1:], thresholds)
-    if notes and any(r.diagnosis in WRITE_SUSPECTS for r in reports):
+    reports = judge_rows(services, now_ms, reply[1:], overrides)
+    if any(r.diagnosis in WRITE_SUSPECTS for r in reports):
         # Beat and the workers may be fine and the store refusing their writes: ask it.
         why = ask_refusal(client)
         if why is not None:
-            reports = _judge_rows(services, now_ms, reply[1:], thresholds, why)
+            reports = judge_rows(services, now_ms, reply[1:], overrides, refusal=why)
+    return reports
+
+
+def read_cluster(client: Any, services: list[str], keys: Keys, overrides: Overrides, *,
+                 nodes_limit: int = FLEET_NODES_LIMIT) -> list[HeartbeatReport]:
+    """One script call per service on a Redis Cluster, pipelined: one round trip per node."""
+    # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys itself but
+    # would ask a node (COMMAND GETKEYS) for every EVAL_RO. The script only reads.
+    replies = execute_many(client, [("EVAL", *read_script_args([s], keys,
+                                                               nodes_limit=nodes_limit))
+                                    for s in services])
+    reports = []
+    for service, reply in zip(services, replies, strict=True):
+        if isinstance(reply, BaseException):
+            reports.append(unreachable(service, f"Redis refused the read: "
+                                                f"{redact(str(reply))[:200]}"))
+            continue
+        reports += judge_rows([service], redis_time_ms(reply[0]), reply[1:], overrides)
     return reports
 
 
