@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -115,3 +116,69 @@ def test_another_client_is_never_held_up(fleet: RedisServer) -> None:
         thread.join()
     assert len(waits) > 100
     assert max(waits) <= PING_LIMIT_MS, sorted(waits)[-5:]
+
+
+def test_concurrent_requests_share_one_fleet_read() -> None:
+    from worker.http.shared_read import SharedRead
+    from worker.read.fleet import Fleet
+
+    reads = []
+    gate = threading.Event()
+
+    def read() -> Fleet:
+        reads.append(1)
+        gate.wait(5)
+        return Fleet([])
+
+    shared = SharedRead(read)
+    callers = [threading.Thread(target=shared) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.2)  # all eight are waiting on the first read
+    gate.set()
+    for caller in callers:
+        caller.join(5)
+    assert len(reads) <= 2  # the first read, and at most one more for callers that came late
+    before = len(reads)
+    shared()
+    assert len(reads) == before + 1  # a request after a read finished reads afresh
+
+
+def test_watch_all_reads_one_service_per_message(own_redis: RedisServer, tmp_path: Path) -> None:
+    from worker.core.names import Keys
+    from worker.publish.store import HeartbeatStore
+
+    client = own_redis.client()
+    _fill(client, 1000)
+    watch = subprocess.Popen(cli_argv("watch", "--all", "--poll", "0.5"),
+                             env=heartbeat_env(own_redis.url), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)  # subscribed, the first full read done
+        store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
+        before = client.info("commandstats")
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 3:  # 100 heartbeats a second land
+            name = f"svc-{sent % 1000:05d}"
+            store.publish(name, {"schema": 1, "service": name, "status": "ok", "message": "m",
+                                 "interval_s": 600, "stale_after_s": 1800, "checks": {}})
+            sent += 1
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+        after = client.info("commandstats")
+    finally:
+        watch.terminate()
+        watch.wait(10)
+
+    def calls(name: str) -> int:
+        return int(after.get(f"cmdstat_{name}", {}).get("calls", 0)) - int(
+            before.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    full_reads = calls("zcard")
+    assert full_reads <= elapsed / 0.5 + 2, full_reads  # the timer's reads only
+    reads = calls("eval_ro")
+    # One single-service read per heartbeat, plus the timer's chunked reads (4 chunks and
+    # a notes call each): never a full read per message.
+    assert reads <= sent + full_reads * 6 + 5, (reads, sent, full_reads)
+    assert reads >= sent // 2  # the watcher did follow the messages

@@ -1,7 +1,8 @@
 """Prometheus metrics, read from Redis at scrape time by a custom collector.
 
-No background thread and no cache: each scrape reads the fleet (two commands) and yields
-one series per service in the index. A service removed from the index disappears from the
+No background thread: each scrape reads the fleet (in bounded chunks), sharing one read
+with the requests that arrive in the same moment (``shared_read``), and yields one series
+per service in the index. A service removed from the index disappears from the
 next scrape, so no dead series linger; a store that cannot be read gives
 ``petsage_heartbeat_store_up 0`` and no per-service series.
 """
@@ -9,14 +10,12 @@ next scrape, so no dead series linger; a store that cannot be read gives
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from worker.core.names import Keys
 from worker.core.states import State
-from worker.read.fleet import read_fleet
+from worker.read.fleet import Fleet
 from worker.read.reader import HeartbeatReport
 
 PREFIX = "petsage_heartbeat"
@@ -26,12 +25,11 @@ PREFIX = "petsage_heartbeat"
 class HeartbeatCollector(Collector):
     """Yields the heartbeat metrics of every indexed service on each ``collect()``."""
 
-    def __init__(self, client: Callable[[], Any], keys: Callable[[], Keys]) -> None:
-        self._client = client
-        self._keys = keys
+    def __init__(self, fleet: Callable[[], Fleet]) -> None:
+        self._fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
-        fleet = read_fleet(self._client(), self._keys())
+        fleet = self._fleet()
         store_up = GaugeMetricFamily(f"{PREFIX}_store_up",
                                      "1 if the heartbeat store answered this scrape, else 0")
         store_up.add_metric([], 0 if fleet.store_problem else 1)
@@ -104,8 +102,8 @@ def service_metrics(reports: list[HeartbeatReport]) -> Iterator[Metric]:
                 node_up, node_age, nodes, beats)
 
 
-def registry_for(client: Callable[[], Any], keys: Callable[[], Keys]) -> CollectorRegistry:
-    """A fresh registry holding only the heartbeat collector."""
+def registry_for(fleet: Callable[[], Fleet]) -> CollectorRegistry:
+    """A fresh registry holding only the heartbeat collector, reading through ``fleet``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HeartbeatCollector(client, keys))
+    registry.register(HeartbeatCollector(fleet))
     return registry

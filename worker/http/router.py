@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -29,6 +30,7 @@ from worker.core.settings import Settings
 from worker.core.states import State
 from worker.http import dashboard
 from worker.http.metrics import registry_for
+from worker.http.shared_read import SharedRead
 from worker.read.fleet import read_fleet
 from worker.read.history import read_histories
 from worker.read.reader import HeartbeatReport, read_heartbeat
@@ -50,6 +52,7 @@ class _Source:
         with self._lock:
             self._settings = settings
             self._client = client
+        self.fleet.forget()
 
     @property
     def settings(self) -> Settings:
@@ -67,6 +70,11 @@ class _Source:
 
     def keys(self) -> Keys:
         return self.settings.keys
+
+    @cached_property
+    def fleet(self) -> SharedRead:
+        """The whole fleet, one read shared by concurrent requests (``shared_read``)."""
+        return SharedRead(lambda: read_fleet(self.client(), self.keys()))
 
 
 source = _Source()
@@ -194,7 +202,8 @@ def get_service_health(request: Request, response: Response) -> HealthResponse:
 
 def _fleet(only: str | None = None) -> tuple[list[HeartbeatReport], str | None]:
     """The fleet's reports (or just ``only``'s, if indexed) and why the store failed, if it did."""
-    fleet = read_fleet(source.client(), source.keys(), only=only)
+    fleet = source.fleet() if only is None else read_fleet(source.client(), source.keys(),
+                                                           only=only)
     return fleet.reports, fleet.store_problem
 
 
@@ -280,7 +289,7 @@ def create_app() -> FastAPI:
                   description="Scheduled heartbeat of the PetSage Celery pipeline.",
                   docs_url=None, redoc_url=None)
     app.include_router(router)
-    registry = registry_for(source.client, source.keys)
+    registry = registry_for(source.fleet)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
