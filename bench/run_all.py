@@ -26,6 +26,7 @@ import redis
 from bench.common import BIN, BenchError, RedisProcess, free_port, machine, table
 from bench.probe_bench import _body, _naive_scan_get
 from worker.core.names import Keys
+from worker.core.settings import DEFAULT_HISTORY_LEN
 from worker.publish.store import HeartbeatStore
 from worker.read.fleet import read_fleet
 from worker.read.reader import read_heartbeat
@@ -125,15 +126,15 @@ def bench_fleet_read(server: RedisProcess, client: redis.Redis, services: int) -
 
 
 def bench_store_cost(client: redis.Redis) -> dict[str, float]:
-    store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=1000)
-    for _ in range(1200):
+    store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=DEFAULT_HISTORY_LEN)
+    for _ in range(3 * DEFAULT_HISTORY_LEN):
         store.publish("cost", _body("cost"))
     latest = float(client.memory_usage(Keys().latest("cost")) or 0)
     history = float(client.memory_usage(Keys().history("cost"), samples=0) or 0)
-    small = HeartbeatStore(client, Keys(), retention_s=3600, history_len=100)
-    for _ in range(200):
-        small.publish("cost-100", _body("cost-100"))
-    history_100 = float(client.memory_usage(Keys().history("cost-100"), samples=0) or 0)
+    large = HeartbeatStore(client, Keys(), retention_s=3600, history_len=1000)
+    for _ in range(1200):
+        large.publish("cost-1000", _body("cost-1000"))
+    history_1000 = float(client.memory_usage(Keys().history("cost-1000"), samples=0) or 0)
     before = float(client.memory_usage(Keys().index, samples=0) or 0)
     count = client.zcard(Keys().index)
     client.zadd(Keys().index, {f"extra-{i}": i for i in range(1000)})
@@ -142,12 +143,12 @@ def bench_store_cost(client: redis.Redis) -> dict[str, float]:
     client.zrem(Keys().index, *[f"extra-{i}" for i in range(1000)])
     per_service = latest + history + index_entry
     fleet_gib = per_service * 10_000 / 2**30
-    row("store bytes per service (latest + history 1000 + index)",
+    row(f"store bytes per service (latest + history {DEFAULT_HISTORY_LEN} + index)",
         f"{per_service:,.0f}", "-", None, "-", None)
     row("10,000-service fleet at the default cap (GiB)", f"{fleet_gib:.2f}", "-", None,
         "< 1 GiB", fleet_gib < 1)
     del count
-    return {"latest": latest, "history_1000": history, "history_100": history_100,
+    return {"latest": latest, "history_default": history, "history_1000": history_1000,
             "index_entry": index_entry}
 
 
@@ -319,10 +320,10 @@ def main() -> int:
     print(f"### All benchmarks ({machine()}, redis-server on loopback)\n")
     print(table(["benchmark", "ours", "baseline", "ratio", "target", "verdict"], ROWS))
     print("\n### Store cost per service (MEMORY USAGE, bytes)\n")
-    print(table(["latest payload", "history, cap 1000 (default)", "history, cap 100",
-                 "index entry"],
-                [(f"{cost['latest']:,.0f}", f"{cost['history_1000']:,.0f}",
-                  f"{cost['history_100']:,.0f}", f"{cost['index_entry']:,.0f}")]))
+    print(table(["latest payload", f"history, cap {DEFAULT_HISTORY_LEN} (default)",
+                 "history, cap 1000", "index entry"],
+                [(f"{cost['latest']:,.0f}", f"{cost['history_default']:,.0f}",
+                  f"{cost['history_1000']:,.0f}", f"{cost['index_entry']:,.0f}")]))
     others = [["bench.probe_bench", "--runs", "5" if quick else "10",
                "--services", "1000" if quick else "10000"],
               ["bench.memory_bench", "--heartbeats", "2000" if quick else "10000"]]
