@@ -41,7 +41,7 @@ def test_defaults() -> None:
     assert (s.service, s.interval_s, s.stale_after_s, s.late_after_s) == ("petsage", 10, 30, 15)
     assert s.redis_url == s.broker_url == "redis://127.0.0.1:6379/0"
     assert s.urls_defaulted
-    assert s.retention_s == 7 * 24 * 3600 and s.history_len == 1000
+    assert s.retention_s == 7 * 24 * 3600 and s.history_len == 120
 
 
 def test_store_defaults_to_broker_and_fractions_are_allowed() -> None:
