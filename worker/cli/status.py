@@ -12,8 +12,20 @@ from worker.core.exits import fail
 from worker.core.settings import Settings
 from worker.read.connect import reader_client
 from worker.read.fleet import Fleet, read_fleet
-from worker.read.reader import read_heartbeat, unreachable
+from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.read.render import render_table, summary, table_row
+
+
+def _write_json(reports: list[HeartbeatReport]) -> None:
+    """The JSON list, one summary at a time: a 100,000-service list is never held whole."""
+    out = sys.stdout.buffer
+    out.write(b"[")
+    for n, report in enumerate(reports):
+        if n:
+            out.write(b",")
+        out.write(orjson.dumps(summary(report)))
+    out.write(b"]\n")
+    out.flush()
 
 
 def run_status(*, redis_url: str | None, service: str | None, all_services: bool,
@@ -44,8 +56,7 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
     reports = fleet.reports if fleet.store_problem is None else [
         unreachable("*" if all_services else settings.service, fleet.store_problem)]
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps([summary(r) for r in reports]) + b"\n")
-        sys.stdout.flush()
+        _write_json(reports)
     elif reports:
         print(render_table([table_row(r) for r in reports]))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from worker.core.states import State
 from worker.read.nodes import node_counts
@@ -72,7 +72,7 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
                 f"store unreachable: {html.escape(store_problem)}</td></tr>")
     out = []
     for report in reports:
-        p: dict[str, Any] = dict(report.payload or {})
+        p: dict[str, Any] = cast(dict[str, Any], report.payload or {})
         worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
         cells = [
             f'<td class="service">{html.escape(report.service)}</td>',

@@ -7,7 +7,7 @@ transitions.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from worker.core.states import State
 from worker.read.diagnosis import publish_failure
@@ -38,7 +38,7 @@ def beat_summary(marker: dict[str, Any], now_ms: int | None) -> dict[str, Any]:
 
 def summary(report: HeartbeatReport) -> dict[str, Any]:
     """A flat JSON-ready summary: state, age, thresholds, reason and the payload's key fields."""
-    payload: dict[str, Any] = dict(report.payload or {})
+    payload: dict[str, Any] = cast(dict[str, Any], report.payload or {})
     worker = payload.get("worker") or {}
     return {
         "service": report.service,
@@ -100,7 +100,7 @@ TABLE_COLUMNS = ("SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "NODES
 
 def table_row(report: HeartbeatReport) -> tuple[str, ...]:
     """One row of the ``status`` table."""
-    p: dict[str, Any] = dict(report.payload or {})
+    p: dict[str, Any] = cast(dict[str, Any], report.payload or {})
     worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
     return (
         report.service,
@@ -142,7 +142,7 @@ def heartbeat_line(report: HeartbeatReport) -> str:
 
 def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, Any]:
     """A state change as ``watch`` reports it (JSON) and hands it to its hook."""
-    payload: dict[str, Any] = dict(report.payload or {})
+    payload: dict[str, Any] = cast(dict[str, Any], report.payload or {})
     return {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "service": report.service,
