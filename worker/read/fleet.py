@@ -8,9 +8,10 @@ and the chunks go pipelined, a few round trips in all:
 1. ``ZCARD`` the index, then ``ZRANGE`` it by rank in chunks. Publishing only moves a
    service to the end (its score is its last ``ts_ms``), so a service that publishes
    between two chunks is read twice (and kept once), never missed.
-2. The read script (``read.lua``) over ``FLEET_CHUNK_SERVICES`` services per call: each
-   service's value (at most 16 KiB of it) and its nodes. The ``TIME`` of the first call
-   is the one clock reading every age of this read is measured on.
+2. ``fleet.lua`` over ``FLEET_CHUNK_SERVICES`` services per call: each service's value
+   (at most 16 KiB of it) and its nodes; ten calls per round trip, so the client holds
+   the raw values of 5,000 services at most. The ``TIME`` of the first call is the one
+   clock reading every age of this read is measured on.
 3. For the services not fresh only: beat's markers and the discard notes (``notes.lua``,
    chunked the same way), for their diagnosis; and, if the keys say beat or the worker
    while the store may be refusing writes, one ``INFO``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from worker.core.names import SERVICE_PATTERN, Keys
+from worker.core.payload import MAX_PAYLOAD_BYTES
 from worker.core.redis_io import (
     as_text,
     execute_many,
@@ -39,15 +41,15 @@ from worker.read.diagnosis import (
     parse_discard,
     parse_marker,
 )
+from worker.read.nodes import FLEET_NODES_LIMIT
 from worker.read.reader import (
     HeartbeatReport,
     Overrides,
     add_diagnosis,
     eval_read_only,
-    judge_rows,
+    judge_values,
     read_cluster,
     read_many,
-    read_script_args,
     with_components,
 )
 from worker.read.store_writes import ask_refusal
@@ -55,8 +57,15 @@ from worker.read.store_writes import ask_refusal
 FLEET_CHUNK_KEYS = 1000
 """No command of a fleet read touches more keys (or index members) than this."""
 
-FLEET_CHUNK_SERVICES = FLEET_CHUNK_KEYS // 4
-"""Services per read-script call: it reads four keys of each."""
+FLEET_CHUNK_SERVICES = FLEET_CHUNK_KEYS // 2
+"""Services per first-pass call (``fleet.lua``): it reads two keys of each."""
+
+CHUNKS_PER_ROUND_TRIP = 10
+"""Chunks pipelined per round trip: 5,000 services, so a client holds only that many raw
+values at a time, whatever the fleet's size."""
+
+FLEET_SCRIPT = lua_script(__package__, "fleet.lua")
+"""A fleet read's first pass: ``TIME``, then each service's value and nodes."""
 
 NOTES_SCRIPT = lua_script(__package__, "notes.lua")
 """Beat's markers and the discard notes, capped, of the services a read found not fresh."""
@@ -91,19 +100,33 @@ def read_services(client: Any, services: list[str], keys: Keys,
     if len(services) == 1:
         return read_many(client, services, keys, late_after_s=overrides[0],
                          stale_after_s=overrides[1])
-    chunks = [services[i:i + FLEET_CHUNK_SERVICES]
-              for i in range(0, len(services), FLEET_CHUNK_SERVICES)]
-    replies = eval_read_only(client, [read_script_args(chunk, keys, notes=False)
-                                      for chunk in chunks])
-    now_ms = redis_time_ms(replies[0][0])  # one clock reading for the whole read
     reports: list[HeartbeatReport] = []
     raw_nodes: list[Any] = []
-    for chunk, reply in zip(chunks, replies, strict=True):
-        rows = reply[1:]
-        reports += judge_rows(chunk, now_ms, rows, overrides, notes=False)
-        raw_nodes += rows[3::4]
+    now_ms: int | None = None
+    step = FLEET_CHUNK_SERVICES * CHUNKS_PER_ROUND_TRIP
+    for start in range(0, len(services), step):
+        batch = services[start:start + step]
+        chunks = [batch[i:i + FLEET_CHUNK_SERVICES]
+                  for i in range(0, len(batch), FLEET_CHUNK_SERVICES)]
+        replies = eval_read_only(client, [_first_pass_args(chunk, keys) for chunk in chunks])
+        if now_ms is None:
+            now_ms = redis_time_ms(replies[0][0])  # one clock reading for the whole read
+        for chunk, reply in zip(chunks, replies, strict=True):
+            values, nodes = reply[1::2], reply[2::2]
+            reports += judge_values(chunk, now_ms, values, nodes, overrides)
+            raw_nodes += nodes
+        del replies  # a batch's raw values go before the next arrives
+    assert now_ms is not None
     _diagnose(client, keys, reports, raw_nodes, now_ms)
     return reports
+
+
+def _first_pass_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
+    names: list[str] = []
+    prefix = keys.prefix
+    for service in services:  # names from the index, checked by fleet_services
+        names += (f"{prefix}:{{{service}}}", f"{prefix}:{{{service}}}:nodes")
+    return (FLEET_SCRIPT, len(names), *names, MAX_PAYLOAD_BYTES, FLEET_NODES_LIMIT)
 
 
 def _diagnose(client: Any, keys: Keys, reports: list[HeartbeatReport], raw_nodes: list[Any],

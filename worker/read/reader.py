@@ -91,8 +91,25 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
     return add_diagnosis(report, marker, discard, refusal) if diagnosed else report
 
 
+FLEET_FIELDS = ("schema", "service", "status", "message", "seq", "ts_ms", "timestamp",
+                "interval_s", "stale_after_s", "queue_lag_ms", "duration_ms", "clock_offset_ms",
+                "backlog")
+"""Payload fields a fleet report keeps (with the worker's node, and the checks when not ok)."""
+
+
+def _slim(data: dict[str, Any]) -> dict[str, Any]:
+    slim = {name: data[name] for name in FLEET_FIELDS if name in data}
+    worker = data.get("worker")
+    if isinstance(worker, dict):
+        slim["worker"] = {"node": worker.get("node")}
+    if data["status"] != "ok":
+        slim["checks"] = data["checks"]
+    return slim
+
+
 def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, *,
-           late_after_s: float | None, stale_after_s: float | None) -> HeartbeatReport:
+           late_after_s: float | None, stale_after_s: float | None,
+           slim: bool = False) -> HeartbeatReport:
     if kind == "none":
         return HeartbeatReport(service, State.MISSING, "no heartbeat stored for this service",
                                now_ms=now_ms)
@@ -115,7 +132,7 @@ def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, 
     problem = payload_problem(data, service)
     if problem is not None:
         return HeartbeatReport(service, State.INVALID, problem, now_ms=now_ms)
-    payload = cast(Payload, data)
+    payload = cast(Payload, _slim(data) if slim else data)
     age_ms = now_ms - payload["ts_ms"]
     if age_ms < -FUTURE_TOLERANCE_MS:
         return HeartbeatReport(
@@ -201,6 +218,26 @@ def judge_rows(services: list[str], now_ms: int, rows: list[Any], overrides: Ove
                              discard=discard, refusal=refusal, late_after_s=late_after_s,
                              stale_after_s=stale_after_s, diagnosed=notes)
         reports.append(with_components(report, now_ms, marker, raw_nodes))
+    return reports
+
+
+def judge_values(services: list[str], now_ms: int, values: list[Any], nodes: list[Any],
+                 overrides: Overrides) -> list[HeartbeatReport]:
+    """A fleet's first pass: judge each value (no diagnosis yet) and its nodes.
+
+    The payload kept is slimmed to what the fleet's readers show (``FLEET_FIELDS``): a
+    100,000-service read must not hold 100,000 whole payloads.
+    """
+    late_after_s, stale_after_s = overrides
+    reports = []
+    for service, row, raw_nodes in zip(services, values, nodes, strict=True):
+        if isinstance(row, bytes | str):
+            kind, length, value = b"string", len(row), row
+        else:
+            kind, length, value = row[0], row[1], b""
+        report = _judge(service, now_ms, as_text(kind), length, value,
+                        late_after_s=late_after_s, stale_after_s=stale_after_s, slim=True)
+        reports.append(with_components(report, now_ms, None, raw_nodes))
     return reports
 
 
