@@ -50,7 +50,6 @@ from worker.read.reader import (
     judge_values,
     read_cluster,
     read_many,
-    with_components,
 )
 from worker.read.store_writes import ask_refusal
 
@@ -150,8 +149,8 @@ def _diagnose(client: Any, keys: Keys, reports: list[HeartbeatReport], raw_nodes
     def judge(refusal: str | None) -> None:
         for i in unhealthy:
             marker, discard = found[i]
-            report = add_diagnosis(base[i], marker, discard, refusal)
-            reports[i] = with_components(report, now_ms, marker, raw_nodes[i])
+            reports[i] = add_diagnosis(base[i], marker, discard, refusal,
+                                       raw_nodes=raw_nodes[i])
 
     judge(None)
     if any(reports[i].diagnosis in WRITE_SUSPECTS for i in unhealthy):

@@ -91,20 +91,21 @@ def judge_value(service: str, now_ms: int, type_reply: Any, strlen_reply: Any, v
     return add_diagnosis(report, marker, discard, refusal) if diagnosed else report
 
 
-FLEET_FIELDS = ("schema", "service", "status", "message", "seq", "ts_ms", "timestamp",
-                "interval_s", "stale_after_s", "queue_lag_ms", "duration_ms", "clock_offset_ms",
-                "backlog")
-"""Payload fields a fleet report keeps (with the worker's node, and the checks when not ok)."""
+FLEET_DROPPED = ("published_at", "started_at", "finished_at", "version")
+"""Payload fields a fleet report does not keep: no fleet view shows them, and a
+100,000-service read must not hold 100,000 whole payloads. The worker keeps only its node,
+and the checks stay only when the status is not ok (they name what failed)."""
 
 
 def _slim(data: dict[str, Any]) -> dict[str, Any]:
-    slim = {name: data[name] for name in FLEET_FIELDS if name in data}
+    for name in FLEET_DROPPED:
+        data.pop(name, None)
     worker = data.get("worker")
-    if isinstance(worker, dict):
-        slim["worker"] = {"node": worker.get("node")}
-    if data["status"] != "ok":
-        slim["checks"] = data["checks"]
-    return slim
+    if type(worker) is dict and len(worker) > 1:
+        data["worker"] = {"node": worker.get("node")}
+    if data["status"] == "ok":
+        data.pop("checks", None)
+    return data
 
 
 def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, *,
@@ -156,17 +157,30 @@ def _thresholds(interval_s: float, stale_after_s: float, late_override: float | 
 
 
 def add_diagnosis(report: HeartbeatReport, marker: dict[str, Any] | None,
-                  discard: dict[str, Any] | None,
-                  refusal: str | None = None) -> HeartbeatReport:
-    """``report`` (judged without a diagnosis) with the broken hop named in it."""
+                  discard: dict[str, Any] | None, refusal: str | None = None, *,
+                  raw_nodes: Any = None) -> HeartbeatReport:
+    """``report`` (judged without a diagnosis) with the broken hop named in it.
+
+    With ``raw_nodes`` (a fleet's second pass) the second beat and, for a service with no
+    payload, the nodes judged on beat's settings are added in the same copy.
+    """
     if report.state in (State.FRESH, State.INVALID, State.UNREACHABLE):
         return report
     diagnosis, why = diagnose(report.state, now_ms=report.now_ms, age_s=report.age_s,
                               payload=cast(dict[str, Any] | None, report.payload),
                               marker=marker, thresholds=report.thresholds, discard=discard,
                               refusal=refusal)
-    return report._replace(diagnosis=diagnosis, reason=f"{report.reason}; {diagnosis}: {why}",
-                           beat=marker)
+    reason = f"{report.reason}; {diagnosis}: {why}"
+    if raw_nodes is None or report.now_ms is None:
+        return report._replace(diagnosis=diagnosis, reason=reason, beat=marker)
+    nodes = report.nodes
+    if report.thresholds is None and raw_nodes:
+        nodes = judge_nodes(report.now_ms, raw_nodes, component_thresholds(report, marker))
+    other = second_beat(report.now_ms, marker)
+    if other is not None:
+        reason = f"{reason}; {describe_beats(marker, other)}"
+    return report._replace(diagnosis=diagnosis, reason=reason, beat=marker, nodes=nodes,
+                           second_beat=other)
 
 
 def _reason(state: State, age_s: float, payload: Payload, thresholds: Thresholds) -> str:
