@@ -117,8 +117,8 @@ RUN: dict[str, Expect] = {
     "petsage-heartbeat status --all": Expect(  # equally fresh: either may come first
         r"\ASERVICE .*\n(?=(?s:.*)^billing +fresh )(?=(?s:.*)^petsage +fresh )"),
     "petsage-heartbeat status --all --json": Expect(
-        r'\A\[(?=.*\{"service": "billing", "state": "fresh")'
-        r'(?=.*\{"service": "petsage", "state": "fresh")'),
+        r'\A\[(?=.*\{"service": ?"billing", ?"state": ?"fresh")'
+        r'(?=.*\{"service": ?"petsage", ?"state": ?"fresh")'),
     "petsage-heartbeat watch --all": Expect(
         r"(?s)(?=.*^\S+ billing unknown -> fresh \(last heartbeat)"
         r"(?=.*^\S+ petsage unknown -> fresh \(last heartbeat)", long_running=True),

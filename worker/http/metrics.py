@@ -1,18 +1,20 @@
-"""Prometheus metrics, read from Redis at scrape time by a custom collector.
+"""Prometheus metrics, read from Redis at scrape time and written as exposition text.
 
 No background thread: each scrape reads the fleet (in bounded chunks), sharing one read
-with the requests that arrive in the same moment (``shared_read``), and yields one series
-per service in the index. A service removed from the index disappears from the
-next scrape, so no dead series linger; a store that cannot be read gives
+with the requests that arrive in the same moment (``shared_read``), and writes one series
+per service in the index. A service removed from the index disappears from the next
+scrape, so no dead series linger; a store that cannot be read gives
 ``petsage_heartbeat_store_up 0`` and no per-service series.
+
+The text is written here rather than through ``prometheus_client``'s collector: at 10,000
+services (190,000 samples) its generic exposition took 1.4 s a scrape, this about a tenth.
+The format is Prometheus' text format 0.0.4, labels in name order as ``prometheus_client``
+writes them; ``promtool check metrics`` passes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from collections.abc import Callable
 
 from worker.core.states import State
 from worker.read.fleet import Fleet
@@ -21,89 +23,114 @@ from worker.read.reader import HeartbeatReport
 PREFIX = "petsage_heartbeat"
 """Name prefix of every metric."""
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The exposition format's content type."""
 
-class HeartbeatCollector(Collector):
-    """Yields the heartbeat metrics of every indexed service on each ``collect()``."""
+FAMILIES: tuple[tuple[str, str], ...] = (
+    ("up", "1 if the heartbeat is fresh or late, else 0"),
+    ("state", "1 for the heartbeat's current state, 0 for the others"),
+    ("last_timestamp_seconds", "Redis-clock time of the last heartbeat"),
+    ("age_seconds", "Age of the last heartbeat on the Redis clock"),
+    ("seq", "Sequence number of the last heartbeat"),
+    ("queue_lag_seconds", "Publish-to-start lag of the last heartbeat"),
+    ("duration_seconds", "Run time of the last heartbeat's task"),
+    ("interval_seconds", "Interval the writer was configured with"),
+    ("stale_after_seconds", "Age at which the heartbeat is stale"),
+    ("queue_depth", "Heartbeat messages waiting in the broker queue"),
+    ("diagnosis", "1 for the diagnosed broken hop (only when not fresh)"),
+    ("node_up", "1 if the worker node's own heartbeat is fresh or late, else 0"),
+    ("node_age_seconds", "Age of the worker node's last node heartbeat"),
+    ("nodes", "Worker nodes of the service by the state of their node heartbeat"),
+    ("beats", "Beats seen publishing for the service (more than 1: a mistake)"),
+)
+"""Every per-service family, in the order they are written: name and help text."""
 
-    def __init__(self, fleet: Callable[[], Fleet]) -> None:
-        self._fleet = fleet
-
-    def collect(self) -> Iterator[Metric]:
-        fleet = self._fleet()
-        store_up = GaugeMetricFamily(f"{PREFIX}_store_up",
-                                     "1 if the heartbeat store answered this scrape, else 0")
-        store_up.add_metric([], 0 if fleet.store_problem else 1)
-        yield store_up
-        if fleet.store_problem is None:
-            yield from service_metrics(fleet.reports)
+_NODE_STATES = (State.FRESH, State.LATE, State.STALE)
 
 
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+def _label(value: str) -> str:
+    """A label value escaped for the text format (node names come from the store)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
 
 
-def service_metrics(reports: list[HeartbeatReport]) -> Iterator[Metric]:
-    """One series per service (and per state for the state set)."""
-    up = _gauge("up", "1 if the heartbeat is fresh or late, else 0")
-    state = _gauge("state", "1 for the heartbeat's current state, 0 for the others",
-                   ("service", "state"))
-    last = _gauge("last_timestamp_seconds", "Redis-clock time of the last heartbeat")
-    age = _gauge("age_seconds", "Age of the last heartbeat on the Redis clock")
-    seq = _gauge("seq", "Sequence number of the last heartbeat")
-    lag = _gauge("queue_lag_seconds", "Publish-to-start lag of the last heartbeat")
-    duration = _gauge("duration_seconds", "Run time of the last heartbeat's task")
-    interval = _gauge("interval_seconds", "Interval the writer was configured with")
-    stale_after = _gauge("stale_after_seconds", "Age at which the heartbeat is stale")
-    depth = _gauge("queue_depth", "Heartbeat messages waiting in the broker queue")
-    diagnosis = _gauge("diagnosis", "1 for the diagnosed broken hop (only when not fresh)",
-                       ("service", "diagnosis"))
-    node_up = _gauge("node_up", "1 if the worker node's own heartbeat is fresh or late, else 0",
-                     ("service", "node"))
-    node_age = _gauge("node_age_seconds", "Age of the worker node's last node heartbeat",
-                      ("service", "node"))
-    nodes = _gauge("nodes", "Worker nodes of the service by the state of their node heartbeat",
-                   ("service", "state"))
-    beats = _gauge("beats", "Beats seen publishing for the service (more than 1: a mistake)")
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def exposition(fleet: Fleet) -> bytes:
+    """The whole scrape: ``store_up``, then every family with one sample per service."""
+    lines = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
+             f"# TYPE {PREFIX}_store_up gauge",
+             f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]
+    if fleet.store_problem is None:
+        samples = service_samples(fleet.reports)
+        for name, doc in FAMILIES:
+            lines.append(f"# HELP {PREFIX}_{name} {doc}")
+            lines.append(f"# TYPE {PREFIX}_{name} gauge")
+            lines += samples[name]
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+def service_samples(reports: list[HeartbeatReport]) -> dict[str, list[str]]:
+    """The sample lines of every family, one pass over the reports."""
+    out: dict[str, list[str]] = {name: [] for name, _ in FAMILIES}
+    up, state, last, age, seq = (out[n] for n in ("up", "state", "last_timestamp_seconds",
+                                                   "age_seconds", "seq"))
+    lag, duration, interval, stale_after, depth = (out[n] for n in (
+        "queue_lag_seconds", "duration_seconds", "interval_seconds", "stale_after_seconds",
+        "queue_depth"))
+    diagnosis, node_up, node_age, nodes, beats = (out[n] for n in (
+        "diagnosis", "node_up", "node_age_seconds", "nodes", "beats"))
+    p = PREFIX
     for report in reports:
-        name = report.service
-        up.add_metric([name], 1 if report.state in (State.FRESH, State.LATE) else 0)
+        service = report.service  # validated: no escaping needed
+        working = report.state is State.FRESH or report.state is State.LATE
+        up.append(f'{p}_up{{service="{service}"}} {1.0 if working else 0.0}')
         for each in State:
-            state.add_metric([name, each.value], 1 if each is report.state else 0)
+            state.append(f'{p}_state{{service="{service}",state="{each.value}"}} '
+                         f"{1.0 if each is report.state else 0.0}")
         if report.diagnosis:
-            diagnosis.add_metric([name, report.diagnosis], 1)
+            diagnosis.append(f'{p}_diagnosis{{diagnosis="{report.diagnosis}",'
+                             f'service="{service}"}} 1.0')
         # One series per node still recorded: a node gone for longer than the node
         # retention (or shut down cleanly) is pruned from the store, so its series ends.
         for node in report.nodes:
-            node_up.add_metric([name, node.node], 1 if node.state is not State.STALE else 0)
-            node_age.add_metric([name, node.node], node.age_s)
-        for each in (State.FRESH, State.LATE, State.STALE):
-            nodes.add_metric([name, each.value], sum(n.state is each for n in report.nodes))
+            labels = f'node="{_label(node.node)}",service="{service}"'
+            node_up.append(f"{p}_node_up{{{labels}}} "
+                           f"{0.0 if node.state is State.STALE else 1.0}")
+            node_age.append(f"{p}_node_age_seconds{{{labels}}} {_number(node.age_s)}")
+        for each in _NODE_STATES:
+            count = sum(n.state is each for n in report.nodes)
+            nodes.append(f'{p}_nodes{{service="{service}",state="{each.value}"}} {count:.1f}')
         if report.beat is not None:
-            beats.add_metric([name], 2 if report.second_beat is not None else 1)
+            beats.append(f'{p}_beats{{service="{service}"}} '
+                         f"{2.0 if report.second_beat is not None else 1.0}")
         payload = report.payload
         if payload is None:
             continue
-        last.add_metric([name], payload["ts_ms"] / 1000)
+        label = f'{{service="{service}"}}'
+        last.append(f"{p}_last_timestamp_seconds{label} {_number(payload['ts_ms'] / 1000)}")
         if report.age_s is not None:
-            age.add_metric([name], report.age_s)
-        seq.add_metric([name], payload["seq"])
-        interval.add_metric([name], payload["interval_s"])
-        stale_after.add_metric([name], payload["stale_after_s"])
+            age.append(f"{p}_age_seconds{label} {_number(report.age_s)}")
+        seq.append(f"{p}_seq{label} {_number(payload['seq'])}")
+        interval.append(f"{p}_interval_seconds{label} {_number(payload['interval_s'])}")
+        stale_after.append(f"{p}_stale_after_seconds{label} "
+                           f"{_number(payload['stale_after_s'])}")
         lag_ms = payload.get("queue_lag_ms")
         if isinstance(lag_ms, int | float):
-            lag.add_metric([name], lag_ms / 1000)
+            lag.append(f"{p}_queue_lag_seconds{label} {_number(lag_ms / 1000)}")
         duration_ms = payload.get("duration_ms")
         if isinstance(duration_ms, int | float):
-            duration.add_metric([name], duration_ms / 1000)
+            duration.append(f"{p}_duration_seconds{label} {_number(duration_ms / 1000)}")
         backlog = payload.get("backlog")
-        if isinstance(backlog, dict) and isinstance(backlog.get("depth"), int):
-            depth.add_metric([name], backlog["depth"])
-    yield from (up, state, last, age, seq, lag, duration, interval, stale_after, depth, diagnosis,
-                node_up, node_age, nodes, beats)
+        if isinstance(backlog, dict) and type(backlog.get("depth")) is int:
+            depth.append(f"{p}_queue_depth{label} {_number(backlog['depth'])}")
+    return out
 
 
-def registry_for(fleet: Callable[[], Fleet]) -> CollectorRegistry:
-    """A fresh registry holding only the heartbeat collector, reading through ``fleet``."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(HeartbeatCollector(fleet))
-    return registry
+def scrape(fleet: Callable[[], Fleet]) -> bytes:
+    """One scrape's body, reading through ``fleet`` (the shared read in ``serve``)."""
+    return exposition(fleet())

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from worker.core.errors import ConfigError
@@ -29,7 +28,7 @@ from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
 from worker.core.states import State
 from worker.http import dashboard
-from worker.http.metrics import registry_for
+from worker.http.metrics import CONTENT_TYPE, scrape
 from worker.http.shared_read import SharedRead
 from worker.read.fleet import read_fleet
 from worker.read.history import read_histories
@@ -289,11 +288,9 @@ def create_app() -> FastAPI:
                   description="Scheduled heartbeat of the PetSage Celery pipeline.",
                   docs_url=None, redoc_url=None)
     app.include_router(router)
-    registry = registry_for(source.fleet)
-
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(scrape(source.fleet), media_type=CONTENT_TYPE)
 
     @app.get("/api/heartbeats", summary="Every service's heartbeat, with recent history",
              description=_API_DESCRIPTION, response_model=None, responses=_API_RESPONSES,
