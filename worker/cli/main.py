@@ -221,8 +221,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # here, at the entry point of this process only, never in the library.
         gc.disable()
 
-        return run_status(redis_url=args.redis, service=args.service, all_services=args.all,
+        code = run_status(redis_url=args.redis, service=args.service, all_services=args.all,
                           prefix=args.prefix, timeout_s=args.timeout, as_json=args.json)
+        if argv is None:
+            # The command line, not a caller in this process: leave without tearing down
+            # the fleet's objects one by one (a third of a second at 100,000 services).
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",

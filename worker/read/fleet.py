@@ -13,8 +13,9 @@ and the chunks go pipelined, a few round trips in all:
    the raw values of 5,000 services at most. The ``TIME`` of the first call is the one
    clock reading every age of this read is measured on.
 3. For the services not fresh only: beat's markers and the discard notes (``notes.lua``,
-   chunked the same way), for their diagnosis; and, if the keys say beat or the worker
-   while the store may be refusing writes, one ``INFO``.
+   chunked the same way, fetched while the next batch is judged), for their diagnosis;
+   and, if the keys say beat or the worker while the store may be refusing writes, one
+   ``INFO``.
 
 On a Redis Cluster: one script per service, pipelined, so one round trip per node, each
 on the clock of the node that holds that service's keys.
@@ -22,7 +23,7 @@ on the clock of the node that holds that service's keys.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from worker.core.names import SERVICE_PATTERN, Keys
@@ -111,8 +112,10 @@ def read_services(client: Any, services: list[str], keys: Keys,
     reports: list[HeartbeatReport] = []
     raw_nodes: list[Any] = []
     now_ms: int | None = None
-    # The next batch travels (and Redis runs it) while this one is judged: the socket
-    # waits release the GIL, so the wire and Redis cost next to nothing on top.
+    notes: list[tuple[list[int], Future[list[Any]]]] = []
+    # The next batch travels (and Redis runs it) while this one is judged, and so do the
+    # notes of this batch's services that are not fresh: the socket waits release the GIL,
+    # so the wire and Redis cost next to nothing on top of the judging.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-read") as pool:
         pending = pool.submit(fetch, batches[0])
         for n in range(len(batches)):
@@ -121,13 +124,20 @@ def read_services(client: Any, services: list[str], keys: Keys,
                 pending = pool.submit(fetch, batches[n + 1])
             if now_ms is None:
                 now_ms = redis_time_ms(replies[0][0])  # one clock reading for the read
+            first = len(reports)
             for chunk, reply in zip(chunks, replies, strict=True):
                 values, nodes = reply[1::2], reply[2::2]
                 reports += judge_values(chunk, now_ms, values, nodes, overrides)
                 raw_nodes += nodes
             del replies  # a batch's raw values go before the next is judged
-    assert now_ms is not None
-    _diagnose(client, keys, reports, raw_nodes, now_ms)
+            unhealthy = [i for i in range(first, len(reports))
+                         if reports[i].state is not State.FRESH
+                         and reports[i].state is not State.INVALID]
+            if unhealthy:
+                names = [reports[i].service for i in unhealthy]
+                notes.append((unhealthy, pool.submit(_fetch_notes, client, keys, names)))
+        found = [(unhealthy, future.result()) for unhealthy, future in notes]
+    _diagnose(client, reports, raw_nodes, found)
     return reports
 
 
@@ -139,32 +149,36 @@ def _first_pass_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
     return (FLEET_SCRIPT, len(names), *names, MAX_PAYLOAD_BYTES, FLEET_NODES_LIMIT)
 
 
-def _diagnose(client: Any, keys: Keys, reports: list[HeartbeatReport], raw_nodes: list[Any],
-              now_ms: int) -> None:
-    """Read the notes of the services not fresh and name their broken hop, in place."""
-    unhealthy = [i for i, r in enumerate(reports)
-                 if r.state is not State.FRESH and r.state is not State.INVALID]
-    if not unhealthy:
-        return
-    per_call = FLEET_CHUNK_KEYS // 2
-    note_keys = [key for i in unhealthy
-                 for key in (keys.beat(reports[i].service), keys.discarded(reports[i].service))]
+def _fetch_notes(client: Any, keys: Keys, services: list[str]) -> list[Any]:
+    """Beat's marker and the discard note of each of ``services``, two entries each."""
+    prefix = keys.prefix
+    note_keys: list[str] = []
+    for service in services:  # names from the index, checked by fleet_services
+        note_keys += (f"{prefix}:{{{service}}}:beat", f"{prefix}:{{{service}}}:discarded")
+    per_call = FLEET_CHUNK_KEYS
     replies = eval_read_only(client, [
         (NOTES_SCRIPT, len(part), *part, MAX_MARKER_BYTES)
         for part in (note_keys[j:j + per_call] for j in range(0, len(note_keys), per_call))])
-    notes = [note for reply in replies for note in reply]
-    base = {i: reports[i] for i in unhealthy}
-    found = {i: (parse_marker(notes[2 * n]), parse_discard(notes[2 * n + 1]))
-             for n, i in enumerate(unhealthy)}
+    return [note for reply in replies for note in reply]
+
+
+def _diagnose(client: Any, reports: list[HeartbeatReport], raw_nodes: list[Any],
+              found: list[tuple[list[int], list[Any]]]) -> None:
+    """Name the broken hop of the services not fresh from their notes, in place."""
+    base: dict[int, tuple[HeartbeatReport, Any, Any]] = {}
+    for unhealthy, notes in found:
+        for n, i in enumerate(unhealthy):
+            base[i] = (reports[i], parse_marker(notes[2 * n]), parse_discard(notes[2 * n + 1]))
+    if not base:
+        return
 
     def judge(refusal: str | None) -> None:
-        for i in unhealthy:
-            marker, discard = found[i]
-            reports[i] = add_diagnosis(base[i], marker, discard, refusal,
+        for i, (report, marker, discard) in base.items():
+            reports[i] = add_diagnosis(report, marker, discard, refusal,
                                        raw_nodes=raw_nodes[i])
 
     judge(None)
-    if any(reports[i].diagnosis in WRITE_SUSPECTS for i in unhealthy):
+    if any(reports[i].diagnosis in WRITE_SUSPECTS for i in base):
         # Beat and the workers may be fine and the store refusing their writes: ask it.
         why = ask_refusal(client)
         if why is not None:
