@@ -71,6 +71,19 @@ def parse_marker(raw: Any) -> dict[str, Any] | None:
     return data
 
 
+MARKER_FIELDS = ("published_at_ms", "next_due_ms", "seq", "queue_depth", "since_ms", "beat_id",
+                 "other_beat", "interval_s", "stale_after_s", "queue", "publish_failed_at_ms",
+                 "publish_error")
+"""The marker fields a fleet read keeps: what diagnosis, liveness and summaries use."""
+
+
+def slim_marker(marker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``marker`` without the fields no reader uses (beat's host, pid and version)."""
+    if marker is None:
+        return None
+    return {name: marker[name] for name in MARKER_FIELDS if name in marker}
+
+
 def publish_failure(marker: dict[str, Any] | None) -> tuple[int, str] | None:
     """When and why the broker refused beat's last publish; None if the last one went out."""
     if marker is None or marker.get("publish_failed_at_ms") is None:

@@ -42,6 +42,7 @@ from worker.read.diagnosis import (
     WRITE_SUSPECTS,
     parse_discard,
     parse_marker,
+    slim_marker,
 )
 from worker.read.nodes import FLEET_NODES_LIMIT
 from worker.read.reader import (
@@ -128,7 +129,7 @@ def read_services(client: Any, services: list[str], keys: Keys,
             for chunk, reply in zip(chunks, replies, strict=True):
                 values, nodes = reply[1::2], reply[2::2]
                 reports += judge_values(chunk, now_ms, values, nodes, overrides)
-                raw_nodes += nodes
+                raw_nodes += [listed or None for listed in nodes]  # no 100,000 empty lists
             del replies  # a batch's raw values go before the next is judged
             unhealthy = [i for i in range(first, len(reports))
                          if reports[i].state is not State.FRESH
@@ -168,7 +169,8 @@ def _diagnose(client: Any, reports: list[HeartbeatReport], raw_nodes: list[Any],
     base: dict[int, tuple[HeartbeatReport, Any, Any]] = {}
     for unhealthy, notes in found:
         for n, i in enumerate(unhealthy):
-            base[i] = (reports[i], parse_marker(notes[2 * n]), parse_discard(notes[2 * n + 1]))
+            base[i] = (reports[i], slim_marker(parse_marker(notes[2 * n])),
+                       parse_discard(notes[2 * n + 1]))
     if not base:
         return
 

@@ -98,8 +98,37 @@ status is not ok (they name what failed): what fleet views show. A 100,000-servi
 must not hold 100,000 whole payloads (a decoded one is about 2 KB; this, half)."""
 
 
+_SHARED: dict[tuple[Any, ...], Any] = {}
+"""Equal small values many payloads carry (a message, an empty backlog), kept once."""
+
+
+def _shared(value: Any) -> Any:
+    """``value``, or an equal one already kept: a fleet of payloads repeats a few values.
+
+    Only strings and flat dicts of plain values are shared, and never more than a few
+    thousand of them; readers never modify a payload.
+    """
+    kind = type(value)
+    if kind is str:
+        key: tuple[Any, ...] = (value,)
+    elif kind is dict and len(value) <= 4 and all(
+            type(v) in (int, float, str, bool, type(None)) for v in value.values()):
+        key = tuple(value.items())
+    else:
+        return value
+    kept = _SHARED.get(key)
+    if kept is None:
+        if len(_SHARED) >= 4096:
+            return value
+        _SHARED[key] = kept = value
+    return kept
+
+
 def _slim(data: dict[str, Any]) -> dict[str, Any]:
     slim = {name: data[name] for name in FLEET_FIELDS if name in data}
+    slim["message"] = _shared(slim.get("message"))
+    if "backlog" in slim:
+        slim["backlog"] = _shared(slim["backlog"])
     worker = data.get("worker")
     if type(worker) is dict:
         slim["worker"] = {"node": worker.get("node")}
