@@ -178,7 +178,7 @@ def test_watch_all_reads_one_service_per_message(own_redis: RedisServer, tmp_pat
     full_reads = calls("zcard")
     assert full_reads <= elapsed / 0.5 + 2, full_reads  # the timer's reads only
     reads = calls("eval_ro")
-    # One single-service read per heartbeat, plus the timer's chunked reads (2 chunks and
+    # One single-service read per heartbeat, plus the timer's chunked reads (4 chunks and
     # a notes call each): never a full read per message.
     assert reads <= sent + full_reads * 6 + 5, (reads, sent, full_reads)
     assert reads >= sent // 2  # the watcher did follow the messages
