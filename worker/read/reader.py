@@ -154,8 +154,15 @@ def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, 
             service, State.INVALID,
             f"stored value is {int(strlen_reply)} bytes, over the {MAX_PAYLOAD_BYTES} limit",
             now_ms=now_ms)
+    return _judge_text(service, now_ms, as_bytes(value), late_after_s=late_after_s,
+                       stale_after_s=stale_after_s, slim=slim)
+
+
+def _judge_text(service: str, now_ms: int, value: bytes, *, late_after_s: float | None,
+                stale_after_s: float | None, slim: bool = False) -> HeartbeatReport:
+    """Judge a stored string value of at most ``MAX_PAYLOAD_BYTES`` (the common case)."""
     try:
-        data = orjson.loads(as_bytes(value))
+        data = orjson.loads(value)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return HeartbeatReport(service, State.INVALID,
                                f"stored value is not JSON: {str(exc)[:100]}", now_ms=now_ms)
@@ -274,13 +281,17 @@ def judge_values(services: list[str], now_ms: int, values: list[Any], nodes: lis
     late_after_s, stale_after_s = overrides
     reports = []
     for service, row, raw_nodes in zip(services, values, nodes, strict=True):
-        if isinstance(row, bytes | str):
-            kind, length, value = b"string", len(row), row
-        else:
-            kind, length, value = row[0], row[1], b""
-        report = _judge(service, now_ms, as_text(kind), length, value,
-                        late_after_s=late_after_s, stale_after_s=stale_after_s, slim=True)
-        reports.append(with_components(report, now_ms, None, raw_nodes))
+        if type(row) is bytes:  # the script returns a value only when within the cap
+            report = _judge_text(service, now_ms, row, late_after_s=late_after_s,
+                                 stale_after_s=stale_after_s, slim=True)
+        elif isinstance(row, str):
+            report = _judge_text(service, now_ms, row.encode(), late_after_s=late_after_s,
+                                 stale_after_s=stale_after_s, slim=True)
+        else:  # [type, length]: missing, another type, empty or oversized
+            report = _judge(service, now_ms, as_text(row[0]), row[1], b"",
+                            late_after_s=late_after_s, stale_after_s=stale_after_s, slim=True)
+        reports.append(report if not raw_nodes else
+                       with_components(report, now_ms, None, raw_nodes))
     return reports
 
 
