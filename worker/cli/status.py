@@ -20,10 +20,10 @@ def _write_json(reports: list[HeartbeatReport]) -> None:
     """The JSON list, one summary at a time: a 100,000-service list is never held whole."""
     out = sys.stdout.buffer
     out.write(b"[")
-    for n, report in enumerate(reports):
-        if n:
+    for start in range(0, len(reports), 1000):
+        if start:
             out.write(b",")
-        out.write(orjson.dumps(summary(report)))
+        out.write(b",".join([orjson.dumps(summary(r)) for r in reports[start:start + 1000]]))
     out.write(b"]\n")
     out.flush()
 

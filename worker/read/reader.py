@@ -108,6 +108,9 @@ def _shared(value: Any) -> Any:
     Only strings and flat dicts of plain values are shared, and never more than a few
     thousand of them; readers never modify a payload.
     """
+    last = _LAST.get(type(value))
+    if last is not None and last == value:  # most payloads repeat the previous one's
+        return last
     kind = type(value)
     if kind is str:
         key: tuple[Any, ...] = (value,)
@@ -121,7 +124,12 @@ def _shared(value: Any) -> Any:
         if len(_SHARED) >= 4096:
             return value
         _SHARED[key] = kept = value
+    _LAST[kind] = kept
     return kept
+
+
+_LAST: dict[type, Any] = {}
+"""The value ``_shared`` returned last, by type: compared first, before any key is built."""
 
 
 def _slim(data: dict[str, Any]) -> dict[str, Any]:
