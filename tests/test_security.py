@@ -39,8 +39,8 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
               "-@dangerous")
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
-              "+type", "+exists", "+time", "+zrange", "+zrevrange", "+xrevrange", "+eval_ro",
-              "+info", "+subscribe", "+unsubscribe")
+              "+type", "+exists", "+time", "+zcard", "+zrange", "+zrevrange", "+xrevrange",
+              "+eval_ro", "+info", "+subscribe", "+unsubscribe")
 
 
 def _get(url: str) -> str:
