@@ -286,3 +286,18 @@ def test_status_table_is_sorted_worst_first(redis_server: RedisServer, real: red
     assert [line.split()[2] for line in lines[1:]] == ["-", "beat_down", "beat_down", "-"]
     assert "test@host" in lines[-1] and "3ms" in lines[-1]
     assert done.returncode == 3  # the worst state's exit code (invalid)
+
+
+def test_status_piped_into_head_exits_with_its_code_and_no_traceback(
+        redis_server: RedisServer, real: redis.Redis) -> None:
+    for i in range(3000):  # far more than a pipe buffer of output
+        publish(real, f"svc-{i}")
+    backdate(real, "svc-0", 120)
+    env = heartbeat_env(redis_server.url)
+    for flags in ("--all", "--all --json"):
+        argv = " ".join(cli_argv("status"))
+        done = subprocess.run(["bash", "-c", f"{argv} {flags} | head -c 10 >/dev/null; "
+                               "echo ${PIPESTATUS[0]} >&2"], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "2", done.stderr  # svc-0 is stale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import orjson
@@ -55,10 +56,18 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
     # A store that could not be asked is one row, for the whole fleet ("*").
     reports = fleet.reports if fleet.store_problem is None else [
         unreachable("*" if all_services else settings.service, fleet.store_problem)]
-    if as_json:
-        _write_json(reports)
-    elif reports:
-        print(render_table([table_row(r) for r in reports]))
-    else:
-        print("no service has published a heartbeat under this prefix")
+    try:
+        if as_json:
+            _write_json(reports)
+        elif reports:
+            print(render_table([table_row(r) for r in reports]))
+        else:
+            print("no service has published a heartbeat under this prefix")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): the answer is still the exit code, and no
+        # traceback. Later flushes go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return fleet.exit_code

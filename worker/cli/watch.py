@@ -153,3 +153,8 @@ def run_watch(settings: Settings, **kwargs: Any) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 0
+    except BrokenPipeError:  # the reader went away (``| head -3``): done, no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
