@@ -144,3 +144,18 @@ def test_every_flag_has_an_upper_bound_and_one_line(argv: list[str], code: int,
     said = (out + err).strip()
     assert "\n" not in said and len(said) < 400 and "Traceback" not in said
     assert "Secr3t" not in said
+
+
+def test_a_long_broker_outage_is_not_one_error_line_per_retry() -> None:
+    from worker.publish.consumer import RepeatedConnectErrors
+
+    quiet = RepeatedConnectErrors()
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("celery.worker.consumer.consumer", logging.ERROR, "f", 1, msg,
+                                 None, None)
+
+    said = [quiet.filter(record("consumer: Cannot connect to %s: %s.\n%s\n"))
+            for _ in range(40)]
+    assert said[0] and not any(said[1:])  # once, then quiet for 30 s
+    assert quiet.filter(record("consumer: Connection to broker lost"))  # others untouched

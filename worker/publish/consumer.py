@@ -49,6 +49,11 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Retrying every half interval, Celery would log every attempt: once a while is
+        # enough to say the broker is still unreachable.
+        celery_logger = logging.getLogger("celery.worker.consumer.consumer")
+        if not any(isinstance(f, RepeatedConnectErrors) for f in celery_logger.filters):
+            celery_logger.addFilter(RepeatedConnectErrors())
         # A broker refusing writes is recovered from like a lost connection, not fatal.
         known: tuple[type[BaseException], ...] = tuple(self.conninfo.connection_errors)
         self.connection_errors = (*known, *refusal_errors())
@@ -86,6 +91,28 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
             if refused:
                 logger.warning("the broker accepts writes again; the worker consumes")
             return conn
+
+
+REPEAT_EVERY_S = 30.0
+"""While the broker stays unreachable, Celery's "Cannot connect" line is let through this often."""
+
+
+class RepeatedConnectErrors(logging.Filter):
+    """Lets the first "Cannot connect" of an outage through, then one every 30 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -REPEAT_EVERY_S
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a repeated "Cannot connect" line within ``REPEAT_EVERY_S``."""
+        if not str(record.msg).startswith("consumer: Cannot connect"):
+            return True
+        now = time.monotonic()
+        if now - self._last < REPEAT_EVERY_S:
+            return False
+        self._last = now
+        return True
 
 
 def refusal_errors() -> tuple[type[BaseException], ...]:
