@@ -8,10 +8,11 @@ and the chunks go pipelined, a few round trips in all:
 1. ``ZCARD`` the index, then ``ZRANGE`` it by rank in chunks. Publishing only moves a
    service to the end (its score is its last ``ts_ms``), so a service that publishes
    between two chunks is read twice (and kept once), never missed.
-2. ``fleet.lua`` over ``FLEET_CHUNK_SERVICES`` services per call: each service's value
-   (at most 16 KiB of it) and its nodes; twenty calls per round trip, so the client holds
-   the raw values of 5,000 services at most. The ``TIME`` of the first call is the one
-   clock reading every age of this read is measured on.
+2. the read script (``read.lua``, two keys a service) over ``FLEET_CHUNK_SERVICES``
+   services per call: each service's value (at most 16 KiB of it) and its nodes; twenty
+   calls per round trip, so the client holds the raw values of 5,000 services at most.
+   The ``TIME`` of the first call is the one clock reading every age of this read is
+   measured on.
 3. For the services not fresh only: beat's markers and the discard notes (``notes.lua``,
    chunked the same way, fetched while the next batch is judged), for their diagnosis;
    and, if the keys say beat or the worker while the store may be refusing writes, one
@@ -46,6 +47,7 @@ from worker.read.diagnosis import (
 )
 from worker.read.nodes import FLEET_NODES_LIMIT
 from worker.read.reader import (
+    READ_SCRIPT,
     HeartbeatReport,
     Overrides,
     add_diagnosis,
@@ -60,15 +62,12 @@ FLEET_CHUNK_KEYS = 1000
 """No command of a fleet read touches more keys (or index members) than this."""
 
 FLEET_CHUNK_SERVICES = FLEET_CHUNK_KEYS // 4
-"""Services per first-pass call (``fleet.lua``, two keys of each): half the bound, so one
-call stays near a millisecond of Redis time."""
+"""Services per first-pass call of the read script (two keys of each): half the bound, so
+one call stays near a millisecond of Redis time."""
 
 CHUNKS_PER_ROUND_TRIP = 20
 """Chunks pipelined per round trip: 5,000 services, so a client holds only that many raw
 values at a time, whatever the fleet's size."""
-
-FLEET_SCRIPT = lua_script(__package__, "fleet.lua")
-"""A fleet read's first pass: ``TIME``, then each service's value and nodes."""
 
 NOTES_SCRIPT = lua_script(__package__, "notes.lua")
 """Beat's markers and the discard notes, capped, of the services a read found not fresh."""
@@ -148,7 +147,9 @@ def _first_pass_args(services: list[str], keys: Keys) -> tuple[str | int, ...]:
     prefix = keys.prefix
     for service in services:  # names from the index, checked by fleet_services
         names += (f"{prefix}:{{{service}}}", f"{prefix}:{{{service}}}:nodes")
-    return (FLEET_SCRIPT, len(names), *names, MAX_PAYLOAD_BYTES, FLEET_NODES_LIMIT)
+    # The read script with two keys a service: value and nodes, no notes.
+    return (READ_SCRIPT, len(names), *names, MAX_PAYLOAD_BYTES, MAX_MARKER_BYTES, 0,
+            FLEET_NODES_LIMIT, 2)
 
 
 def _fetch_notes(client: Any, keys: Keys, services: list[str]) -> list[Any]:
