@@ -93,7 +93,37 @@ examples:
   HEARTBEAT_INTERVAL_S=2 CELERY_BROKER_URL=redis://127.0.0.1:6379/0 petsage-heartbeat run
 """
 
+_MONITOR_EPILOG = """\
+Judges every service in the fleet index each period (default HEARTBEAT_INTERVAL_S) and
+records each state transition in the service's incident stream, once however many
+monitors run; posts each to the webhooks (HEARTBEAT_WEBHOOK_URLS and --webhook), retried
+with back-off on their own threads. Run two or more for high availability.
 
+examples:
+  petsage-heartbeat monitor
+  petsage-heartbeat monitor --webhook https://hooks.example.com/petsage
+  HEARTBEAT_WEBHOOK_FORMAT=slack HEARTBEAT_WEBHOOK_URLS=https://hooks.slack.com/services/... \\
+    petsage-heartbeat monitor
+"""
+
+_SILENCE_EPILOG = """\
+While silenced, the monitors hold notifications back (a state that differs from the last
+one notified is notified when the silence ends), petsage_heartbeat_silenced is 1 and the
+shipped alert rules stay quiet; check and status still say the true state, with a note.
+
+examples:
+  petsage-heartbeat silence billing --for 2h --reason "database migration"
+  petsage-heartbeat unsilence billing
+"""
+
+_FORGET_EPILOG = """\
+Deletes the service's keys (heartbeat, history, beat marker, nodes, incidents, silence)
+and removes it from the fleet index. A service still fresh or late is refused without
+--yes: its beat would bring it back at the next heartbeat.
+
+examples:
+  petsage-heartbeat forget old-billing
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,7 +204,49 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis", metavar="URL", help=_STORE_URL_HELP)
     serve.add_argument("--prefix", metavar="PREFIX",
                        help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
+
+    monitor = command("monitor", "record every transition, notify webhooks",
+                      "Judge every service each period, record each state transition once "
+                      "in Redis and post it to webhooks.", _MONITOR_EPILOG)
+    monitor.add_argument("--every", type=float, metavar="S",
+                         help="judge every S seconds (default HEARTBEAT_INTERVAL_S)")
+    monitor.add_argument("--webhook", action="append", default=[], metavar="URL",
+                         help="post transitions to URL (repeatable; adds to "
+                              "HEARTBEAT_WEBHOOK_URLS)")
+    monitor.add_argument("--webhook-format", choices=None, metavar="FORMAT",
+                         help="json (default) or slack (env HEARTBEAT_WEBHOOK_FORMAT)")
+    monitor.add_argument("--loglevel", default="INFO",
+                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                         help="log level (default INFO: each transition and delivery)")
+    _store_flags(monitor)
+
+    silence = command("silence", "hold a service's notifications and alerts for a while",
+                      "Silence one service for a duration.", _SILENCE_EPILOG)
+    silence.add_argument("service", metavar="SERVICE")
+    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                         help="how long: 90s, 15m, 2h, 1d, 1h30m")
+    silence.add_argument("--reason", default="", metavar="TEXT", help="why (shown everywhere)")
+    _store_flags(silence)
+
+    unsilence = command("unsilence", "end a service's silence now",
+                        "End one service's silence now.", _SILENCE_EPILOG)
+    unsilence.add_argument("service", metavar="SERVICE")
+    _store_flags(unsilence)
+
+    forget = command("forget", "retire a service: delete its keys and index entry",
+                     "Retire one service: delete its keys and remove it from the fleet "
+                     "index.", _FORGET_EPILOG)
+    forget.add_argument("service", metavar="SERVICE")
+    forget.add_argument("--yes", action="store_true",
+                        help="forget it even though it is still fresh or late")
+    _store_flags(forget)
     return parser
+
+
+def _store_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--redis", metavar="URL", help=_STORE_URL_HELP)
+    cmd.add_argument("--prefix", metavar="PREFIX",
+                     help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
 
 
 def _which(cmd: argparse.ArgumentParser) -> None:
@@ -232,16 +304,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(code)
         return code
+    if args.command in ("silence", "unsilence", "forget"):
+        from worker.cli import silence as admin
+
+        common = {"service": args.service, "redis_url": args.redis, "prefix": args.prefix}
+        if args.command == "silence":
+            return admin.run_silence(duration=args.duration, reason=args.reason, **common)
+        if args.command == "unsilence":
+            return admin.run_unsilence(**common)
+        return admin.run_forget(yes=args.yes, **common)
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    level = args.loglevel if args.command == "monitor" else "WARNING"
+    logging.basicConfig(level=getattr(logging, level),
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.command == "watch":
         return _watch(args)
     if args.command == "serve":
         from worker.cli.serve import run_serve
 
         return run_serve(host=args.host, port=args.port, redis_url=args.redis, prefix=args.prefix)
+    if args.command == "monitor":
+        from worker.cli.monitor import run_monitor
+
+        return run_monitor(redis_url=args.redis, prefix=args.prefix, every_s=args.every,
+                           webhooks=args.webhook, webhook_format=args.webhook_format)
     if args.command == "run":
         from worker.cli.run import run
 

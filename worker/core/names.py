@@ -8,6 +8,14 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
     petsage:hb:{petsage}:discarded the last heartbeat a worker discarded as expired (JSON)
     petsage:hb:{petsage}:nodes     sorted set: member = Celery node name, score = ts_ms of
                                    that node's last node heartbeat (TTL = node retention)
+    petsage:hb:{petsage}:incidents stream, one entry per state transition (monitor), capped
+    petsage:hb:{petsage}:observed  hash: the state the monitors last recorded and notified
+    petsage:hb:{petsage}:silence   string, JSON: why and until when notifications are held
+    petsage:hb:outbox              stream: notifications waiting for the webhooks
+    petsage:hb:webhook:{ID}:cursor the last outbox entry delivered to webhook ID (a hash of
+                                   its URL: the URL itself, which may hold a secret, is
+                                   never stored)
+    petsage:hb:webhook:{ID}:lock   which monitor delivers to webhook ID (a lease)
     petsage:hb:index               sorted set: member = service, score = last ts_ms
     petsage:hb:events              pub/sub channel: each payload as published
 
@@ -130,6 +138,45 @@ class Keys:
     def nodes(self, service: str) -> str:
         """The worker nodes of ``service``: member = node name, score = its last ts_ms."""
         return self._join("{" + validate_service(service) + "}", "nodes")
+
+    def incidents(self, service: str) -> str:
+        """The capped stream of ``service``'s state transitions, written by the monitors."""
+        return self._join("{" + validate_service(service) + "}", "incidents")
+
+    def observed(self, service: str) -> str:
+        """The monitors' record of ``service``: the state recorded last and notified last."""
+        return self._join("{" + validate_service(service) + "}", "observed")
+
+    def silence(self, service: str) -> str:
+        """``service``'s silence (JSON: until, reason); it expires when the silence ends."""
+        return self._join("{" + validate_service(service) + "}", "silence")
+
+    def service_keys(self, service: str) -> list[str]:
+        """Every key of ``service`` (``forget`` deletes them all)."""
+        return [self.latest(service), self.history(service), self.beat(service),
+                self.discarded(service), self.nodes(service), self.incidents(service),
+                self.observed(service), self.silence(service)]
+
+    def monitor_keys(self, services: list[str]) -> list[str]:
+        """The record script's keys: observed, incidents and silence of each service."""
+        out: list[str] = []
+        for service in services:
+            tag = f"{self.prefix}:{{{validate_service(service)}}}"
+            out += (tag + ":observed", tag + ":incidents", tag + ":silence")
+        return out
+
+    @property
+    def outbox(self) -> str:
+        """The stream of notifications waiting for the webhooks."""
+        return self._join("outbox")
+
+    def webhook_cursor(self, webhook_id: str) -> str:
+        """The id of the last outbox entry delivered to the webhook ``webhook_id``."""
+        return self._join("webhook", "{" + validate_service(webhook_id) + "}", "cursor")
+
+    def webhook_lock(self, webhook_id: str) -> str:
+        """The lease of the monitor that delivers to the webhook ``webhook_id``."""
+        return self._join("webhook", "{" + validate_service(webhook_id) + "}", "lock")
 
     def read_keys(self, services: list[str]) -> list[str]:
         """The read script's keys: latest, beat, discarded and nodes of each service in turn.

@@ -24,6 +24,7 @@ from worker.core.names import (
 )
 from worker.core.states import STALE_FACTOR, Thresholds
 from worker.core.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
+from worker.core.webhook_urls import Webhook, parse_format, parse_webhook, parse_webhooks
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 """Broker used when ``CELERY_BROKER_URL`` is unset (the store defaults to the broker)."""
@@ -45,6 +46,9 @@ DEFAULT_HISTORY_LEN = 120
 
 Twice the dashboard's 60 points: about 10.8 KB of Redis per service with the payload and
 its index entry, where 1,000 entries cost 52.7 KB (98% of it the stream)."""
+
+DEFAULT_INCIDENTS_LEN = 1000
+"""Transitions kept per service in its incident stream (``HEARTBEAT_INCIDENTS_LEN``)."""
 
 DEFAULT_NODE_RETENTION_S = 600
 """How long a worker node that stopped renewing its node heartbeat stays listed
@@ -137,6 +141,18 @@ class Settings(NamedTuple):
     #: services on one broker database never run each other's heartbeats.
     queue: str = default_queue(DEFAULT_SERVICE)
     node_retention_s: int = DEFAULT_NODE_RETENTION_S
+    #: Where the monitor posts each transition (``HEARTBEAT_WEBHOOK_URLS``).
+    webhooks: tuple[Webhook, ...] = ()
+    webhook_format: str = "json"
+    #: A link to the dashboard that notifications carry (``HEARTBEAT_DASHBOARD_URL``).
+    dashboard_url: str | None = None
+    incidents_len: int = DEFAULT_INCIDENTS_LEN
+
+    @property
+    def incidents_ttl_ms(self) -> int:
+        """How long the monitors' record of a service outlives its last change: 35 days
+        (past the 30-day uptime window), or the retention if that is longer."""
+        return max(35 * 86_400, self.retention_s) * 1000
 
     @property
     def late_after_s(self) -> float:
@@ -224,7 +240,16 @@ class Settings(NamedTuple):
             minimum=math.ceil(2 * stale_after_s), maximum=MAX_RETENTION_S, integer=True,
             what="seconds, at least twice the stale threshold (a dead node shows stale first)",
         ))
+        dashboard = env.get("HEARTBEAT_DASHBOARD_URL", "").strip()
+        if dashboard:
+            parse_webhook(dashboard, source="HEARTBEAT_DASHBOARD_URL")
         return cls(
+            webhooks=parse_webhooks(env.get("HEARTBEAT_WEBHOOK_URLS", "")),
+            webhook_format=parse_format(env.get("HEARTBEAT_WEBHOOK_FORMAT", "")),
+            dashboard_url=dashboard or None,
+            incidents_len=int(_number(
+                env, "HEARTBEAT_INCIDENTS_LEN", DEFAULT_INCIDENTS_LEN, minimum=10,
+                maximum=1_000_000, integer=True, what="entries")),
             broker_url=broker_url,
             redis_url=redis_url,
             service=service,

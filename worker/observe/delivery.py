@@ -1,0 +1,213 @@
+"""Deliver the outbox to one webhook: in order, once across monitors, retried with back-off.
+
+Each webhook has its own delivery thread in every monitor, a lease in Redis that lets one
+of them deliver at a time, and a cursor (the last outbox entry delivered). The holder
+posts the entries after the cursor one by one and moves the cursor after each success, so
+a monitor that dies hands over to another at the entry it was on. A failing receiver
+(5xx, 408, 429, a timeout, a refused connection) is retried with back-off, 1 s doubling to
+60 s, while the lease is renewed; later entries wait behind it, so a receiver sees a
+service's transitions in order. A refusal that won't change (another 4xx) or an entry
+older than ``max_age_s`` is dropped with one log line. The judging thread never waits for
+any of this.
+
+At least once, in one case twice: a holder that stops after its POST and before moving
+the cursor (killed, or paused beyond its lease) lets the next holder post that entry
+again; every body carries the outbox entry's ``id`` for receivers to drop a repeat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from worker.core.names import Keys
+from worker.core.redis_io import as_text, redis_time_ms
+from worker.core.urls import redact
+from worker.core.version import __version__
+from worker.core.webhook_urls import Webhook
+from worker.observe.webhooks import event_body, render
+
+log = logging.getLogger("petsage_heartbeat.webhooks")
+
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
+"""Waits between attempts at one notification; the last repeats."""
+
+LEASE_S = 10.0
+"""How long a delivering monitor's lease lasts unless renewed (before every attempt and
+every second of a back-off): a monitor killed mid-delivery hands over within this."""
+
+POST_TIMEOUT_S = 5.0
+"""The longest one POST may take (connect, send, answer); then it counts as failed."""
+
+MAX_AGE_S = 3600.0
+"""A notification not delivered within an hour is dropped: old news pages nobody."""
+
+POLL_S = 0.5
+"""How often an idle delivery thread looks for new entries."""
+
+_HOLD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+_ADVANCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+Poster = Callable[[str, bytes, float], int]
+"""Posts a body to a URL within a timeout and returns the HTTP status; raises OSError."""
+
+
+def post(url: str, body: bytes, timeout_s: float) -> int:
+    """POST ``body`` as JSON (certificates verified, as urllib does by default)."""
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked http(s)
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json",
+                 "User-Agent": f"petsage-heartbeat/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _retryable(status: int) -> bool:
+    return status >= 500 or status in (408, 425, 429)
+
+
+class Delivery(threading.Thread):
+    """The delivery thread of one webhook in one monitor."""
+
+    def __init__(self, client: Any, keys: Keys, webhook: Webhook, *, owner: str, fmt: str,
+                 dashboard_url: str | None, poster: Poster = post,
+                 backoff_s: tuple[float, ...] = BACKOFF_S, lease_s: float = LEASE_S,
+                 timeout_s: float = POST_TIMEOUT_S, max_age_s: float = MAX_AGE_S,
+                 poll_s: float = POLL_S) -> None:
+        super().__init__(name=f"webhook-{webhook.id}", daemon=True)
+        self.client, self.keys, self.webhook = client, keys, webhook
+        self.owner, self.fmt, self.dashboard_url = owner, fmt, dashboard_url
+        self.poster, self.backoff_s, self.lease_ms = poster, backoff_s, round(lease_s * 1000)
+        self.timeout_s, self.max_age_ms, self.poll_s = timeout_s, round(max_age_s * 1000), poll_s
+        self.stopping = threading.Event()
+        self.delivered = 0
+        self._lock_key = keys.webhook_lock(webhook.id)
+        self._cursor_key = keys.webhook_cursor(webhook.id)
+        self._store_down = False
+
+    def stop(self) -> None:
+        """Stop after the current attempt and give the lease up."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.poll_s):
+            try:
+                self.step()
+                if self._store_down:
+                    log.warning("webhook %s: the store answers again", self.webhook.shown)
+                    self._store_down = False
+            except Exception as exc:  # a store error: try again, said once per outage
+                if not self._store_down:
+                    log.warning("webhook %s: cannot read the outbox: %s", self.webhook.shown,
+                                redact(str(exc))[:200])
+                    self._store_down = True
+        with contextlib.suppress(Exception):  # else the lease expires on its own
+            self.client.eval(_RELEASE, 1, self._lock_key, self.owner)
+
+    def hold(self) -> bool:
+        """Take or renew the lease; False when another monitor holds it."""
+        return bool(self.client.eval(_HOLD, 1, self._lock_key, self.owner, self.lease_ms))
+
+    def step(self) -> None:
+        """Deliver what waits after the cursor, while this monitor holds the lease."""
+        if not self.hold():
+            return
+        cursor = as_text(self.client.get(self._cursor_key) or b"0-0")
+        entries = self.client.xrange(self.keys.outbox, f"({cursor}", "+", count=50)
+        if not entries:
+            return
+        now_ms = redis_time_ms(self.client.time())
+        for entry_id, fields in entries:
+            entry = as_text(entry_id)
+            if not self._deliver(entry, fields, now_ms) or not self._advance(entry):
+                return
+            now_ms = redis_time_ms(self.client.time())
+
+    def _advance(self, entry: str) -> bool:
+        return bool(self.client.eval(_ADVANCE, 2, self._lock_key, self._cursor_key,
+                                     self.owner, entry))
+
+    def _deliver(self, entry: str, fields: dict[Any, Any], now_ms: int) -> bool:
+        """Post one entry until it is delivered or dropped (True), or the lease is lost or
+        the monitor stops (False: the entry stays for the next holder)."""
+        raw = fields.get(b"event", fields.get("event"))
+        try:
+            event = json.loads(raw or b"")
+            if not isinstance(event, dict):
+                raise TypeError
+        except (TypeError, ValueError):
+            log.warning("webhook %s: outbox entry %s is not JSON; skipped",
+                        self.webhook.shown, entry)
+            return True
+        body = render(self.fmt, event_body(entry, event, self.dashboard_url))
+        data = json.dumps(body).encode()
+        what = f"{event.get('service')} {event.get('old_state')} -> {event.get('new_state')}"
+        attempt = 0
+        while True:
+            if int(entry.split("-", 1)[0]) < now_ms - self.max_age_ms:
+                log.warning("webhook %s: dropped %s, not delivered within %d s",
+                            self.webhook.shown, what, self.max_age_ms // 1000)
+                return True
+            if self.stopping.is_set() or not self.hold():
+                return False
+            status, why = self._post(data)
+            if status is not None and 200 <= status < 300:
+                self.delivered += 1
+                log.info("webhook %s: delivered %s", self.webhook.shown, what)
+                return True
+            if status is not None and not _retryable(status):
+                log.warning("webhook %s: dropped %s: the receiver refused it (%s)",
+                            self.webhook.shown, what, why)
+                return True
+            wait_s = self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
+            attempt += 1
+            log.warning("webhook %s: %s not delivered (%s); retry %d in %g s",
+                        self.webhook.shown, what, why, attempt, wait_s)
+            if not self._wait(wait_s):
+                return False
+            now_ms += round(wait_s * 1000)
+
+    def _post(self, data: bytes) -> tuple[int | None, str]:
+        try:
+            status = self.poster(self.webhook.url, data, self.timeout_s)
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS
+            reason = getattr(exc, "reason", None) or exc
+            text = str(reason).replace(self.webhook.url, self.webhook.shown)
+            return None, redact(f"{type(exc).__name__}: {text}")[:200]
+        return status, f"HTTP {status}"
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait out a back-off, renewing the lease each second; False if it is lost."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stopping.wait(min(left, 1.0)):
+                return False
+            if not self.hold():
+                return False
+        return True

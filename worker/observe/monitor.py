@@ -1,0 +1,103 @@
+"""The monitor loop: judge every indexed service each period, record what changed.
+
+Judging runs on this thread and never waits for a webhook: each webhook has its own
+delivery thread (``worker.observe.delivery``). Several monitors may run at once for high
+availability; ``record.lua`` makes each transition one entry and one notification however
+many of them saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from worker.core.settings import Settings
+from worker.observe.delivery import Delivery
+from worker.observe.record import Recorded, record
+from worker.read.fleet import read_fleet
+
+log = logging.getLogger("petsage_heartbeat.monitor")
+
+
+def monitor_id() -> str:
+    """Who recorded a transition: host and process, as in an incident entry's ``monitor``."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}"
+
+
+class Monitor:
+    """Judges the fleet every ``every_s`` seconds and records transitions."""
+
+    def __init__(self, settings: Settings, client: Any, *, every_s: float,
+                 owner: str | None = None, **delivery_options: Any) -> None:
+        self.settings = settings
+        self.client = client
+        self.every_s = every_s
+        self.owner = owner or monitor_id()
+        self.stopping = threading.Event()
+        self.rounds = 0
+        self._problem: str | None = None
+        self.deliveries = [
+            Delivery(client, settings.keys, hook, owner=self.owner,
+                     fmt=settings.webhook_format, dashboard_url=settings.dashboard_url,
+                     **delivery_options)
+            for hook in settings.webhooks]
+
+    def judge_once(self) -> list[Recorded]:
+        """One round: read the fleet, record it, log what this round recorded."""
+        fleet = read_fleet(self.client, self.settings.keys)
+        if fleet.store_problem is None:
+            try:
+                recorded = record(self.client, self.settings.keys, fleet.reports,
+                                  monitor_id=self.owner,
+                                  incidents_len=self.settings.incidents_len,
+                                  ttl_ms=self.settings.incidents_ttl_ms)
+            except Exception as exc:  # a store error between the read and the record
+                self._say_problem(f"Redis refused the record: {exc}")
+                return []
+        else:
+            self._say_problem(fleet.store_problem)
+            return []
+        if self._problem is not None:
+            log.warning("monitor: the store answers again")
+            self._problem = None
+        self.rounds += 1
+        for each in recorded:
+            note = each.notification
+            if each.incident:
+                log.info("monitor: %s is %s (incident %s)%s", each.service, each.state,
+                         each.incident, "" if note else ", not notified")
+            elif note is not None:
+                log.info("monitor: %s is %s, notified", each.service, each.state)
+        return recorded
+
+    def _say_problem(self, problem: str) -> None:
+        from worker.core.urls import redact
+
+        if self._problem is None:
+            log.warning("monitor: cannot judge the fleet: %s; retrying every %g s",
+                        redact(problem)[:200], self.every_s)
+        self._problem = problem
+
+    def run(self) -> None:
+        """Judge on time until ``stop()``; webhooks are delivered meanwhile."""
+        for delivery in self.deliveries:
+            delivery.start()
+        next_round = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self.judge_once()
+                next_round = max(next_round + self.every_s, time.monotonic())
+                self.stopping.wait(max(next_round - time.monotonic(), 0.0))
+        finally:
+            for delivery in self.deliveries:
+                delivery.stop()
+            for delivery in self.deliveries:
+                delivery.join(timeout=2 * self.every_s + 6)
+
+    def stop(self) -> None:
+        """Stop after the current round."""
+        self.stopping.set()

@@ -1,0 +1,68 @@
+-- Records each service's judged state; a change becomes one incident entry and, unless
+-- the service is silenced, one notification. Atomic per call, so however many monitors
+-- run, a transition is recorded and notified exactly once: the second monitor to see it
+-- finds the state already recorded.
+-- KEYS: (observed, incidents, silence) per service, then the outbox when ARGV[5] is '1'.
+-- ARGV[1] incident stream cap, ARGV[2] TTL of the record and the stream (ms), ARGV[3]
+-- outbox cap, ARGV[4] the monitor's id, ARGV[5] '1': add notifications to the outbox here
+-- ('0': return them, on a Redis Cluster where the outbox is in another slot), then one
+-- JSON judgement per service: service, to, diagnosis, reason, at (when the state began,
+-- ms), seen (the Redis clock of the judgement, ms), age, seq.
+-- Returns per service: the recorded state, the new incident's id or '', the notification
+-- (JSON) or ''.
+local maxlen, ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local n = #KEYS
+local outbox = nil
+if ARGV[5] == '1' then outbox = KEYS[n]; n = n - 1 end
+local out = {}
+for i = 0, n / 3 - 1 do
+  local obs, inc, sil = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local j = cjson.decode(ARGV[6 + i])
+  local cur = redis.call('HMGET', obs, 'state', 'seen_ms', 'at_ms', 'notified')
+  local state, seen, since, notified = cur[1], tonumber(cur[2]), tonumber(cur[3]), cur[4]
+  if seen and j.seen < seen then
+    -- Judged before the last recorded change (a slower monitor): it says nothing new.
+    out[i + 1] = {state or '', '', ''}
+  else
+    local recorded = ''
+    if state ~= j.to then
+      local at = j.at
+      if since and at < since then at = since end
+      if at > j.seen then at = j.seen end
+      if state then
+        recorded = redis.call('XADD', inc, 'MAXLEN', '~', maxlen, '*', 'from', state,
+          'to', j.to, 'diagnosis', j.diagnosis, 'reason', j.reason, 'at_ms', at,
+          'seen_ms', j.seen, 'age_s', j.age, 'seq', j.seq, 'monitor', monitor)
+        redis.call('HINCRBY', obs, 'transitions', 1)
+        redis.call('PEXPIRE', inc, ttl)
+      else
+        -- The first judgement of this service: where its record starts, not a transition.
+        redis.call('HSET', obs, 'first_ms', at, 'first_state', j.to)
+      end
+      redis.call('HSET', obs, 'state', j.to, 'at_ms', at, 'seen_ms', j.seen,
+        'diagnosis', j.diagnosis)
+      redis.call('PEXPIRE', obs, ttl)
+      state, since = j.to, at
+    elseif redis.call('PTTL', obs) < ttl / 2 then
+      -- A service steady for weeks keeps its record: refreshed when half its TTL is gone.
+      redis.call('PEXPIRE', obs, ttl)
+      redis.call('PEXPIRE', inc, ttl)
+    end
+    local note = ''
+    if notified ~= state and redis.call('EXISTS', sil) == 0 then
+      -- Not silenced, and the last state notified is not this one: also when a silence
+      -- ended while the state differs from what was notified before it (held back).
+      if notified or state ~= 'fresh' then
+        note = cjson.encode({service = j.service, old_state = notified or 'unknown',
+          new_state = state, diagnosis = j.diagnosis, reason = j.reason, age_s = j.age,
+          seq = j.seq, since_ms = since, seen_ms = j.seen, incident = recorded})
+        if outbox then
+          redis.call('XADD', outbox, 'MAXLEN', '~', outmax, '*', 'event', note)
+        end
+      end
+      redis.call('HSET', obs, 'notified', state)
+    end
+    out[i + 1] = {state, recorded, note}
+  end
+end
+return out

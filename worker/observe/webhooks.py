@@ -1,0 +1,52 @@
+"""The bodies posted to webhooks: the JSON event, or one line for chat (Slack format)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _iso(ms: Any) -> str | None:
+    if not isinstance(ms, int | float) or ms <= 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def event_body(notification_id: str, event: dict[str, Any],
+               dashboard_url: str | None) -> dict[str, Any]:
+    """The JSON body: one transition, as the monitors recorded it."""
+    age = event.get("age_s")
+    try:
+        age_s = float(age) if age not in (None, "") else None
+    except (TypeError, ValueError):
+        age_s = None
+    seq = event.get("seq")
+    return {
+        "id": notification_id,
+        "service": event.get("service"),
+        "old_state": event.get("old_state"),
+        "new_state": event.get("new_state"),
+        "diagnosis": event.get("diagnosis") or None,
+        "reason": event.get("reason"),
+        "age_s": age_s,
+        "seq": int(seq) if isinstance(seq, str) and seq.isdigit() else None,
+        "since": _iso(event.get("since_ms")),
+        "since_ms": event.get("since_ms"),
+        "incident": event.get("incident") or None,
+        "dashboard_url": dashboard_url,
+    }
+
+
+def text_line(body: dict[str, Any]) -> str:
+    """One human line for chat: service, old -> new, diagnosis and why."""
+    diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
+    line = (f"PetSage heartbeat: {body['service']} {body['old_state']} -> "
+            f"{body['new_state']}{diagnosis}: {body['reason']}")
+    if body.get("dashboard_url"):
+        line += f" <{body['dashboard_url']}|dashboard>"
+    return line
+
+
+def render(fmt: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The body to post in ``fmt``."""
+    return {"text": text_line(body)} if fmt == "slack" else body

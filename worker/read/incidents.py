@@ -1,0 +1,221 @@
+"""Uptime, outages and silences of services, from the monitors' incident streams.
+
+The monitors (``worker.observe``) append each state transition to the service's incident
+stream with when the state began on the Redis clock, and keep a small record of the state
+they recorded last and since when they watch. From those two this module rebuilds each
+service's timeline and measures, over the last 24 hours, 7 days and 30 days: the share of
+the watched time the service was up, the outages and the mean time to recovery.
+
+Up means fresh or late (the states alert rules let pass: HTTP 200); down means stale,
+missing or invalid (HTTP 503). One outage is one stretch of down states, however many
+down states it passes through (stale, then missing, is one outage). Time before the first
+monitor judged the service is not counted: ``covered_s`` says how much of a window was
+watched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from worker.core.names import Keys
+from worker.core.redis_io import as_text, execute_many, redis_time_ms
+
+WINDOWS: tuple[tuple[str, int], ...] = (("24h", 86_400_000), ("7d", 604_800_000),
+                                         ("30d", 2_592_000_000))
+"""The uptime windows: label and length in ms."""
+
+DOWN_STATES = frozenset({"stale", "missing", "invalid"})
+"""States that count as down (an outage); fresh and late count as up."""
+
+TIMELINE_OUTAGES = 10
+"""The most recent outages a summary lists."""
+
+COMMANDS_PER_ROUND_TRIP = 999
+"""Commands sent together: three a service, each touching one key."""
+
+
+class Transition(NamedTuple):
+    """One entry of an incident stream."""
+
+    id: str
+    from_state: str
+    to_state: str
+    diagnosis: str
+    reason: str
+    at_ms: int  #: when the new state began (Redis clock)
+
+
+class Outage(NamedTuple):
+    """One stretch of down states."""
+
+    started_ms: int
+    ended_ms: int | None  #: None while it lasts
+    diagnosis: str  #: the diagnosis when it started (the broken hop)
+    reason: str
+
+
+class Silence(NamedTuple):
+    """An operator's silence: notifications held back and alert rules quiet until then."""
+
+    until_ms: int
+    reason: str
+    since_ms: int
+
+
+class IncidentSummary(NamedTuple):
+    """One service's record: its uptime per window, outages, and silence."""
+
+    service: str
+    monitored: bool  #: False when no monitor has judged the service yet
+    state: str | None  #: the state the monitors recorded last
+    since_ms: int | None  #: when that state began
+    first_ms: int | None  #: when the monitors' record of the service starts
+    uptime: dict[str, float | None]  #: window -> up share of the covered time (None: none)
+    covered_s: dict[str, float]  #: window -> seconds of it the monitors covered
+    outages: dict[str, int]  #: window -> outages overlapping it
+    mttr_s: dict[str, float | None]  #: window -> mean length of the outages that ended in it
+    recent: tuple[Outage, ...]  #: the last outages, newest first
+    silence: Silence | None
+
+    def as_json(self, now_ms: int) -> dict[str, Any]:
+        """The summary for JSON: windows as objects, times as ms and ages."""
+        return {
+            "monitored": self.monitored,
+            "state": self.state,
+            "since_ms": self.since_ms,
+            "first_ms": self.first_ms,
+            "windows": {label: {"uptime": self.uptime[label],
+                                "covered_s": self.covered_s[label],
+                                "outages": self.outages[label],
+                                "mttr_s": self.mttr_s[label]} for label, _ in WINDOWS},
+            "outages": [{"started_ms": o.started_ms, "ended_ms": o.ended_ms,
+                         "duration_s": round(((o.ended_ms or now_ms) - o.started_ms) / 1000, 3),
+                         "diagnosis": o.diagnosis or None, "reason": o.reason}
+                        for o in self.recent],
+            "silence": None if self.silence is None else {
+                "until_ms": self.silence.until_ms, "reason": self.silence.reason,
+                "remaining_s": round(max(self.silence.until_ms - now_ms, 0) / 1000, 3)},
+        }
+
+
+def parse_silence(raw: Any) -> Silence | None:
+    """A stored silence, or None (absent, or not what ``silence`` writes)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return Silence(int(data["until_ms"]), str(data.get("reason", ""))[:300],
+                       int(data.get("since_ms", 0)))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _transitions(entries: Any) -> list[Transition]:
+    out = []
+    for entry_id, fields in entries or []:
+        f = _record(fields)
+        try:
+            at_ms = int(f["at_ms"])
+        except (KeyError, ValueError):
+            continue  # not a transition the monitors wrote
+        out.append(Transition(as_text(entry_id), f.get("from", ""), f.get("to", ""),
+                              f.get("diagnosis", ""), f.get("reason", ""), at_ms))
+    return out
+
+
+def _record(raw: Any) -> dict[str, str]:
+    if isinstance(raw, dict):
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+    items = list(raw or [])
+    return {as_text(k): as_text(v) for k, v in zip(items[::2], items[1::2], strict=False)}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def summarize(service: str, record: dict[str, str], transitions: list[Transition],
+              silence: Silence | None, now_ms: int) -> IncidentSummary:
+    """Measure one service's windows from its record and its transitions (oldest first).
+
+    ``transitions`` needs to reach back to the longest window only: the state before the
+    first of them is its ``from_state``.
+    """
+    state = record.get("state") or None
+    first_ms = _int(record.get("first_ms"))
+    # The timeline: (start, state) segments, oldest first, the last lasting until now.
+    if transitions:
+        start = first_ms if first_ms is not None else transitions[0].at_ms
+        segments = [(min(start, transitions[0].at_ms), transitions[0].from_state)]
+        segments += [(t.at_ms, t.to_state) for t in transitions]
+    elif state is not None and first_ms is not None:
+        segments = [(first_ms, state)]
+    else:
+        segments = []
+    outages: list[Outage] = []
+    for index, (at_ms, seg_state) in enumerate(segments):
+        down = seg_state in DOWN_STATES
+        was_down = index > 0 and segments[index - 1][1] in DOWN_STATES
+        if down and not was_down:
+            cause = transitions[index - 1] if index > 0 else None
+            outages.append(Outage(at_ms, None, cause.diagnosis if cause else
+                                  record.get("diagnosis", ""), cause.reason if cause else ""))
+        elif was_down and not down and outages:
+            outages[-1] = outages[-1]._replace(ended_ms=at_ms)
+    uptime: dict[str, float | None] = {}
+    covered: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    mttr: dict[str, float | None] = {}
+    for label, length_ms in WINDOWS:
+        window_start = now_ms - length_ms
+        up_ms = total_ms = 0
+        for index, (at_ms, seg_state) in enumerate(segments):
+            end = segments[index + 1][0] if index + 1 < len(segments) else now_ms
+            overlap = min(end, now_ms) - max(at_ms, window_start)
+            if overlap > 0:
+                total_ms += overlap
+                if seg_state not in DOWN_STATES:
+                    up_ms += overlap
+        uptime[label] = round(up_ms / total_ms, 6) if total_ms else None
+        covered[label] = round(total_ms / 1000, 3)
+        inside = [o for o in outages if (o.ended_ms or now_ms) > window_start]
+        counts[label] = len(inside)
+        ended = [o.ended_ms - o.started_ms for o in inside if o.ended_ms is not None]
+        mttr[label] = round(sum(ended) / len(ended) / 1000, 3) if ended else None
+    return IncidentSummary(
+        service=service, monitored=state is not None, state=state,
+        since_ms=_int(record.get("at_ms")), first_ms=first_ms, uptime=uptime,
+        covered_s=covered, outages=counts, mttr_s=mttr,
+        recent=tuple(reversed(outages[-TIMELINE_OUTAGES:])),
+        silence=silence if silence is not None and silence.until_ms > now_ms else None)
+
+
+def read_incidents(client: Any, keys: Keys,
+                   services: list[str]) -> tuple[int, dict[str, IncidentSummary]]:
+    """The Redis clock and each service's summary: three one-key commands a service,
+    pipelined, about a thousand per round trip. Raises on a store error."""
+    ((now_reply,),) = (execute_many(client, [("TIME",)]),)
+    now_ms = redis_time_ms(now_reply)
+    oldest_id = f"{max(now_ms - WINDOWS[-1][1], 0)}-0"
+    out: dict[str, IncidentSummary] = {}
+    per_trip = COMMANDS_PER_ROUND_TRIP // 3
+    for start in range(0, len(services), per_trip):
+        chunk = services[start:start + per_trip]
+        commands: list[tuple[str | int, ...]] = []
+        for service in chunk:
+            commands += [("HGETALL", keys.observed(service)),
+                         ("XRANGE", keys.incidents(service), oldest_id, "+"),
+                         ("GET", keys.silence(service))]
+        replies = execute_many(client, commands)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        for index, service in enumerate(chunk):
+            record, entries, silence = replies[3 * index:3 * index + 3]
+            out[service] = summarize(service, _record(record), _transitions(entries),
+                                     parse_silence(silence), now_ms)
+    return now_ms, out
