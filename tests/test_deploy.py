@@ -62,3 +62,11 @@ def test_urls_come_from_a_secret_not_the_config_map() -> None:
     config, secret = _docs(K8S / "config.yaml")
     assert config["kind"] == "ConfigMap" and secret["kind"] == "Secret"
     assert not any("URL" in key for key in config["data"])
+
+
+def test_the_monitor_runs_two_replicas_with_a_command_that_exists() -> None:
+    (deployment,) = _docs(K8S / "monitor.yaml")
+    assert deployment["spec"]["replicas"] >= 2  # several monitors: high availability
+    command = _container("monitor")["command"]
+    assert command[:2] == ["petsage-heartbeat", "monitor"]
+    assert _parser().parse_args(command[1:]).command == "monitor"

@@ -3,7 +3,9 @@ functions), so a change that breaks one fails here rather than in a reader's hea
 
 - ``worker.core`` imports nothing from the paths or the surfaces;
 - the write path (``worker.publish``) never imports the read path or a surface;
-- the read path (``worker.read``) never imports the write path, Celery, kombu or FastAPI;
+- the read path (``worker.read``) never imports the write path, the monitor, Celery, kombu
+  or FastAPI;
+- the monitor (``worker.observe``) never imports the write path, Celery, kombu or FastAPI;
 - the probe path (``petsage-heartbeat check``/``status``) imports no Celery, kombu, FastAPI
   or redis-py at run time;
 - no module imports from a test file (tests share code through ``tests/support`` only);
@@ -50,8 +52,10 @@ def _offences(folder: str, forbidden: tuple[str, ...]) -> list[str]:
     ("core", ("worker.publish", "worker.read", "worker.cli", "worker.http", "worker.celery",
               "celery", "kombu", "fastapi")),
     ("publish", ("worker.read", "worker.cli", "worker.http")),
-    ("read", ("worker.publish", "worker.cli", "worker.http", "worker.celery", "celery",
-              "kombu", "fastapi")),
+    ("read", ("worker.publish", "worker.observe", "worker.cli", "worker.http",
+              "worker.celery", "celery", "kombu", "fastapi")),
+    ("observe", ("worker.publish", "worker.cli", "worker.http", "worker.celery", "celery",
+                 "kombu", "fastapi")),
 ])
 def test_each_folder_imports_only_what_its_place_allows(folder: str,
                                                          forbidden: tuple[str, ...]) -> None:
@@ -60,7 +64,7 @@ def test_each_folder_imports_only_what_its_place_allows(folder: str,
 
 def test_the_layout_is_the_documented_one() -> None:
     folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert folders == ["cli", "core", "http", "publish", "read"]
+    assert folders == ["cli", "core", "http", "observe", "publish", "read"]
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "celery.py"]
     architecture = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")

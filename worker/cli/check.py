@@ -15,14 +15,16 @@ from typing import TypeVar
 from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
 from worker.core.names import validate_node
+from worker.core.redis_io import execute_many
 from worker.core.settings import MAX_STALE_AFTER_S, Settings
 from worker.core.states import State
 from worker.core.urls import redact
 from worker.read.connect import reader_client
+from worker.read.incidents import Silence, parse_silence
 from worker.read.liveness import Verdict, beat_verdict, node_verdict
 from worker.read.nodes import PROBE_NODES_LIMIT
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
-from worker.read.render import NAGIOS_LABELS, nagios_line, summary
+from worker.read.render import NAGIOS_LABELS, nagios_line, silence_note, summary
 
 T = TypeVar("T")
 
@@ -83,12 +85,20 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     except ConfigError as exc:
         return fail("check", str(exc))
 
+    silences: list[Silence | None] = []
+
     def probe() -> HeartbeatReport:
         client = reader_client(settings.redis_url, timeout_s)
         try:
-            return read_heartbeat(client, settings.service, keys=settings.keys,
-                                  late_after_s=late_after_s, stale_after_s=stale_after_s,
-                                  nodes_limit=PROBE_NODES_LIMIT)
+            report = read_heartbeat(client, settings.service, keys=settings.keys,
+                                    late_after_s=late_after_s, stale_after_s=stale_after_s,
+                                    nodes_limit=PROBE_NODES_LIMIT)
+            if report.state is not State.UNREACHABLE and node is None and not beat:
+                # A silence is said beside the true state, never instead of it.
+                (raw,) = execute_many(client, [("GET", settings.keys.silence(settings.service))])
+                silences.append(parse_silence(raw if not isinstance(raw, BaseException)
+                                              else None))
+            return report
         finally:
             client.close()
 
@@ -106,10 +116,16 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     code = report.exit_code
     if unreachable_ok and report.state is State.UNREACHABLE:
         code = 0
+    silence = silences[0] if silences else None
+    now_ms = report.now_ms or 0
+    if silence is not None and silence.until_ms <= now_ms:
+        silence = None
     if as_json:
-        print(json.dumps({**summary(report), "exit_code": code}))
+        print(json.dumps({**summary(report), "exit_code": code, "silence": None if silence is None
+                          else {"until_ms": silence.until_ms, "reason": silence.reason,
+                                "remaining_s": round((silence.until_ms - now_ms) / 1000, 3)}}))
     else:
-        line = nagios_line(report)
+        line = nagios_line(report, None if silence is None else silence_note(silence, now_ms))
         print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)
     return code
 

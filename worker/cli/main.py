@@ -81,12 +81,13 @@ examples:
 """
 
 _RUN_EPILOG = """\
-Starts celery beat and one worker as child processes and prints each heartbeat as it
-lands; Ctrl-C or SIGTERM stops them all. With neither CELERY_BROKER_URL nor
-HEARTBEAT_REDIS_URL set it starts an embedded Redis-compatible server in this process
-(needs the embedded extra). Settings come from the environment: CELERY_BROKER_URL,
-HEARTBEAT_REDIS_URL, HEARTBEAT_SERVICE, HEARTBEAT_INTERVAL_S, HEARTBEAT_STALE_AFTER_S,
-HEARTBEAT_KEY_PREFIX, HEARTBEAT_RETENTION_S, HEARTBEAT_HISTORY_LEN, HEARTBEAT_CHECKS.
+Starts celery beat, one worker and a monitor (incidents, uptime, webhooks) as child
+processes and prints each heartbeat as it lands; Ctrl-C or SIGTERM stops them all. With
+neither CELERY_BROKER_URL nor HEARTBEAT_REDIS_URL set it starts an embedded Redis-compatible
+server in this process (needs the embedded extra). Settings come from the environment:
+CELERY_BROKER_URL, HEARTBEAT_REDIS_URL, HEARTBEAT_SERVICE, HEARTBEAT_INTERVAL_S,
+HEARTBEAT_STALE_AFTER_S, HEARTBEAT_KEY_PREFIX, HEARTBEAT_RETENTION_S, HEARTBEAT_HISTORY_LEN,
+HEARTBEAT_CHECKS, HEARTBEAT_WEBHOOK_URLS.
 
 examples:
   petsage-heartbeat run

@@ -1,4 +1,4 @@
-"""``petsage-heartbeat run``: beat and one worker as child processes, for a laptop or a small box.
+"""``petsage-heartbeat run``: beat, one worker and a monitor as child processes, for a laptop.
 
 Beat and the worker run as two ``celery`` processes (not ``worker -B``, whose beat child is
 not reaped on SIGTERM), each in its own process group so that stopping also stops the
@@ -49,6 +49,11 @@ def celery_commands(loglevel: str, queue: str) -> dict[str, list[str]]:
     }
 
 
+def monitor_command(loglevel: str) -> list[str]:
+    """The monitor ``run`` starts beside them: incidents, uptime and webhooks work at once."""
+    return [sys.executable, "-m", "worker", "monitor", "--loglevel", loglevel]
+
+
 def _spawn(commands: Mapping[str, list[str]],
            env: Mapping[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     return {
@@ -86,7 +91,7 @@ def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) 
     def stopping() -> bool:
         for name, child in children.items():
             if child.poll() is not None:
-                exited.append(fail("run", f"celery {name} exited with code "
+                exited.append(fail("run", f"{name} exited with code "
                                           f"{child.returncode}; stopping", runtime=True))
                 return True
         return _stop_requested
@@ -140,7 +145,8 @@ def run(loglevel: str = "WARNING") -> int:
     print(f"petsage-heartbeat: starting celery beat and worker: {settings.describe()}",
           flush=True)
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children = _spawn(celery_commands(loglevel, settings.queue), env)
+    children = _spawn({**celery_commands(loglevel, settings.queue),
+                       "monitor": monitor_command(loglevel)}, env)
     try:
         code = _watch(settings, children)
     finally:

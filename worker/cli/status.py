@@ -11,10 +11,12 @@ from worker.cli.check import positive_seconds, within
 from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
 from worker.core.settings import Settings
+from worker.core.states import State
 from worker.read.connect import reader_client
 from worker.read.fleet import Fleet, read_fleet
+from worker.read.incidents import IncidentSummary, read_incidents
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
-from worker.read.render import render_table, summary, table_row
+from worker.read.render import incident_lines, render_table, summary, table_row
 
 
 def _write_json(reports: list[HeartbeatReport]) -> None:
@@ -38,12 +40,19 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
     except ConfigError as exc:
         return fail("status", str(exc))
 
+    record: list[tuple[int, IncidentSummary]] = []
+
     def read() -> Fleet:
         client = reader_client(settings.redis_url, timeout_s)
         try:
             if all_services:
                 return read_fleet(client, settings.keys)
-            return Fleet([read_heartbeat(client, settings.service, keys=settings.keys)])
+            report = read_heartbeat(client, settings.service, keys=settings.keys)
+            if report.state is not State.UNREACHABLE:
+                # The monitors' record: uptime, outages, silence (one more round trip).
+                now_ms, found = read_incidents(client, settings.keys, [settings.service])
+                record.append((now_ms, found[settings.service]))
+            return Fleet([report])
         finally:
             client.close()
 
@@ -57,10 +66,16 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
     reports = fleet.reports if fleet.store_problem is None else [
         unreachable("*" if all_services else settings.service, fleet.store_problem)]
     try:
-        if as_json:
+        if as_json and record:
+            now_ms, summary_of = record[0]
+            print(orjson.dumps([{**summary(reports[0]),
+                                 "incidents": summary_of.as_json(now_ms)}]).decode())
+        elif as_json:
             _write_json(reports)
         elif reports:
             print(render_table([table_row(r) for r in reports]))
+            if record:
+                print("\n".join(incident_lines(record[0][1], record[0][0])))
         else:
             print("no service has published a heartbeat under this prefix")
         sys.stdout.flush()

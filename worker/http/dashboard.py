@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from worker.core.states import State
+from worker.read.incidents import IncidentSummary
 from worker.read.nodes import node_counts
 from worker.read.reader import HeartbeatReport
 
@@ -60,15 +61,72 @@ def _nodes_cell(report: HeartbeatReport) -> str:
     return cell + "</td>"
 
 
+TIMELINE_MS = 86_400_000
+"""The outage timeline covers the last 24 hours."""
+
+
+def timeline(record: IncidentSummary | None, now_ms: int, width: int = 160,
+             height: int = 14) -> str:
+    """The last 24 hours as a bar: each outage a red stretch, the unwatched part grey;
+    under it uptime, outages and MTTR over 24 h. ``-`` before any monitor judged it."""
+    if record is None or not record.monitored:
+        return '<td class="muted" title="no monitor has judged this service">-</td>'
+    start_ms = now_ms - TIMELINE_MS
+
+    def x(ms: int) -> float:
+        return round((min(max(ms, start_ms), now_ms) - start_ms) / TIMELINE_MS * width, 1)
+
+    parts = []
+    if record.first_ms is not None and record.first_ms > start_ms:
+        parts.append(f'<rect x="0" y="0" width="{x(record.first_ms)}" height="{height}" '
+                     'fill="#d0d7de"/>')
+    titles = []
+    for outage in record.recent:
+        end = now_ms if outage.ended_ms is None else outage.ended_ms
+        if end <= start_ms:
+            continue
+        left = x(outage.started_ms)
+        length_s = (end - outage.started_ms) / 1000
+        label = (f"{datetime.fromtimestamp(outage.started_ms / 1000, UTC):%H:%M:%S}Z "
+                 f"{length_s:.0f} s {outage.diagnosis or ''}").strip()
+        titles.append(label)
+        parts.append(f'<rect class="outage" x="{left}" y="0" '
+                     f'width="{max(x(end) - left, 1.0)}" height="{height}" fill="#cf222e">'
+                     f"<title>{html.escape(label)}</title></rect>")
+    ratio = record.uptime["24h"]
+    mttr = record.mttr_s["24h"]
+    text = (f"{'-' if ratio is None else f'{100 * ratio:.2f}%'} · "
+            f"{record.outages['24h']} outages"
+            + ("" if mttr is None else f" · MTTR {mttr:.0f} s"))
+    bar = (f'<svg class="timeline" width="{width}" height="{height}" role="img" '
+           f'aria-label="outages, last 24 h: {html.escape("; ".join(titles) or "none")}">'
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#1a7f37"/>'
+           f'{"".join(parts)}</svg>')
+    return f'<td class="uptime">{bar}<br><span class="muted">{text}</span></td>'
+
+
+def _state_cell(report: HeartbeatReport, record: IncidentSummary | None, now_ms: int) -> str:
+    cell = (f'<td><span class="state" style="background:{_COLOURS[report.state]}">'
+            f"{report.state.value}</span>")
+    silence = None if record is None else record.silence
+    if silence is not None:
+        left_s = max(silence.until_ms - now_ms, 0) / 1000
+        why = f": {silence.reason}" if silence.reason else ""
+        cell += (f'<br><span class="silenced">silenced {left_s / 60:.0f} min more'
+                 f"{html.escape(why)}</span>")
+    return cell + "</td>"
+
+
 def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
-         store_problem: str | None = None) -> str:
+         store_problem: str | None = None,
+         records: dict[str, IncidentSummary] | None = None, now_ms: int = 0) -> str:
     """The ``<tbody>`` content: one row per service, worst first.
 
     When the store could not be asked, one row says so and why: nothing is known about the
     fleet then, so no "nobody published" row (that would claim the fleet is empty).
     """
     if store_problem is not None:
-        return ('<tr data-state="unreachable"><td colspan="11" class="banner">'
+        return ('<tr data-state="unreachable"><td colspan="12" class="banner">'
                 f"store unreachable: {html.escape(store_problem)}</td></tr>")
     out = []
     for report in reports:
@@ -76,8 +134,7 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
         worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
         cells = [
             f'<td class="service">{html.escape(report.service)}</td>',
-            f'<td><span class="state" style="background:{_COLOURS[report.state]}">'
-            f"{report.state.value}</span></td>",
+            _state_cell(report, (records or {}).get(report.service), now_ms),
             f"<td>{html.escape(report.diagnosis or '-')}</td>",
             "<td>-</td>" if report.age_s is None else f"<td>{report.age_s:.1f} s</td>",
             f"<td>{html.escape(str(p.get('seq', '-')))}</td>",
@@ -86,12 +143,13 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
             f"<td>{_fmt_ms(p.get('queue_lag_ms'))}</td>",
             f"<td>{_fmt_ms(p.get('duration_ms'))}</td>",
             f"<td>{chart(histories.get(report.service, []))}</td>",
+            timeline((records or {}).get(report.service), now_ms),
             f'<td class="reason">{html.escape(report.reason)}</td>',
         ]
         out.append(f'<tr data-service="{html.escape(report.service)}" '
                    f'data-state="{report.state.value}">{"".join(cells)}</tr>')
     if not out:
-        out.append('<tr><td colspan="11" class="muted">no service has published a heartbeat '
+        out.append('<tr><td colspan="12" class="muted">no service has published a heartbeat '
                    "under this prefix</td></tr>")
     return "\n".join(out)
 
@@ -118,6 +176,7 @@ td.reason, td.banner {{ white-space: normal; }}
 .banner {{ background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }}
 .service {{ font-weight: 600; }}
 .warn {{ color: #bf8700; font-weight: 600; }}
+.silenced {{ color: #6639ba; font-weight: 600; font-size: .85em; }}
 </style></head>
 <body>
 <h1>PetSage heartbeat</h1>
@@ -126,7 +185,7 @@ refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>
 Prometheus: <a href="metrics">metrics</a>.</p>
 <table><thead><tr><th>service</th><th>state</th><th>diagnosis</th><th>age</th><th>seq</th>
 <th>worker</th><th>nodes fresh</th><th>queue lag</th><th>duration</th><th>lag / duration</th>
-<th>reason</th>
+<th>last 24 h</th><th>reason</th>
 </tr></thead><tbody id="fleet">
 {body_rows}
 </tbody></table>

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from worker.core.states import State
 from worker.read.fleet import Fleet
+from worker.read.incidents import WINDOWS, IncidentSummary
 from worker.read.reader import HeartbeatReport
 
 PREFIX = "petsage_heartbeat"
@@ -45,6 +46,17 @@ FAMILIES: tuple[tuple[str, str], ...] = (
 )
 """Every per-service family, in the order they are written: name and help text."""
 
+RECORD_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("silenced", "1 while an operator's silence holds notifications and alert rules back"),
+    ("uptime_ratio", "Share of the window the service was up (fresh or late), as the "
+                     "monitors recorded it"),
+    ("outages", "Outages (stretches of stale, missing or invalid) overlapping the window"),
+    ("mttr_seconds", "Mean length of the outages that ended within the window"),
+    ("monitored_seconds", "Seconds of the window the monitors' record covers"),
+)
+"""Families from the monitors' record (``worker.read.incidents``); uptime, outages and
+MTTR have a ``window`` label (24h, 7d, 30d) and only services a monitor has judged."""
+
 _NODE_STATES = (State.FRESH, State.LATE, State.STALE)
 
 
@@ -59,8 +71,9 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def exposition(fleet: Fleet) -> bytes:
-    """The whole scrape: ``store_up``, then every family with one sample per service."""
+def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None) -> bytes:
+    """The whole scrape: ``store_up``, then every family with one sample per service, then
+    the monitors' record of each service when ``records`` has been read."""
     lines = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
              f"# TYPE {PREFIX}_store_up gauge",
              f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]
@@ -70,6 +83,12 @@ def exposition(fleet: Fleet) -> bytes:
             lines.append(f"# HELP {PREFIX}_{name} {doc}")
             lines.append(f"# TYPE {PREFIX}_{name} gauge")
             lines += samples[name]
+        if records is not None:
+            recorded = record_samples(fleet.reports, records)
+            for name, doc in RECORD_FAMILIES:
+                lines.append(f"# HELP {PREFIX}_{name} {doc}")
+                lines.append(f"# TYPE {PREFIX}_{name} gauge")
+                lines += recorded[name]
     lines.append("")
     return "\n".join(lines).encode()
 
@@ -131,6 +150,41 @@ def service_samples(reports: list[HeartbeatReport]) -> dict[str, list[str]]:
     return out
 
 
-def scrape(fleet: Callable[[], Fleet]) -> bytes:
-    """One scrape's body, reading through ``fleet`` (the shared read in ``serve``)."""
-    return exposition(fleet())
+def record_samples(reports: list[HeartbeatReport],
+                   records: dict[str, IncidentSummary]) -> dict[str, list[str]]:
+    """The sample lines of the record families, for the services in ``reports``."""
+    out: dict[str, list[str]] = {name: [] for name, _ in RECORD_FAMILIES}
+    p = PREFIX
+    for report in reports:
+        service = report.service
+        record = records.get(service)
+        if record is None:
+            continue
+        out["silenced"].append(f'{p}_silenced{{service="{service}"}} '
+                               f"{0.0 if record.silence is None else 1.0}")
+        if not record.monitored:
+            continue
+        for window, _ in WINDOWS:
+            labels = f'{{service="{service}",window="{window}"}}'
+            ratio = record.uptime[window]
+            if ratio is not None:
+                out["uptime_ratio"].append(f"{p}_uptime_ratio{labels} {_number(ratio)}")
+            out["outages"].append(f"{p}_outages{labels} {_number(record.outages[window])}")
+            mttr = record.mttr_s[window]
+            if mttr is not None:
+                out["mttr_seconds"].append(f"{p}_mttr_seconds{labels} {_number(mttr)}")
+            out["monitored_seconds"].append(f"{p}_monitored_seconds{labels} "
+                                            f"{_number(record.covered_s[window])}")
+    return out
+
+
+def scrape(fleet: Callable[[], Fleet],
+           records: Callable[[list[str]], dict[str, IncidentSummary] | None] | None = None,
+           ) -> bytes:
+    """One scrape's body, reading through ``fleet`` (the shared read in ``serve``) and,
+    given ``records``, the monitors' record of the services it found."""
+    read = fleet()
+    found = None
+    if records is not None and read.store_problem is None:
+        found = records([r.service for r in read.reports])
+    return exposition(read, found)

@@ -12,6 +12,7 @@ stand-alone app ``petsage-heartbeat serve`` runs. Needs ``petsage-heartbeat[http
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from datetime import UTC, datetime
@@ -27,13 +28,17 @@ from worker.core.names import SERVICE_PATTERN, Keys, validate_service
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
 from worker.core.states import State
+from worker.core.urls import redact
 from worker.http import dashboard
 from worker.http.metrics import CONTENT_TYPE, scrape
 from worker.http.shared_read import SharedRead
 from worker.read.fleet import read_fleet
 from worker.read.history import read_histories
+from worker.read.incidents import IncidentSummary, read_incidents
 from worker.read.reader import HeartbeatReport, read_heartbeat
 from worker.read.render import summary
+
+log = logging.getLogger("petsage_heartbeat.http")
 
 READ_TIMEOUT_S = 2.0
 """Redis timeout of every HTTP read: a probe behind a load balancer must answer quickly."""
@@ -206,6 +211,18 @@ def _fleet(only: str | None = None) -> tuple[list[HeartbeatReport], str | None]:
     return fleet.reports, fleet.store_problem
 
 
+def _records(services: list[str]) -> tuple[int, dict[str, IncidentSummary] | None]:
+    """The monitors' record of ``services`` (uptime, outages, silence), or None when the
+    store failed it: the heartbeats already read are still answered."""
+    if not services:
+        return 0, {}
+    try:
+        return read_incidents(source.client(), source.keys(), services)
+    except Exception as exc:  # the record is extra: a failed read leaves it out
+        log.warning("could not read the monitors' record: %s", redact(str(exc))[:200])
+        return 0, None
+
+
 API_PARAMETERS = ("service", "limit")
 """The query parameters ``/api/heartbeats`` accepts; any other is refused with 400."""
 
@@ -290,7 +307,8 @@ def create_app() -> FastAPI:
     app.include_router(router)
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(scrape(source.fleet), media_type=CONTENT_TYPE)
+        return Response(scrape(source.fleet, lambda names: _records(names)[1]),
+                        media_type=CONTENT_TYPE)
 
     @app.get("/api/heartbeats", summary="Every service's heartbeat, with recent history",
              description=_API_DESCRIPTION, response_model=None, responses=_API_RESPONSES,
@@ -298,20 +316,26 @@ def create_app() -> FastAPI:
     def api_heartbeats(request: Request) -> JSONResponse:
         service, limit = _api_query(request)
         reports, problem = _fleet(service)
-        histories = read_histories(source.client(), source.keys(),
-                                   [r.service for r in reports], limit)
+        names = [r.service for r in reports]
+        histories = read_histories(source.client(), source.keys(), names, limit)
+        now_ms, records = _records(names)
         return JSONResponse({
             "store_up": problem is None,
             "store_problem": problem,
-            "services": [{**summary(r), "history": histories.get(r.service, [])}
+            "services": [{**summary(r), "history": histories.get(r.service, []),
+                          "incidents": None if records is None or r.service not in records
+                          else records[r.service].as_json(now_ms)}
                          for r in reports],
         }, status_code=200 if problem is None else 503)
 
     def _rows() -> tuple[str, str | None]:
         reports, problem = _fleet()
-        histories = read_histories(source.client(), source.keys(),
-                                   [r.service for r in reports], dashboard.HISTORY_POINTS)
-        return dashboard.rows(reports, histories, store_problem=problem), problem
+        names = [r.service for r in reports]
+        histories = read_histories(source.client(), source.keys(), names,
+                                   dashboard.HISTORY_POINTS)
+        now_ms, records = _records(names)
+        return dashboard.rows(reports, histories, store_problem=problem, records=records,
+                              now_ms=now_ms), problem
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

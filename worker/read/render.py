@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from worker.core.states import State
 from worker.read.diagnosis import publish_failure
+from worker.read.incidents import WINDOWS, IncidentSummary, Silence
 from worker.read.nodes import node_counts, node_summaries
 from worker.read.reader import HeartbeatReport
 
@@ -71,8 +72,11 @@ def _ms(value: Any) -> str:
     return "-" if not isinstance(value, int | float) else f"{value:.0f}ms"
 
 
-def nagios_line(report: HeartbeatReport) -> str:
-    """``OK - petsage heartbeat 2.1s old, seq 42 | age=2.1s;15;30;0 lag=3ms;;;0 ...``."""
+def nagios_line(report: HeartbeatReport, note: str | None = None) -> str:
+    """``OK - petsage heartbeat 2.1s old, seq 42 | age=2.1s;15;30;0 lag=3ms;;;0 ...``.
+
+    ``note`` (a silence) goes after the state, which it never changes: a probe never lies.
+    """
     label = NAGIOS_LABELS[report.exit_code]
     payload = report.payload
     if report.state is State.FRESH and payload is not None and report.age_s is not None:
@@ -83,6 +87,8 @@ def nagios_line(report: HeartbeatReport) -> str:
             text += f", seq {payload['seq']}"
     if report.diagnosis:
         text += f" [{report.diagnosis}]"
+    if note:
+        text += f" ({note})"
     if report.age_s is None or report.thresholds is None or payload is None:
         return f"{label} - {text}"
     perf = (f"age={report.age_s:.3f}s;{report.thresholds.late_after_s:g};"
@@ -160,3 +166,53 @@ def transition_line(event: dict[str, Any]) -> str:
     """A state change as one line of text."""
     return (f"{event['time']} {event['service']} {event['old_state']} -> "
             f"{event['new_state']} ({event['reason']})")
+
+
+def _span(seconds: float) -> str:
+    """A duration for people: ``42s``, ``5m 3s``, ``2h 10m``, ``3d 4h``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86_400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86_400}d {s % 86_400 // 3600}h"
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def silence_note(silence: Silence, now_ms: int) -> str:
+    """``silenced for 1h 59m: database migration``: what probes add to the true state."""
+    why = f": {silence.reason}" if silence.reason else ""
+    return f"silenced for {_span(max(silence.until_ms - now_ms, 0) / 1000)}{why}"
+
+
+def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
+    """What ``status SERVICE`` prints under its table: uptime, outages, MTTR, silence."""
+    if record.silence is not None:
+        lines = [f"{silence_note(record.silence, now_ms)} (notifications held back, "
+                 "alert rules quiet)"]
+    else:
+        lines = []
+    if not record.monitored:
+        return [*lines, "uptime: unknown, no monitor has judged this service yet "
+                        "(petsage-heartbeat monitor)"]
+    parts = []
+    for label, _ in WINDOWS:
+        ratio = record.uptime[label]
+        share = "-" if ratio is None else f"{100 * ratio:.3f}%"
+        mttr = record.mttr_s[label]
+        parts.append(f"{label} {share} ({record.outages[label]} outages"
+                     f"{'' if mttr is None else ', MTTR ' + _span(mttr)})")
+    watched = _span(record.covered_s["30d"])
+    lines.append(f"uptime: {'; '.join(parts)}; monitored for {watched} of 30d")
+    for outage in record.recent[:5]:
+        end = now_ms if outage.ended_ms is None else outage.ended_ms
+        status = "ongoing" if outage.ended_ms is None else "recovered"
+        diagnosis = f" [{outage.diagnosis}]" if outage.diagnosis else ""
+        lines.append(f"outage {_when(outage.started_ms)} {_span((end - outage.started_ms) / 1000)}"
+                     f" {status}{diagnosis}")
+    return lines
