@@ -150,7 +150,8 @@ def production(workdir: Path) -> None:
     try:
         for argv in (["celery", "-A", "worker", "beat"],
                      ["celery", "-A", "worker", "worker", "-Q", "heartbeat.petsage",
-                      "--without-mingle", "--without-gossip"]):
+                      "--without-mingle", "--without-gossip"],
+                     ["petsage-heartbeat", "monitor"]):
             proc = subprocess.Popen([str(bin_dir / argv[0]), *argv[1:]], cwd=workdir / "empty",
                                     env=env, text=True, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -168,6 +169,8 @@ def production(workdir: Path) -> None:
             ("status", "--all", "--json"): 0, ("check", "--bogus"): 3,
             # serve needs the [http] extra: one line saying so, exit 2.
             ("serve",): 2, ("--version",): 0, ("check", "--help"): 0,
+            ("silence", "petsage", "--for", "1m"): 0, ("unsilence", "petsage"): 0,
+            ("forget", "petsage"): 1, ("forget", "no:such"): 2,
         }
         for args, want in expected.items():
             done = subprocess.run([str(bin_dir / "petsage-heartbeat"), *args], env=env,
@@ -205,7 +208,8 @@ def production(workdir: Path) -> None:
         server.kill()
         server.wait(10)
         shutil.rmtree(redis_dir, ignore_errors=True)
-    print("first run: production install OK (beat, worker, check, status, watch, serve)",
+    print("first run: production install OK (beat, worker, monitor, check, status, watch, "
+          "serve, silence, forget)",
           flush=True)
 
 

@@ -15,6 +15,7 @@ import redis
 
 from tests.support.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
 from worker import State, read_heartbeat
+from worker.core.names import Keys
 from worker.core.payload import payload_problem
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +95,10 @@ def test_run_with_no_url_starts_embedded_redis_and_stops_cleanly(tmp_path: Path)
         assert report.payload is not None and report.payload["interval_s"] == 10
         wait_for(lambda: "heartbeat petsage seq=1 fresh" in run.output(), 5,
                  what="the heartbeat printed as it lands")
-        assert len(_processes_with_marker(marker)) >= 3  # run, beat, worker (+ pool child)
+        assert len(_processes_with_marker(marker)) >= 4  # run, beat, worker, monitor (+ pool)
+        # The monitor judges from the start: its record of the service exists.
+        wait_for(lambda: client.hget(Keys().observed("petsage"), "state") == b"fresh", 10,
+                 what="the monitor's record of petsage")
         run.proc.send_signal(signal.SIGTERM)
         stop_started = time.monotonic()
         code = run.proc.wait(timeout=10)

@@ -6,6 +6,7 @@ real-process claims are in ``test_monitor_e2e.py``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -243,7 +244,7 @@ class FakeReceiver:
 
 
 def _queue(client: fakeredis.FakeRedis, *states: str) -> None:
-    for old, new in zip(states, states[1:], strict=False):
+    for old, new in itertools.pairwise(states):
         client.xadd(KEYS.outbox, {"event": json.dumps(
             {"service": "petsage", "old_state": old, "new_state": new, "reason": "r"})})
 
