@@ -113,7 +113,8 @@ RUN: dict[str, Expect] = {
         Expect(r"^OK - petsage beat fresh"),
     "petsage-heartbeat status": Expect(
         r"^SERVICE +STATE +DIAGNOSIS +AGE +SEQ +WORKER +NODES +LAG +STATUS +REASON\n"
-        r"petsage +fresh +- .* 1/1 .*last heartbeat [\d.]+s ago\n\Z"),
+        r"petsage +fresh +- .* 1/1 .*last heartbeat [\d.]+s ago\n"
+        r"uptime: unknown, no monitor has judged this service yet .*\n\Z"),
     "petsage-heartbeat status --all": Expect(  # equally fresh: either may come first
         r"\ASERVICE .*\n(?=(?s:.*)^billing +fresh )(?=(?s:.*)^petsage +fresh )"),
     "petsage-heartbeat status --all --json": Expect(
@@ -134,6 +135,16 @@ RUN: dict[str, Expect] = {
         r'\A(?=(?s:.*)^petsage_heartbeat_up\{service="billing"\} 1\.0$)'
         r'(?=(?s:.*)^petsage_heartbeat_up\{service="petsage"\} 1\.0$)(?:.*\n){2}\Z',
         needs_serve=True),
+    "petsage-heartbeat monitor": Expect(r"judging every service under petsage:hb every [\d.]+ s",
+                                        long_running=True),
+    "petsage-heartbeat monitor --webhook https://hooks.example.com/petsage": Expect(
+        r"webhooks: https://hooks\.example\.com \(json\)", long_running=True),
+    "redis-cli XRANGE 'petsage:hb:{petsage}:incidents' - +": Expect(r"\A\s*\Z"),
+    'petsage-heartbeat silence billing --for 2h --reason "database migration"': Expect(
+        r"^billing silenced until \S+ \(7200 s\): database migration;"),
+    "petsage-heartbeat unsilence billing": Expect(r"^billing (unsilenced|was not silenced)"),
+    "petsage-heartbeat forget old-billing": Expect(
+        r"^petsage-heartbeat: service 'old-billing' is not known to the store", exit_code=2),
     "promtool check rules deploy/prometheus/alerts.yml": Expect(r"SUCCESS: 5 rules found"),
     "promtool test rules deploy/prometheus/alerts_test.yml": Expect(r"^  SUCCESS$"),
 }

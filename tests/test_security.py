@@ -40,7 +40,7 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
               "+type", "+exists", "+time", "+zcard", "+zrange", "+zrevrange", "+xrevrange",
-              "+eval_ro", "+info", "+subscribe", "+unsubscribe")
+              "+xrange", "+hgetall", "+eval_ro", "+info", "+subscribe", "+unsubscribe")
 
 
 def _get(url: str) -> str:
@@ -80,6 +80,11 @@ def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> N
         procs.append(watch)
         bad_watch = Proc(cli_argv("watch", "--redis", wrong), env, tmp_path, "bad-watch")
         procs.append(bad_watch)
+        hook = f"http://hook-user:{SECRET}@127.0.0.1:{free_port()}/hooks/{SECRET}"
+        monitor = Proc(cli_argv("monitor", "--webhook", hook), env, tmp_path, "monitor")
+        procs.append(monitor)
+        bad_monitor = Proc(cli_argv("monitor", "--redis", wrong), env, tmp_path, "bad-monitor")
+        procs.append(bad_monitor)
         admin = server.client(password=SECRET)
         wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30, what="fresh")
         base = f"http://127.0.0.1:{port}"
@@ -99,6 +104,11 @@ def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> N
                                  timeout=30, check=False)
         outputs += [bad_run.stdout, bad_run.stderr]
         wait_for(lambda: "unreachable" in bad_watch.output(), 15, what="watch with a bad password")
+        wait_for(lambda: "cannot judge the fleet" in bad_monitor.output(), 15,
+                 what="monitor with a bad password")
+        wait_for(lambda: admin.hget(Keys().observed("petsage"), "state") == b"fresh", 15,
+                 what="the monitor's record")
+        assert "http://127.0.0.1:" in monitor.output()  # the webhook, shown as its host only
         outputs += [p.output() for p in procs]
         for text in outputs:
             assert SECRET not in text
