@@ -189,6 +189,7 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m bench.probe_bench": _BENCH,
     ".venv/bin/python -m bench.memory_bench": _BENCH,
     ".venv/bin/python -m bench.soak --seconds 600": _BENCH,
+    ".venv/bin/python -m bench.monitor_bench": _BENCH,
     "kubectl create secret generic petsage-heartbeat-urls "
     "--from-literal=CELERY_BROKER_URL='rediss://:PASSWORD@redis.internal:6380/0'": _KUBE,
     "kubectl apply -f deploy/kubernetes/": _KUBE,

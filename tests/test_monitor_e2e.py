@@ -189,7 +189,9 @@ def test_silence_holds_notifications_and_alerts_while_check_says_the_truth(
             metrics = http.get("/metrics").text
             assert 'petsage_heartbeat_silenced{service="petsage"} 1.0' in metrics
             assert 'petsage_heartbeat_outages{service="petsage",window="24h"} 1.0' in metrics
-            assert "silenced" in http.get("/").text
+            page = http.get("/").text
+            assert '<span class="silenced">silenced ' in page and "upgrade db" in page
+            assert '<rect class="outage"' in page  # the outage on the 24-hour bar
             api: Any = http.get("/api/heartbeats").json()["services"][0]["incidents"]
             assert api["silence"]["reason"] == "upgrade db" and len(api["outages"]) == 1
     finally:
