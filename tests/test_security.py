@@ -40,7 +40,7 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
               "+type", "+exists", "+time", "+zcard", "+zrange", "+zrevrange", "+xrevrange",
-              "+xrange", "+hgetall", "+eval_ro", "+info", "+subscribe", "+unsubscribe")
+              "+xrange", "+hmget", "+eval_ro", "+info", "+subscribe", "+unsubscribe")
 
 
 def _get(url: str) -> str:
@@ -179,7 +179,17 @@ def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
         wait_for(lambda: read_heartbeat(admin, "petsage").nodes, 30,
                  what="the worker's node heartbeat under its ACL")
         assert "NOPERM" not in worker.output()
+        # The monitor runs under the worker's user, as the docs say.
+        monitor = Proc(cli_argv("monitor"), env, tmp_path, "monitor")
+        procs.append(monitor)
+        wait_for(lambda: admin.hget(Keys().observed("petsage"), "state") == b"fresh", 30,
+                 what="the monitor's record under the worker's ACL")
+        assert "NOPERM" not in monitor.output() and "cannot" not in monitor.output()
         reader_env = heartbeat_env(reader_url)
+        one = json.loads(subprocess.run(cli_argv("status", "--json"), env=reader_env,
+                                        capture_output=True, text=True, timeout=30,
+                                        check=False).stdout)
+        assert one[0]["incidents"]["monitored"] is True  # the record, under the reader's ACL
         for args in (["check"], ["status", "--all", "--json"]):
             done = subprocess.run(cli_argv(*args), env=reader_env, capture_output=True,
                                   text=True, timeout=30, check=False)

@@ -19,7 +19,14 @@ import json
 from typing import Any, NamedTuple
 
 from worker.core.names import Keys
-from worker.core.redis_io import as_text, execute_many, redis_time_ms
+from worker.core.redis_io import (
+    Command,
+    as_text,
+    execute_many,
+    is_cluster_client,
+    lua_script,
+    redis_time_ms,
+)
 
 WINDOWS: tuple[tuple[str, int], ...] = (("24h", 86_400_000), ("7d", 604_800_000),
                                          ("30d", 2_592_000_000))
@@ -32,7 +39,15 @@ TIMELINE_OUTAGES = 10
 """The most recent outages a summary lists."""
 
 COMMANDS_PER_ROUND_TRIP = 999
-"""Commands sent together: three a service, each touching one key."""
+"""Commands sent together on a Redis Cluster: three a service, each touching one key."""
+
+SERVICES_PER_CALL = 333
+"""Services per ``incidents.lua`` call: 999 keys, within the schema's thousand-key bound."""
+
+CALLS_PER_TRIP = 6
+"""Script calls sent together."""
+
+INCIDENTS_SCRIPT = lua_script(__package__, "incidents.lua")
 
 
 class Transition(NamedTuple):
@@ -131,6 +146,16 @@ def _record(raw: Any) -> dict[str, str]:
     return {as_text(k): as_text(v) for k, v in zip(items[::2], items[1::2], strict=False)}
 
 
+RECORD_FIELDS = ("state", "first_ms", "at_ms", "diagnosis")
+"""The fields of a service's record that its summary needs."""
+
+
+def _fields(values: Any) -> dict[str, str]:
+    """An ``HMGET`` of ``RECORD_FIELDS`` as a dict of the fields present."""
+    return {name: as_text(value) for name, value in zip(RECORD_FIELDS, values or (),
+                                                        strict=False) if value is not None}
+
+
 def _int(value: str | None) -> int | None:
     try:
         return int(value) if value else None
@@ -147,6 +172,8 @@ def summarize(service: str, record: dict[str, str], transitions: list[Transition
     """
     state = record.get("state") or None
     first_ms = _int(record.get("first_ms"))
+    if not transitions:
+        return _steady(service, record, silence, now_ms)
     # The timeline: (start, state) segments, oldest first, the last lasting until now.
     if transitions:
         start = first_ms if first_ms is not None else transitions[0].at_ms
@@ -194,28 +221,77 @@ def summarize(service: str, record: dict[str, str], transitions: list[Transition
         silence=silence if silence is not None and silence.until_ms > now_ms else None)
 
 
+def _steady(service: str, record: dict[str, str], silence: Silence | None,
+            now_ms: int) -> IncidentSummary:
+    """``summarize`` of a service with no transition in 30 days (most of a fleet): one state
+    since the record started, or no record at all."""
+    state = record.get("state") or None
+    first_ms = _int(record.get("first_ms"))
+    down = state in DOWN_STATES
+    since_ms = _int(record.get("at_ms"))
+    uptime: dict[str, float | None] = {}
+    covered: dict[str, float] = {}
+    outages: dict[str, int] = {}
+    for label, length_ms in WINDOWS:
+        watched_ms = 0 if first_ms is None else max(min(now_ms - first_ms, length_ms), 0)
+        uptime[label] = None if not watched_ms else (0.0 if down else 1.0)
+        covered[label] = round(watched_ms / 1000, 3)
+        outages[label] = 1 if down and watched_ms else 0
+    recent = (Outage(first_ms, None, record.get("diagnosis", ""), ""),) if (
+        down and first_ms is not None) else ()
+    return IncidentSummary(
+        service=service, monitored=state is not None, state=state, since_ms=since_ms,
+        first_ms=first_ms, uptime=uptime, covered_s=covered, outages=outages,
+        mttr_s=dict.fromkeys(covered), recent=recent,
+        silence=silence if silence is not None and silence.until_ms > now_ms else None)
+
+
 def read_incidents(client: Any, keys: Keys,
                    services: list[str]) -> tuple[int, dict[str, IncidentSummary]]:
-    """The Redis clock and each service's summary: three one-key commands a service,
-    pipelined, about a thousand per round trip. Raises on a store error."""
+    """The Redis clock and each service's summary. Raises on a store error.
+
+    ``incidents.lua`` over ``SERVICES_PER_CALL`` services a call (three keys each), a few
+    calls a round trip; on a Redis Cluster three one-key commands a service, pipelined.
+    """
     ((now_reply,),) = (execute_many(client, [("TIME",)]),)
     now_ms = redis_time_ms(now_reply)
     oldest_id = f"{max(now_ms - WINDOWS[-1][1], 0)}-0"
     out: dict[str, IncidentSummary] = {}
-    per_trip = COMMANDS_PER_ROUND_TRIP // 3
+    cluster = is_cluster_client(client)
+    per_trip = COMMANDS_PER_ROUND_TRIP // 3 if cluster else SERVICES_PER_CALL * CALLS_PER_TRIP
     for start in range(0, len(services), per_trip):
         chunk = services[start:start + per_trip]
-        commands: list[tuple[str | int, ...]] = []
-        for service in chunk:
-            commands += [("HGETALL", keys.observed(service)),
-                         ("XRANGE", keys.incidents(service), oldest_id, "+"),
-                         ("GET", keys.silence(service))]
-        replies = execute_many(client, commands)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+        if cluster:
+            commands: list[Command] = []
+            for service in chunk:
+                commands += [("HMGET", keys.observed(service), *RECORD_FIELDS),
+                             ("XRANGE", keys.incidents(service), oldest_id, "+"),
+                             ("GET", keys.silence(service))]
+            replies = execute_many(client, commands)
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+        else:
+            calls: list[Command] = [("EVAL_RO", INCIDENTS_SCRIPT, 3 * len(part),
+                      *keys.monitor_keys(part), oldest_id)
+                     for part in (chunk[i:i + SERVICES_PER_CALL]
+                                  for i in range(0, len(chunk), SERVICES_PER_CALL))]
+            replies = [item for reply in _eval_read_only(client, calls) for item in reply]
         for index, service in enumerate(chunk):
             record, entries, silence = replies[3 * index:3 * index + 3]
-            out[service] = summarize(service, _record(record), _transitions(entries),
-                                     parse_silence(silence), now_ms)
+            out[service] = summarize(service, _fields(record), _transitions(entries),
+                                     parse_silence(silence or None), now_ms)
     return now_ms, out
+
+
+def _eval_read_only(client: Any, calls: list[Command]) -> list[Any]:
+    """``EVAL_RO`` calls in one round trip (``EVAL`` on a Redis without it); raises the
+    first error reply."""
+    replies = execute_many(client, calls)
+    if replies and isinstance(replies[0], BaseException) and (
+            "unknown command" in str(replies[0]).lower()):
+        replies = execute_many(client, [("EVAL", *call[1:]) for call in calls])
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
