@@ -107,3 +107,16 @@ def test_the_probe_path_imports_no_celery_kombu_fastapi_or_redis_py(command: str
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False, cwd=REPO)
     assert done.stdout.splitlines()[-1] == "heavy=", done.stdout + done.stderr
+
+
+def test_every_package_and_script_is_installed() -> None:
+    """``pip install .`` ships what the checkout has: every package, every Lua script."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    setuptools = config["setuptools"]
+    packages = sorted(".".join(p.relative_to(REPO).parts[:-1])
+                      for p in PACKAGE.rglob("__init__.py"))
+    assert sorted(setuptools["packages"]) == packages
+    with_lua = sorted({".".join(p.relative_to(REPO).parts[:-1]) for p in PACKAGE.rglob("*.lua")})
+    assert all("*.lua" in setuptools["package-data"].get(p, []) for p in with_lua), with_lua
