@@ -1,0 +1,206 @@
+"""Documented promises that nothing else pins down, each with known values: every metric,
+every hook variable, the full JSON shapes of ``check`` and ``watch``, the discard note's
+TTL, ``worker_slow`` for a missing heartbeat, and a non-default prefix end to end.
+
+Each test here was written against a change that once left the whole suite green (see
+docs/development.md, mutation testing); it fails with that change.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
+from tests.support.publishing import backdate, publish
+from tests.support.stores import make_store
+from worker.cli.watch import Watcher
+from worker.core.names import Keys
+from worker.core.redis_io import redis_time_ms
+from worker.core.settings import Settings
+from worker.core.states import State
+from worker.http.metrics import FAMILIES, RECORD_FAMILIES, exposition
+from worker.observe.record import record
+from worker.publish.beat_marker import BeatMarker
+from worker.read.fleet import read_fleet
+from worker.read.incidents import read_incidents
+from worker.read.reader import read_heartbeat
+
+
+def _samples(text: str) -> dict[str, float]:
+    """``name{labels}`` -> value, for every sample line of an exposition."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_every_metric_with_known_values() -> None:
+    client = fakeredis.FakeRedis()
+    keys = Keys()
+    publish(client, "api", interval_s=10, backlog={"depth": 4})
+    publish(client, "old", interval_s=10)
+    backdate(client, "old", 40)
+    BeatMarker(client, keys, "old", interval_s=10, retention_s=60).record_publish()
+    now_ms = redis_time_ms(client.time())
+    client.zadd(keys.nodes("api"), {"w1@a": now_ms - 1000, "w2@b": now_ms - 100_000})
+    record(client, keys, read_fleet(client, keys).reports, monitor_id="m")
+    client.set(keys.silence("old"), json.dumps({"until_ms": now_ms + 60_000, "reason": "r"}))
+    fleet = read_fleet(client, keys)
+    _, records = read_incidents(client, keys, ["api", "old"])
+    text = exposition(fleet, records).decode()
+    got = _samples(text)
+    api = '{service="api"}'
+    expected = {
+        "petsage_heartbeat_store_up": 1.0,
+        f"petsage_heartbeat_up{api}": 1.0,
+        'petsage_heartbeat_up{service="old"}': 0.0,
+        'petsage_heartbeat_state{service="api",state="fresh"}': 1.0,
+        'petsage_heartbeat_state{service="api",state="stale"}': 0.0,
+        'petsage_heartbeat_state{service="old",state="stale"}': 1.0,
+        'petsage_heartbeat_diagnosis{diagnosis="no_consumer",service="old"}': 1.0,
+        f"petsage_heartbeat_seq{api}": 1.0,
+        f"petsage_heartbeat_queue_lag_seconds{api}": 0.003,
+        f"petsage_heartbeat_duration_seconds{api}": 0.001,
+        f"petsage_heartbeat_interval_seconds{api}": 10.0,
+        f"petsage_heartbeat_stale_after_seconds{api}": 30.0,
+        f"petsage_heartbeat_queue_depth{api}": 4.0,
+        'petsage_heartbeat_node_up{node="w1@a",service="api"}': 1.0,
+        'petsage_heartbeat_node_up{node="w2@b",service="api"}': 0.0,
+        'petsage_heartbeat_nodes{service="api",state="fresh"}': 1.0,
+        'petsage_heartbeat_nodes{service="api",state="stale"}': 1.0,
+        'petsage_heartbeat_beats{service="old"}': 1.0,
+        'petsage_heartbeat_silenced{service="old"}': 1.0,
+        f"petsage_heartbeat_silenced{api}": 0.0,
+        'petsage_heartbeat_uptime_ratio{service="api",window="24h"}': 1.0,
+        'petsage_heartbeat_uptime_ratio{service="old",window="30d"}': 0.0,
+        'petsage_heartbeat_outages{service="old",window="7d"}': 1.0,
+        'petsage_heartbeat_outages{service="api",window="24h"}': 0.0,
+    }
+    for name, value in expected.items():
+        assert got.get(name) == pytest.approx(value), name
+    assert got[f"petsage_heartbeat_age_seconds{api}"] == pytest.approx(0.0, abs=1.0)
+    assert got['petsage_heartbeat_age_seconds{service="old"}'] == pytest.approx(40.0, abs=1.0)
+    assert got['petsage_heartbeat_node_age_seconds{node="w2@b",service="api"}'] == \
+        pytest.approx(100.0, abs=1.0)
+    stored = json.loads(client.get(keys.latest("api")) or b"")
+    assert got[f"petsage_heartbeat_last_timestamp_seconds{api}"] == stored["ts_ms"] / 1000
+    assert got['petsage_heartbeat_monitored_seconds{service="api",window="24h"}'] >= 0.0
+    # Every documented family is written (a HELP line each), none more.
+    helped = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP")}
+    assert helped == {"petsage_heartbeat_store_up", *(f"petsage_heartbeat_{n}" for n, _ in
+                                                     FAMILIES + RECORD_FAMILIES)}
+    documented = (Path(__file__).parents[1] / "docs" / "http.md").read_text()
+    for name in helped:
+        assert f"`{name}" in documented, name
+
+
+def test_a_missing_heartbeat_with_a_recent_discard_is_worker_slow() -> None:
+    client = fakeredis.FakeRedis()
+    BeatMarker(client, Keys(), "petsage", interval_s=0.5, retention_s=60).record_publish()
+    assert read_heartbeat(client, "petsage").diagnosis == "no_consumer"
+    make_store(client).record_discard("petsage", published_at_ms=redis_time_ms(client.time()),
+                                      lag_ms=4200.0)
+    report = read_heartbeat(client, "petsage")
+    assert (report.state, report.diagnosis) == (State.MISSING, "worker_slow")
+
+
+def test_the_discard_note_expires_after_the_retention() -> None:
+    client = fakeredis.FakeRedis()
+    store = make_store(client)
+    store.record_discard("petsage", published_at_ms=1.0, lag_ms=1.0)
+    ttl_ms = client.pttl(Keys().discarded("petsage"))
+    retention_ms = Settings().retention_s * 1000
+    assert retention_ms - 5000 < ttl_ms <= retention_ms
+
+
+HOOK_VARIABLES = ("TIME", "SERVICE", "OLD_STATE", "NEW_STATE", "AGE_S", "SEQ", "REASON",
+                  "DIAGNOSIS", "EXIT_CODE")
+
+
+def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
+    client = fakeredis.FakeRedis()
+    publish(client, interval_s=10)
+    backdate(client, "petsage", 40)
+    out = tmp_path / "env.txt"
+    watcher = Watcher(Settings(), all_services=False, as_json=True, timeout_s=1,
+                      exec_cmd=f"env | grep '^PETSAGE_' > {out}.tmp && mv {out}.tmp {out}",
+                      emit=lambda _line: None)
+    watcher.observe([read_heartbeat(client, "petsage")])
+    wait_for(out.exists, 10, what="the hook's output")
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert sorted(env) == sorted(f"PETSAGE_{name}" for name in HOOK_VARIABLES)
+    assert env["PETSAGE_SERVICE"] == "petsage"
+    assert (env["PETSAGE_OLD_STATE"], env["PETSAGE_NEW_STATE"]) == ("unknown", "stale")
+    assert env["PETSAGE_EXIT_CODE"] == "2" and env["PETSAGE_SEQ"] == "1"
+    assert env["PETSAGE_DIAGNOSIS"] == "beat_down"
+    assert float(env["PETSAGE_AGE_S"]) == pytest.approx(40, abs=1)
+    assert "over 30s" in env["PETSAGE_REASON"] and env["PETSAGE_TIME"].startswith("20")
+    main_help = subprocess.run(cli_argv("watch", "--help"), capture_output=True, text=True,
+                               check=True).stdout
+    for name in HOOK_VARIABLES:
+        assert f"PETSAGE_{name}" in main_help
+
+
+CHECK_KEYS = {"service", "state", "exit_code", "age_s", "late_after_s", "stale_after_s",
+              "reason", "diagnosis", "clock_offset_ms", "nodes", "second_beat", "beat",
+              "heartbeat", "silence"}
+
+
+def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli_argv(*args), env=heartbeat_env(url, **env), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_check_json_has_every_field_with_its_value(redis_server: RedisServer,
+                                                   real: redis.Redis) -> None:
+    publish(real, interval_s=10)
+    backdate(real, "petsage", 20)
+    done = _cli(redis_server.url, "check", "--json")
+    data = json.loads(done.stdout)
+    assert done.returncode == 1 and set(data) == CHECK_KEYS
+    assert (data["service"], data["state"], data["exit_code"]) == ("petsage", "late", 1)
+    assert data["age_s"] == pytest.approx(20, abs=1)
+    assert (data["late_after_s"], data["stale_after_s"]) == (15, 30)
+    assert data["diagnosis"] == "beat_down" and "over 15s" in data["reason"]
+    assert data["heartbeat"]["seq"] == 1 and data["heartbeat"]["status"] == "ok"
+    assert data["silence"] is None and data["second_beat"] is None
+
+
+def test_a_non_default_prefix_end_to_end(redis_server: RedisServer, real: redis.Redis,
+                                         procs: list[Proc], tmp_path: Path) -> None:
+    acme = Keys("acme:hb")
+    publish(real, "shop", interval_s=10, keys=acme)
+    url = redis_server.url
+    assert _cli(url, "check", "--service", "shop").returncode == 2  # not under petsage:hb
+    done = _cli(url, "check", "--service", "shop", "--prefix", "acme:hb")
+    assert done.returncode == 0 and done.stdout.startswith("OK - shop heartbeat"), done.stdout
+    done = _cli(url, "check", "--service", "shop", HEARTBEAT_KEY_PREFIX="acme:hb")
+    assert done.returncode == 0, done.stdout
+    status = json.loads(_cli(url, "status", "--all", "--json", "--prefix", "acme:hb").stdout)
+    assert [(s["service"], s["state"]) for s in status] == [("shop", "fresh")]
+    watch = Proc(cli_argv("watch", "--all", "--prefix", "acme:hb"), heartbeat_env(url),
+                 tmp_path, "watch")
+    procs.append(watch)
+    wait_for(lambda: "shop unknown -> fresh" in watch.output(), 15, what="watch under acme:hb")
+    from worker.http.router import configure, create_app
+
+    configure(settings=Settings.from_env(heartbeat_env(url, HEARTBEAT_KEY_PREFIX="acme:hb")),
+              client=real)
+    try:
+        with TestClient(create_app()) as http:
+            assert http.get("/system/health/shop").json()["state"] == "fresh"
+            assert 'petsage_heartbeat_up{service="shop"} 1.0' in http.get("/metrics").text
+            services: Any = http.get("/api/heartbeats").json()["services"]
+            assert [s["service"] for s in services] == ["shop"]
+    finally:
+        configure()
