@@ -157,9 +157,12 @@ def _help(command: str) -> str:
 
 
 def test_help_teaches_each_command() -> None:
-    for command in ("run", "check", "status", "watch", "serve"):
+    commands = ("run", "check", "status", "watch", "serve", "monitor", "silence", "unsilence",
+                "forget")
+    for command in commands:
         text = _help(command)
         assert "examples:" in text and f"petsage-heartbeat {command}" in text.split("examples:")[1]
+        assert "exit codes" in text, command  # the README: every --help gives its exit codes
     for command in ("check", "status", "watch", "serve"):
         assert "HEARTBEAT_REDIS_URL" in _help(command) and "HEARTBEAT_KEY_PREFIX" in _help(command)
     for command in ("check", "status"):

@@ -6,6 +6,7 @@ real-process claims are in ``test_monitor_e2e.py``.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -18,13 +19,14 @@ import pytest
 
 from tests.support.helpers import wait_for
 from tests.support.publishing import backdate, publish
+from tests.support.receiver import Receiver
 from worker.cli.silence import parse_duration
 from worker.core.errors import ConfigError
 from worker.core.names import Keys
 from worker.core.settings import Settings
 from worker.core.states import State, Thresholds
 from worker.core.webhook_urls import parse_format, parse_webhooks
-from worker.observe.delivery import Delivery
+from worker.observe.delivery import Delivery, post, split_credentials
 from worker.observe.record import began_ms, record
 from worker.observe.webhooks import event_body, render, text_line
 from worker.read.incidents import Transition, parse_silence, read_incidents, summarize
@@ -260,9 +262,10 @@ def test_a_failing_receiver_gets_each_notification_once_and_in_order(
         caplog: pytest.LogCaptureFixture) -> None:
     client = fakeredis.FakeRedis()
     receiver = FakeReceiver(500, "timeout", 200, 404)
-    _queue(client, "fresh", "late", "stale", "fresh")
     caplog.set_level(logging.INFO)
     delivery = _delivery(client, receiver)
+    delivery.start_cursor()  # as the monitor does before its first round
+    _queue(client, "fresh", "late", "stale", "fresh")
     delivery.start()
     try:
         wait_for(lambda: len(receiver.calls) >= 5, 5, what="five posts")
@@ -295,8 +298,9 @@ def test_a_failing_receiver_gets_each_notification_once_and_in_order(
 def test_two_monitors_deliver_each_notification_once() -> None:
     client = fakeredis.FakeRedis()
     receiver = FakeReceiver()
-    _queue(client, *(["fresh", "stale"] * 20))
     deliveries = [_delivery(client, receiver, owner=f"m{i}") for i in range(2)]
+    deliveries[0].start_cursor()
+    _queue(client, *(["fresh", "stale"] * 20))
     for d in deliveries:
         d.start()
     try:
@@ -310,3 +314,40 @@ def test_two_monitors_deliver_each_notification_once() -> None:
     ids = [b["id"] for _, b in receiver.calls]
     assert len(ids) == 39 and len(set(ids)) == 39 and ids == sorted(ids, key=lambda i: (
         int(i.split("-")[0]), int(i.split("-")[1])))
+
+
+def test_a_new_webhook_starts_after_what_is_queued_and_credentials_become_basic_auth() -> None:
+    client = fakeredis.FakeRedis()
+    _queue(client, "fresh", "stale")  # old news for a webhook added later
+    receiver = FakeReceiver()
+    delivery = _delivery(client, receiver)
+    delivery.start_cursor()
+    _queue(client, "stale", "fresh")
+    delivery.start()
+    try:
+        wait_for(lambda: receiver.calls, 5, what="a post")
+        time.sleep(0.2)
+    finally:
+        delivery.stop()
+        delivery.join(5)
+    assert receiver.delivered() == [("petsage", "stale", "fresh")]
+    assert client.pttl(KEYS.webhook_cursor(delivery.webhook.id)) > 0
+    url, auth = split_credentials("https://us%40er:p%3Ass@hooks.example.com:8443/T/X?a=1")
+    assert url == "https://hooks.example.com:8443/T/X?a=1"
+    assert auth == "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert split_credentials("https://hooks.example.com/T") == ("https://hooks.example.com/T",
+                                                                None)
+
+
+def test_a_real_post_with_credentials_in_the_url_authenticates() -> None:
+    receiver = Receiver(200, 503)
+    try:
+        url = receiver.url_with("hook-user:pa%3Ass")
+        assert post(url, b'{"a": 1}', 5) == 200
+        assert post(url, b'{"a": 2}', 5) == 503  # an error status is returned, not raised
+        first = receiver.posts[0]
+        assert first["path"] == "/hook/SECRET-TOKEN" and first["body"] == {"a": 1}
+        assert first["authorization"] == "Basic " + base64.b64encode(
+            b"hook-user:pa:ss").decode()
+    finally:
+        receiver.close()

@@ -239,6 +239,8 @@ def test_forget_deletes_every_key_and_the_index_entry_and_asks_when_fresh(
     assert client.zscore(KEYS.index, "petsage") is None
     assert client.zscore(KEYS.index, "billing") is not None  # others untouched
     assert client.exists(KEYS.latest("billing"))
+    assert "billing was not silenced" in _cli(own_redis.url, "unsilence", "billing").stdout
     forced = _cli(own_redis.url, "forget", "billing", "--yes")
     assert forced.returncode == 0 and not client.exists(KEYS.latest("billing"))
-    assert "was not silenced" in _cli(own_redis.url, "unsilence", "billing").stdout
+    gone = _cli(own_redis.url, "unsilence", "billing")
+    assert gone.returncode == 2 and "not known to the store" in gone.stderr

@@ -29,6 +29,7 @@ from worker.core.states import State
 from worker.http.metrics import FAMILIES, RECORD_FAMILIES, exposition
 from worker.observe.record import record
 from worker.publish.beat_marker import BeatMarker
+from worker.publish.store import HeartbeatStore
 from worker.read.fleet import read_fleet
 from worker.read.incidents import read_incidents
 from worker.read.reader import read_heartbeat
@@ -137,6 +138,8 @@ def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
                       emit=lambda _line: None)
     watcher.observe([read_heartbeat(client, "petsage")])
     wait_for(out.exists, 10, what="the hook's output")
+    for hook in watcher.hooks:
+        hook.wait(10)  # reaped here: no process is left behind
     env = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert sorted(env) == sorted(f"PETSAGE_{name}" for name in HOOK_VARIABLES)
     assert env["PETSAGE_SERVICE"] == "petsage"
@@ -204,3 +207,32 @@ def test_a_non_default_prefix_end_to_end(redis_server: RedisServer, real: redis.
             assert [s["service"] for s in services] == ["shop"]
     finally:
         configure()
+
+
+def test_every_key_expires_as_the_schema_says(redis_server: RedisServer,
+                                              real: redis.Redis) -> None:
+    """docs/redis-schema.md and docs/incidents.md: which key lives how long (a real Redis)."""
+    keys = Keys()
+    retention_ms = 3_600_000  # the test store's retention
+    publish(real, interval_s=10)  # through the store, retention 1 h
+    store = HeartbeatStore(real, keys, retention_s=3600, history_len=50)
+    store.record_node("petsage", "w1@a", retention_s=600)
+    store.record_discard("petsage", published_at_ms=1.0, lag_ms=1.0)
+    BeatMarker(real, keys, "petsage", interval_s=10, retention_s=3600).record_publish()
+
+    def ttl(key: str) -> int:
+        return int(real.pttl(key))
+
+    for key in (keys.latest("petsage"), keys.history("petsage"), keys.discarded("petsage"),
+                keys.beat("petsage")):
+        assert retention_ms - 5000 < ttl(key) <= retention_ms, key
+    assert 600_000 - 5000 < ttl(keys.nodes("petsage")) <= 600_000
+    record(real, keys, [read_heartbeat(real, "petsage")], monitor_id="m", ttl_ms=9_000_000)
+    backdate(real, "petsage", 40)
+    record(real, keys, [read_heartbeat(real, "petsage")], monitor_id="m", ttl_ms=9_000_000)
+    for key in (keys.observed("petsage"), keys.incidents("petsage")):
+        assert 9_000_000 - 5000 < ttl(key) <= 9_000_000, key
+    done = _cli(redis_server.url, "silence", "petsage", "--for", "90s")
+    assert done.returncode == 0, done.stderr
+    assert 85_000 < ttl(keys.silence("petsage")) <= 90_000
+    assert ttl(keys.index) == -1  # the index lives as long as the fleet

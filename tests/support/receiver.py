@@ -28,7 +28,8 @@ class Receiver:
                 with receiver.lock:
                     answer = receiver.answers.pop(0) if receiver.answers else 200
                     receiver.posts.append({"answer": answer, "body": body, "path": self.path,
-                                           "at": time.monotonic()})
+                                           "at": time.monotonic(),
+                                           "authorization": self.headers.get("Authorization")})
                 if answer == "hang":
                     receiver.closing.wait(receiver.hang_s)
                     return
@@ -47,6 +48,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook/SECRET-TOKEN"
+
+    def url_with(self, userinfo: str) -> str:
+        """The URL with ``user:password@`` in it."""
+        return self.url.replace("http://", f"http://{userinfo}@")
 
     def delivered(self) -> list[dict[str, Any]]:
         """The bodies answered 2xx, in the order they came."""

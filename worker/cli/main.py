@@ -65,6 +65,10 @@ state "unknown"), in the background, with these variables set:
   PETSAGE_DIAGNOSIS  the broken hop when not fresh (empty when fresh)
   PETSAGE_EXIT_CODE  the new state's Nagios exit code
 
+exit codes:
+  0 stopped (Ctrl-C or SIGTERM); an unreachable store is a transition, and watch goes on
+  2 a bad flag or setting (one line on standard error)
+
 examples:
   petsage-heartbeat watch --all
   petsage-heartbeat watch --exec 'notify-send "$PETSAGE_SERVICE is $PETSAGE_NEW_STATE"'
@@ -74,6 +78,10 @@ _SERVE_EPILOG = """\
 pages: / (dashboard), /api/heartbeats (JSON), /metrics (Prometheus), /system/health and
 /system/health/SERVICE (200 fresh or late, 503 otherwise), /openapi.json.
 Needs the http extra: pip install 'petsage-heartbeat[http]'.
+
+exit codes:
+  0 stopped (Ctrl-C or SIGTERM)
+  2 a bad flag or setting, or the http extra is missing (one line on standard error)
 
 examples:
   petsage-heartbeat serve
@@ -89,6 +97,11 @@ CELERY_BROKER_URL, HEARTBEAT_REDIS_URL, HEARTBEAT_SERVICE, HEARTBEAT_INTERVAL_S,
 HEARTBEAT_STALE_AFTER_S, HEARTBEAT_KEY_PREFIX, HEARTBEAT_RETENTION_S, HEARTBEAT_HISTORY_LEN,
 HEARTBEAT_CHECKS, HEARTBEAT_WEBHOOK_URLS.
 
+exit codes:
+  0 stopped (Ctrl-C or SIGTERM)
+  1 beat, the worker or the monitor exited by itself (run stops the others)
+  2 a bad flag or setting (one line on standard error)
+
 examples:
   petsage-heartbeat run
   HEARTBEAT_INTERVAL_S=2 CELERY_BROKER_URL=redis://127.0.0.1:6379/0 petsage-heartbeat run
@@ -99,6 +112,10 @@ Judges every service in the fleet index each period (default HEARTBEAT_INTERVAL_
 records each state transition in the service's incident stream, once however many
 monitors run; posts each to the webhooks (HEARTBEAT_WEBHOOK_URLS and --webhook), retried
 with back-off on their own threads. Run two or more for high availability.
+
+exit codes:
+  0 stopped (Ctrl-C or SIGTERM); a store that can't be reached is logged and retried
+  2 a bad flag or setting (one line on standard error)
 
 examples:
   petsage-heartbeat monitor
@@ -112,15 +129,26 @@ While silenced, the monitors hold notifications back (a state that differs from 
 one notified is notified when the silence ends), petsage_heartbeat_silenced is 1 and the
 shipped alert rules stay quiet; check and status still say the true state, with a note.
 
+exit codes:
+  0 done
+  1 the store could not be asked
+  2 a bad flag, duration or service name, or a service the store doesn't know
+
 examples:
   petsage-heartbeat silence billing --for 2h --reason "database migration"
   petsage-heartbeat unsilence billing
 """
 
 _FORGET_EPILOG = """\
-Deletes the service's keys (heartbeat, history, beat marker, nodes, incidents, silence)
-and removes it from the fleet index. A service still fresh or late is refused without
---yes: its beat would bring it back at the next heartbeat.
+Deletes the service's keys (heartbeat, history, beat marker, discard note, nodes,
+incidents, the monitors' record, silence) and removes it from the fleet index. A service
+still fresh or late is refused without --yes: its beat would bring it back at the next
+heartbeat.
+
+exit codes:
+  0 forgotten
+  1 refused: the service is still fresh or late (add --yes), or the store could not be asked
+  2 a bad flag or service name, or a service the store doesn't know
 
 examples:
   petsage-heartbeat forget old-billing

@@ -35,7 +35,7 @@ def run_monitor(*, redis_url: str | None, prefix: str | None, every_s: float | N
     client = make_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
     monitor = Monitor(settings, client, every_s=every_s or settings.interval_s)
     hooks = ", ".join(hook.shown for hook in settings.webhooks) or "none"
-    logging.getLogger("petsage_heartbeat.monitor").warning(
+    logging.getLogger("petsage_heartbeat.monitor").info(
         "monitor %s: judging every service under %s every %g s; webhooks: %s (%s)",
         monitor.owner, settings.key_prefix, monitor.every_s, hooks, settings.webhook_format)
 

@@ -106,6 +106,8 @@ def run_unsilence(*, service: str, redis_url: str | None, prefix: str | None) ->
         return setup
     settings, client = setup
     try:
+        if not _known(client, settings.keys, service):
+            return _unknown("unsilence", service)
         removed = client.delete(settings.keys.silence(service))
     except Exception as exc:
         return fail("unsilence", f"Redis could not be asked: {redact(str(exc))[:200]}",

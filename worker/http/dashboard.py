@@ -85,18 +85,21 @@ def timeline(record: IncidentSummary | None, now_ms: int, width: int = 160,
         end = now_ms if outage.ended_ms is None else outage.ended_ms
         if end <= start_ms:
             continue
-        left = x(outage.started_ms)
+        # At least 2 px, inside the bar: an outage that began a moment ago still shows.
+        left = min(x(outage.started_ms), width - 2.0)
         length_s = (end - outage.started_ms) / 1000
+        status = "ongoing" if outage.ended_ms is None else "recovered"
         label = (f"{datetime.fromtimestamp(outage.started_ms / 1000, UTC):%H:%M:%S}Z "
-                 f"{length_s:.0f} s {outage.diagnosis or ''}").strip()
+                 f"{length_s:.0f} s {status} {outage.diagnosis or ''}").strip()
         titles.append(label)
         parts.append(f'<rect class="outage" x="{left}" y="0" '
-                     f'width="{max(x(end) - left, 1.0)}" height="{height}" fill="#cf222e">'
+                     f'width="{max(x(end) - left, 2.0)}" height="{height}" fill="#cf222e">'
                      f"<title>{html.escape(label)}</title></rect>")
     ratio = record.uptime["24h"]
     mttr = record.mttr_s["24h"]
+    count = record.outages["24h"]
     text = (f"{'-' if ratio is None else f'{100 * ratio:.2f}%'} · "
-            f"{record.outages['24h']} outages"
+            f"{count} outage{'' if count == 1 else 's'}"
             + ("" if mttr is None else f" · MTTR {mttr:.0f} s"))
     bar = (f'<svg class="timeline" width="{width}" height="{height}" role="img" '
            f'aria-label="outages, last 24 h: {html.escape("; ".join(titles) or "none")}">'
@@ -111,8 +114,9 @@ def _state_cell(report: HeartbeatReport, record: IncidentSummary | None, now_ms:
     silence = None if record is None else record.silence
     if silence is not None:
         left_s = max(silence.until_ms - now_ms, 0) / 1000
+        left = f"{left_s:.0f} s" if left_s < 120 else f"{left_s / 60:.0f} min"
         why = f": {silence.reason}" if silence.reason else ""
-        cell += (f'<br><span class="silenced">silenced {left_s / 60:.0f} min more'
+        cell += (f'<br><span class="silenced">silenced {left} more'
                  f"{html.escape(why)}</span>")
     return cell + "</td>"
 

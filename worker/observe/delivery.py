@@ -7,8 +7,9 @@ a monitor that dies hands over to another at the entry it was on. A failing rece
 (5xx, 408, 429, a timeout, a refused connection) is retried with back-off, 1 s doubling to
 60 s, while the lease is renewed; later entries wait behind it, so a receiver sees a
 service's transitions in order. A refusal that won't change (another 4xx) or an entry
-older than ``max_age_s`` is dropped with one log line. The judging thread never waits for
-any of this.
+older than ``max_age_s`` is dropped with one log line. A webhook new to the store starts
+after the notifications queued when the first monitor that knows it starts. The judging
+thread never waits for any of this.
 
 At least once, in one case twice: a holder that stops after its POST and before moving
 the cursor (killed, or paused beyond its lease) lets the next holder post that entry
@@ -17,6 +18,7 @@ again; every body carries the outbox entry's ``id`` for receivers to drop a repe
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -26,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from worker.core.names import Keys
 from worker.core.redis_io import as_text, redis_time_ms
@@ -62,9 +65,21 @@ return 0
 
 _ADVANCE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+_START = """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if last[1] then id = last[1][1] end
+redis.call('SET', KEYS[1], id, 'NX', 'PX', ARGV[1])
+return redis.call('GET', KEYS[1])
+"""
+
+CURSOR_TTL_MS = 35 * 86_400_000
+"""A webhook's cursor outlives its last delivery by 35 days: a removed webhook's cursor
+goes, a quiet one's stays (the outbox keeps at most 10,000 notifications anyway)."""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -76,16 +91,35 @@ Poster = Callable[[str, bytes, float], int]
 
 
 def post(url: str, body: bytes, timeout_s: float) -> int:
-    """POST ``body`` as JSON (certificates verified, as urllib does by default)."""
+    """POST ``body`` as JSON (certificates verified, as urllib does by default).
+
+    Credentials in the URL (``https://user:password@host/...``) are sent as HTTP Basic
+    authentication, as curl does, never as part of the host.
+    """
+    target, authorization = split_credentials(url)
+    headers = {"Content-Type": "application/json",
+               "User-Agent": f"petsage-heartbeat/{__version__}"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked http(s)
-        url, data=body, method="POST",
-        headers={"Content-Type": "application/json",
-                 "User-Agent": f"petsage-heartbeat/{__version__}"})
+        target, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
             return int(answer.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@``, and the Basic ``Authorization`` it makes."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = unquote(parts.username or "")
+    secret = unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def _retryable(status: int) -> bool:
@@ -130,6 +164,13 @@ class Delivery(threading.Thread):
         with contextlib.suppress(Exception):  # else the lease expires on its own
             self.client.eval(_RELEASE, 1, self._lock_key, self.owner)
 
+    def start_cursor(self) -> str:
+        """The webhook's cursor; a webhook new to this store starts after what is queued now:
+        it is told what happens from now on, not an hour of old news. Called before the
+        first judging round, so nothing that round queues is skipped."""
+        return as_text(self.client.eval(_START, 2, self._cursor_key, self.keys.outbox,
+                                        CURSOR_TTL_MS))
+
     def hold(self) -> bool:
         """Take or renew the lease; False when another monitor holds it."""
         return bool(self.client.eval(_HOLD, 1, self._lock_key, self.owner, self.lease_ms))
@@ -138,7 +179,8 @@ class Delivery(threading.Thread):
         """Deliver what waits after the cursor, while this monitor holds the lease."""
         if not self.hold():
             return
-        cursor = as_text(self.client.get(self._cursor_key) or b"0-0")
+        raw = self.client.get(self._cursor_key)
+        cursor = as_text(raw) if raw is not None else self.start_cursor()
         entries = self.client.xrange(self.keys.outbox, f"({cursor}", "+", count=50)
         if not entries:
             return
@@ -151,7 +193,7 @@ class Delivery(threading.Thread):
 
     def _advance(self, entry: str) -> bool:
         return bool(self.client.eval(_ADVANCE, 2, self._lock_key, self._cursor_key,
-                                     self.owner, entry))
+                                     self.owner, entry, CURSOR_TTL_MS))
 
     def _deliver(self, entry: str, fields: dict[Any, Any], now_ms: int) -> bool:
         """Post one entry until it is delivered or dropped (True), or the lease is lost or

@@ -85,6 +85,11 @@ class Monitor:
     def run(self) -> None:
         """Judge on time until ``stop()``; webhooks are delivered meanwhile."""
         for delivery in self.deliveries:
+            try:
+                delivery.start_cursor()
+            except Exception as exc:  # the store is down: the first step starts it later
+                log.warning("monitor: webhook %s: cannot start its cursor yet: %s",
+                            delivery.webhook.shown, str(exc)[:200])
             delivery.start()
         next_round = time.monotonic()
         try:

@@ -205,7 +205,8 @@ def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
         ratio = record.uptime[label]
         share = "-" if ratio is None else f"{100 * ratio:.3f}%"
         mttr = record.mttr_s[label]
-        parts.append(f"{label} {share} ({record.outages[label]} outages"
+        count = record.outages[label]
+        parts.append(f"{label} {share} ({count} outage{'' if count == 1 else 's'}"
                      f"{'' if mttr is None else ', MTTR ' + _span(mttr)})")
     watched = _span(record.covered_s["30d"])
     lines.append(f"uptime: {'; '.join(parts)}; monitored for {watched} of 30d")
