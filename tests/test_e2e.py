@@ -46,6 +46,11 @@ def test_pipeline_lands_goes_stale_when_the_worker_dies_and_recovers(
     wait_for(lambda: read_heartbeat(client, "petsage").state is State.STALE, 1.5 + 1,
              interval_s=0.02, what="stale within stale_after + 1 s of the worker dying")
     assert time.monotonic() - killed_at <= 2.5
+    # The hop that broke: beat publishes, nobody consumes.
+    wait_for(lambda: read_heartbeat(client, "petsage").diagnosis == "no_consumer", 1.0,
+             interval_s=0.02, what="diagnosed no_consumer within an interval or two")
+    dead = read_heartbeat(client, "petsage")
+    assert dead.state is State.STALE and "no worker ran it" in dead.reason
 
     again = Proc(celery_argv("worker"), env, tmp_path, "worker2")
     procs.append(again)
@@ -61,6 +66,33 @@ def test_pipeline_lands_goes_stale_when_the_worker_dies_and_recovers(
     assert seen == sorted(seen)
     # Beat kept its schedule in memory: nothing but our own logs in the working directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["beat.log", "worker.log", "worker2.log"]
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below ``root`` (by parent pid): found even when a process retitles
+    itself (Celery with setproctitle installed overwrites its environment block)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _processes_with_marker(marker: str) -> list[int]:
@@ -95,7 +127,8 @@ def test_run_with_no_url_starts_embedded_redis_and_stops_cleanly(tmp_path: Path)
         assert report.payload is not None and report.payload["interval_s"] == 10
         wait_for(lambda: "heartbeat petsage seq=1 fresh" in run.output(), 5,
                  what="the heartbeat printed as it lands")
-        assert len(_processes_with_marker(marker)) >= 4  # run, beat, worker, monitor (+ pool)
+        children = _descendants(run.proc.pid)
+        assert len(children) >= 3, children  # beat, worker, monitor (+ the pool)
         # The monitor judges from the start: its record of the service exists.
         wait_for(lambda: client.hget(Keys().observed("petsage"), "state") == b"fresh", 10,
                  what="the monitor's record of petsage")
@@ -105,6 +138,7 @@ def test_run_with_no_url_starts_embedded_redis_and_stops_cleanly(tmp_path: Path)
         assert time.monotonic() - stop_started <= 5
         assert code == 0, run.output()
         assert _processes_with_marker(marker) == []
+        assert [pid for pid in children if _alive(pid)] == []
         output = run.output()
         assert "Traceback" not in output and "Cannot connect" not in output
     finally:

@@ -236,3 +236,25 @@ def test_every_key_expires_as_the_schema_says(redis_server: RedisServer,
     assert done.returncode == 0, done.stderr
     assert 85_000 < ttl(keys.silence("petsage")) <= 90_000
     assert ttl(keys.index) == -1  # the index lives as long as the fleet
+
+
+def test_watch_json_has_every_field_with_its_value() -> None:
+    client = fakeredis.FakeRedis()
+    publish(client, interval_s=10)
+    lines: list[str] = []
+    watcher = Watcher(Settings(), all_services=False, exec_cmd=None, as_json=True,
+                      timeout_s=1, emit=lines.append)
+    watcher.observe([read_heartbeat(client, "petsage")])
+    backdate(client, "petsage", 20)
+    watcher.observe([read_heartbeat(client, "petsage")])
+    watcher.observe([read_heartbeat(client, "petsage")])  # no change: nothing said
+    first, second = (json.loads(line) for line in lines)
+    assert set(first) == {"time", "service", "old_state", "new_state", "age_s", "seq",
+                          "reason", "diagnosis", "exit_code"}
+    assert (first["old_state"], first["new_state"], first["exit_code"]) == ("unknown", "fresh",
+                                                                             0)
+    assert first["diagnosis"] is None and first["seq"] == 1 and first["age_s"] < 5
+    assert (second["old_state"], second["new_state"], second["exit_code"]) == ("fresh", "late",
+                                                                               1)
+    assert second["diagnosis"] == "beat_down" and second["age_s"] == pytest.approx(20, abs=1)
+    assert second["time"].endswith("+00:00") and "over 15s" in second["reason"]

@@ -208,3 +208,72 @@ def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
             publish(reader)
     finally:
         server.close()
+
+
+def _sweep(env: dict[str, str], tmp_path: Path, name: str, *, refused: bool) -> list[str]:
+    """Every CLI output, and a monitor's log until it has judged (or, ``refused``, said it
+    cannot)."""
+    outputs = []
+    for args in (["check"], ["check", "--json"], ["status", "--all"],
+                 ["status", "--all", "--json"], ["status", "--json"]):
+        done = subprocess.run(cli_argv(*args, "--timeout", "2"), env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        outputs += [done.stdout, done.stderr]
+    monitor = Proc(cli_argv("monitor"), env, tmp_path, f"monitor-{name}")
+    try:
+        wait_for(lambda: "judging every service" in monitor.output(), 15, what="the monitor")
+        if refused:
+            wait_for(lambda: "cannot judge the fleet" in monitor.output(), 15,
+                     what="the monitor saying it cannot judge")
+    finally:
+        monitor.stop()
+    return [*outputs, monitor.output()]
+
+
+@pytest.mark.parametrize("form", ["user", "query", "sentinel", "amqp"])
+def test_every_password_form_stays_out_of_every_output(form: str, procs: list[Proc],
+                                                       tmp_path: Path) -> None:
+    """The live sweep, for each way a password is written in a URL, right and wrong."""
+    server = RedisServer("--requirepass", SECRET).start()
+    sentinels = None
+    try:
+        admin = server.client(password=SECRET)
+        admin.execute_command("ACL", "SETUSER", "sweeper", "on", f">{SECRET}", "~*", "&*",
+                              "+@all")
+        port = server.port
+        right_store = f"redis://:{SECRET}@127.0.0.1:{port}/0"
+        if form == "user":
+            urls = [f"redis://sweeper:{SECRET}@127.0.0.1:{port}/0",
+                    f"redis://sweeper:wrong-{SECRET}@127.0.0.1:{port}/0"]
+        elif form == "query":
+            urls = [f"redis://127.0.0.1:{port}/0?password={SECRET}",
+                    f"redis://127.0.0.1:{port}/0?password=wrong-{SECRET}"]
+        elif form == "sentinel":
+            from tests.support.sentinel import SentinelSet
+
+            sentinels = SentinelSet()  # a password its servers don't need: still never shown
+            urls = [sentinels.url.replace("sentinel://", f"sentinel://:{SECRET}@")]
+        else:
+            urls = [right_store]
+        outputs: list[str] = []
+        for index, url in enumerate(urls):
+            outputs += _sweep(heartbeat_env(url), tmp_path, f"{form}-{index}",
+                              refused=index == 1)
+        if form == "amqp":
+            # A broker password, wrong on purpose: beat and the worker say they can't connect.
+            env = heartbeat_env(right_store, CELERY_BROKER_URL=(
+                f"amqp://guest:{SECRET}@127.0.0.1:5672//"))
+            beat = Proc(celery_argv("beat"), env, tmp_path, "beat")
+            worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
+            procs += [beat, worker]
+            wait_for(lambda: "ACCESS_REFUSED" in worker.output() or "Cannot connect" in
+                     worker.output() or "refused" in worker.output().lower(), 30,
+                     what="the worker refused by the broker")
+            outputs += [beat.output(), worker.output()]
+        assert any(outputs)
+        for text in outputs:
+            assert SECRET not in text
+    finally:
+        if sentinels is not None:
+            sentinels.close()
+        server.close()
