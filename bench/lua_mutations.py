@@ -10,10 +10,12 @@ non-zero if any survived.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,7 +93,8 @@ def run(mutation: Mutation | None, tests: tuple[str, ...] = ()) -> tuple[bool, s
         shutil.rmtree(copy.parent, ignore_errors=True)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     every_test = tuple(sorted({t for m in MUTATIONS for t in m.tests}))
     failed, summary = run(None, every_test)
     if failed:  # the copy itself must pass, or a "kill" means nothing

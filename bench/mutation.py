@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, why in sorted(EQUIVALENT.items()):
             print(f"  {name}: {why}")
     print()
-    return lua_mutations.main()
+    return lua_mutations.main([])
 
 
 if __name__ == "__main__":

@@ -190,6 +190,12 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m bench.memory_bench": _BENCH,
     ".venv/bin/python -m bench.soak --seconds 600": _BENCH,
     ".venv/bin/python -m bench.monitor_bench": _BENCH,
+    ".venv/bin/python -m bench.mutation": "mutation testing: minutes of CPU, and it runs the "
+                                          "suite inside itself; its flags are checked here",
+    ".venv/bin/python -m bench.lua_mutations": "runs parts of the suite inside itself; its "
+                                               "flags are checked here",
+    ".venv/bin/pip install -q -e '.[test,mutation]'": "installs from the package index into "
+                                                      "the venv the suite runs in",
     "kubectl create secret generic petsage-heartbeat-urls "
     "--from-literal=CELERY_BROKER_URL='rediss://:PASSWORD@redis.internal:6380/0'": _KUBE,
     "kubectl apply -f deploy/kubernetes/": _KUBE,
