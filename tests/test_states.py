@@ -109,3 +109,13 @@ def test_exit_and_http_codes() -> None:
     assert [s.exit_code for s in State] == [0, 1, 2, 2, 3, 3]
     assert [s.http_status for s in State] == [200, 200, 503, 503, 503, 503]
     assert state_for(0, "ok", Thresholds(1, 2)) is State.FRESH
+
+
+def test_the_one_threshold_rule_with_and_without_given_thresholds() -> None:
+    assert Thresholds.for_interval(10) == Thresholds(15, 30)
+    assert Thresholds.for_interval(10, stale_after_s=20) == Thresholds(15, 20)
+    assert Thresholds.for_interval(10, late_after_s=5) == Thresholds(5, 30)
+    assert Thresholds.for_interval(10, stale_after_s=12, late_after_s=20) == Thresholds(12, 12)
+    assert Thresholds(15, 30).overridden() == Thresholds(15, 30)
+    assert Thresholds(15, 30).overridden(late_after_s=40) == Thresholds(30, 30)
+    assert Thresholds(15, 30).overridden(stale_after_s=10) == Thresholds(10, 10)
