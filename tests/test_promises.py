@@ -258,3 +258,64 @@ def test_watch_json_has_every_field_with_its_value() -> None:
                                                                                1)
     assert second["diagnosis"] == "beat_down" and second["age_s"] == pytest.approx(20, abs=1)
     assert second["time"].endswith("+00:00") and "over 15s" in second["reason"]
+
+
+def test_metrics_edges_escaping_node_counts_second_beats_and_records_in_any_order() -> None:
+    from worker.http.metrics import _label
+    from worker.read.fleet import Fleet
+    from worker.read.incidents import Transition, summarize
+    from worker.read.nodes import NodeReport
+    from worker.read.reader import HeartbeatReport
+
+    assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd' and _label("plain@h") == "plain@h"
+    down = _samples(exposition(Fleet([], "Redis could not be asked")).decode())
+    assert down == {"petsage_heartbeat_store_up": 0.0}
+    nodes = (NodeReport("n1@a", State.FRESH, 1.0, 1), NodeReport("n2@b", State.FRESH, 2.0, 1),
+             NodeReport('odd"node', State.STALE, 90.0, 1))
+    reports = [HeartbeatReport(s, State.FRESH, "r", nodes=nodes, beat={"seq": 1},
+                               second_beat="other:1" if s == "c" else None)
+               for s in ("a", "b", "c")]
+    now = 10 * 86_400_000
+    records = {
+        "b": summarize("b", {}, [], None, now),  # not judged by a monitor yet
+        "c": summarize("c", {"state": "fresh", "first_ms": str(now - 7_200_000)},
+                       [Transition("1-0", "fresh", "stale", "no_consumer", "r", now - 3_600_000),
+                        Transition("2-0", "stale", "fresh", "", "r", now - 3_540_000)],
+                       None, now),
+    }
+    got = _samples(exposition(Fleet(reports), records).decode())
+    assert got['petsage_heartbeat_nodes{service="a",state="fresh"}'] == 2.0
+    assert got['petsage_heartbeat_nodes{service="a",state="stale"}'] == 1.0
+    assert got['petsage_heartbeat_nodes{service="a",state="late"}'] == 0.0
+    assert got['petsage_heartbeat_node_up{node="odd\\"node",service="a"}'] == 0.0
+    assert got['petsage_heartbeat_beats{service="c"}'] == 2.0
+    assert got['petsage_heartbeat_beats{service="a"}'] == 1.0
+    assert 'petsage_heartbeat_silenced{service="a"}' not in got  # no record read for it
+    assert got['petsage_heartbeat_silenced{service="b"}'] == 0.0
+    assert not any('service="b",window' in name for name in got)  # never judged: no uptime
+    assert got['petsage_heartbeat_mttr_seconds{service="c",window="24h"}'] == 60.0
+    assert got['petsage_heartbeat_outages{service="c",window="24h"}'] == 1.0
+    assert got['petsage_heartbeat_uptime_ratio{service="c",window="24h"}'] == \
+        pytest.approx(1 - 60 / 7200)
+    assert got['petsage_heartbeat_monitored_seconds{service="c",window="24h"}'] == 7200.0
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("redis://u:p:q@h/0", "redis://u:***@h/0"),
+    ("redis://us/er:pw@h/0", "redis://us:***@h/0"),  # a "/" in the user hides what follows
+    ("redis://a/b@h/0", "redis://a:***@h/0"),
+    ("redis://user@h/0", "redis://user@h/0"),  # a user alone is no secret
+    ("see redis://:pw@h/0, then amqp://g:s3@h2// ok",
+     "see redis://:***@h/0, then amqp://g:***@h2// ok"),
+    ("x9redis://:pw@h/0", "x9redis://:***@h/0"),
+    ("..redis://:pw@h/0", "..redis://:***@h/0"),
+    ("redis://:pw@h/0 redis://:pw2@h2/0", "redis://:***@h/0 redis://:***@h2/0"),
+    ("redis://h/0?password=pw&db=1", "redis://h/0?password=***&db=1"),
+    ("no url here", "no url here"), ("redis://", "redis://"), ("9://:pw@h", "9://:pw@h"),
+    ("Error 111 connecting to redis://:pw@h:6379/0. Connection refused.",
+     "Error 111 connecting to redis://:***@h:6379/0. Connection refused."),
+])
+def test_redaction_shows_exactly_what_it_should(text: str, shown: str) -> None:
+    from worker.core.urls import redact
+
+    assert redact(text) == shown
