@@ -319,3 +319,55 @@ def test_redaction_shows_exactly_what_it_should(text: str, shown: str) -> None:
     from worker.core.urls import redact
 
     assert redact(text) == shown
+
+
+def _sound_payload(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "seq": 7, "ts_ms": 1_800_000_000_000, "timestamp": "2027-01-15T08:00:00.000+00:00",
+        "schema": 1, "service": "petsage", "status": "ok", "message": "m", "interval_s": 10,
+        "stale_after_s": 30, "checks": {}, "queue_lag_ms": 1.5, "duration_ms": 2,
+        "clock_offset_ms": None,
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    (_sound_payload(), None),
+    (_sound_payload(stale_after_s=10), None),  # stale may equal the interval
+    ([], "payload is a JSON list, not an object"),
+    ({k: v for k, v in _sound_payload().items() if k != "seq"}, "payload has no 'seq'"),
+    (_sound_payload(seq="7"), "payload field 'seq' has the wrong type (str)"),
+    (_sound_payload(seq=True), "payload field 'seq' has the wrong type (bool)"),
+    (_sound_payload(interval_s=float("nan")), "payload field 'interval_s' is not finite"),
+    (_sound_payload(schema=2), "payload schema 2 is not 1"),
+    (_sound_payload(service="other"), "payload is for service 'other', not 'petsage'"),
+    (_sound_payload(status="weird"), "payload status 'weird' is not one of ok, degraded, error"),
+    (_sound_payload(ts_ms=-1), "payload ts_ms or seq is out of range"),
+    (_sound_payload(ts_ms=2**53), "payload ts_ms or seq is out of range"),
+    (_sound_payload(seq=0), "payload ts_ms or seq is out of range"),
+    (_sound_payload(seq=2**53), "payload ts_ms or seq is out of range"),
+    (_sound_payload(timestamp="yesterday"), "payload timestamp is not ISO-8601"),
+    (_sound_payload(interval_s=0), "payload interval_s/stale_after_s are out of range"),
+    (_sound_payload(stale_after_s=9), "payload interval_s/stale_after_s are out of range"),
+    (_sound_payload(stale_after_s=1e9), "payload interval_s/stale_after_s are out of range"),
+    (_sound_payload(queue_lag_ms="x"), "payload field 'queue_lag_ms' is not a finite number"),
+    (_sound_payload(duration_ms=float("inf")),
+     "payload field 'duration_ms' is not a finite number"),
+    (_sound_payload(clock_offset_ms=[1]),
+     "payload field 'clock_offset_ms' is not a finite number"),
+])
+def test_each_payload_refusal_says_exactly_what_is_wrong(payload: Any,
+                                                         problem: str | None) -> None:
+    from worker.core.payload import payload_problem
+
+    assert payload_problem(payload, "petsage") == problem
+
+
+def test_the_worst_status() -> None:
+    from worker.core.payload import worst_status
+
+    assert worst_status([]) == "ok"
+    assert worst_status(["ok", "error", "degraded"]) == "error"
+    assert worst_status(["degraded", "ok"]) == "degraded"
+    assert worst_status(["ok", "ok"]) == "ok"
