@@ -27,6 +27,7 @@ from worker.core.redis_io import (
     lua_script,
     redis_time_ms,
 )
+from worker.read.reader import eval_read_only
 
 WINDOWS: tuple[tuple[str, int], ...] = (("24h", 86_400_000), ("7d", 604_800_000),
                                          ("30d", 2_592_000_000))
@@ -272,26 +273,13 @@ def read_incidents(client: Any, keys: Keys,
                 if isinstance(reply, BaseException):
                     raise reply
         else:
-            calls: list[Command] = [("EVAL_RO", INCIDENTS_SCRIPT, 3 * len(part),
+            calls: list[tuple[str | int, ...]] = [(INCIDENTS_SCRIPT, 3 * len(part),
                       *keys.monitor_keys(part), oldest_id)
                      for part in (chunk[i:i + SERVICES_PER_CALL]
                                   for i in range(0, len(chunk), SERVICES_PER_CALL))]
-            replies = [item for reply in _eval_read_only(client, calls) for item in reply]
+            replies = [item for reply in eval_read_only(client, calls) for item in reply]
         for index, service in enumerate(chunk):
             record, entries, silence = replies[3 * index:3 * index + 3]
             out[service] = summarize(service, _fields(record), _transitions(entries),
                                      parse_silence(silence or None), now_ms)
     return now_ms, out
-
-
-def _eval_read_only(client: Any, calls: list[Command]) -> list[Any]:
-    """``EVAL_RO`` calls in one round trip (``EVAL`` on a Redis without it); raises the
-    first error reply."""
-    replies = execute_many(client, calls)
-    if replies and isinstance(replies[0], BaseException) and (
-            "unknown command" in str(replies[0]).lower()):
-        replies = execute_many(client, [("EVAL", *call[1:]) for call in calls])
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            raise reply
-    return replies
