@@ -25,7 +25,7 @@ from worker.cli.watch import Watcher
 from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 from worker.core.settings import Settings
-from worker.core.states import State
+from worker.core.states import State, Thresholds
 from worker.http.metrics import FAMILIES, RECORD_FAMILIES, exposition
 from worker.observe.record import record
 from worker.publish.beat_marker import BeatMarker
@@ -371,3 +371,59 @@ def test_the_worst_status() -> None:
     assert worst_status(["ok", "error", "degraded"]) == "error"
     assert worst_status(["degraded", "ok"]) == "degraded"
     assert worst_status(["ok", "ok"]) == "ok"
+
+
+def test_beat_publish_failures_and_sightings() -> None:
+    from worker.read.diagnosis import beat_seen_ms, parse_discard, publish_failure
+
+    assert publish_failure(None) is None
+    assert publish_failure({"published_at_ms": 5}) is None
+    assert publish_failure({"publish_failed_at_ms": 10, "publish_error": "x" * 300,
+                            "published_at_ms": None}) == (10, "x" * 200)
+    assert publish_failure({"publish_failed_at_ms": 10, "publish_error": "refused",
+                            "published_at_ms": 9}) == (10, "refused")
+    assert publish_failure({"publish_failed_at_ms": 10, "published_at_ms": 10}) == (10, "")
+    assert publish_failure({"publish_failed_at_ms": 10, "published_at_ms": 11}) is None
+    assert beat_seen_ms(None) is None
+    assert beat_seen_ms({"published_at_ms": 7}) == 7
+    assert beat_seen_ms({"publish_failed_at_ms": 10, "published_at_ms": None}) == 10
+    assert beat_seen_ms({"publish_failed_at_ms": 10, "published_at_ms": 4}) == 10
+    assert beat_seen_ms({"publish_failed_at_ms": 10, "published_at_ms": 12}) == 12
+    assert parse_discard(b'{"published_at_ms": 5, "lag_ms": 1.5}') == {"published_at_ms": 5,
+                                                                      "lag_ms": 1.5}
+    assert parse_discard(b'{"published_at_ms": 0, "lag_ms": 0}') is not None
+    for bad in (b'{"published_at_ms": -1, "lag_ms": 1}', b'{"published_at_ms": 5.0, "lag_ms": 1}',
+                b'{"published_at_ms": 9007199254740992, "lag_ms": 1}',
+                b'{"published_at_ms": true, "lag_ms": 1}', b'{"published_at_ms": 5}',
+                b'{"published_at_ms": 5, "lag_ms": -1}', b'{"published_at_ms": 5, "lag_ms": true}',
+                b'{"published_at_ms": 5, "lag_ms": 9007199254740992}', b"[]", b"junk", None):
+        assert parse_discard(bad) is None, bad
+
+
+def test_each_pipeline_hop_with_its_exact_reason_and_boundaries() -> None:
+    from worker.read.diagnosis import diagnose
+
+    now = 1_000_000
+    t = Thresholds(15, 30)
+
+    def hop(marker: dict[str, Any] | None, *, discard: dict[str, Any] | None = None,
+            state: State = State.MISSING) -> tuple[Any, str]:
+        return diagnose(state, now_ms=now, age_s=None, payload=None, marker=marker,
+                        thresholds=t, discard=discard)
+
+    assert hop(None) == ("never_seen", "no heartbeat and no publish by beat were ever recorded")
+    assert hop({"published_at_ms": None}) == ("beat_down", "beat has recorded no publish")
+    assert hop({"published_at_ms": now - 20_000}) == ("beat_down",
+                                                       "beat last published 20.0s ago")
+    # Exactly late_after old is still alive: the queue or the worker, not beat.
+    assert hop({"published_at_ms": now - 15_000})[0] == "no_consumer"
+    assert hop({"published_at_ms": now + 5_000})[1].startswith("beat published 0.0s ago")
+    assert hop({"published_at_ms": now - 3_000, "queue_depth": 2}) == (
+        "no_consumer", "beat published 3.0s ago, 2 heartbeat(s) queued, but no heartbeat "
+                       "was ever written")
+    marker = {"published_at_ms": now - 1_000}
+    # A discard counts while it is at most stale_after old (by when it was discarded).
+    assert hop(marker, discard={"published_at_ms": now - 31_000, "lag_ms": 1_000})[0] == \
+        "worker_slow"
+    assert hop(marker, discard={"published_at_ms": now - 31_001, "lag_ms": 1_000})[0] == \
+        "no_consumer"
