@@ -57,6 +57,14 @@ def _monitor(url: str, hook: str, tmp_path: Path, name: str, **env: str) -> Proc
                 name)
 
 
+def _beat_and_worker(env: dict[str, str], procs: list[Proc], tmp_path: Path) -> Proc:
+    """Start beat and one worker; return the worker (the tests kill it)."""
+    procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
+    worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
+    procs.append(worker)
+    return worker
+
+
 def _history_ts(client: redis.Redis) -> list[int]:
     return [int(f[b"ts_ms"]) for _, f in client.xrange(KEYS.history("petsage"))]
 
@@ -69,9 +77,7 @@ def test_a_worker_outage_is_three_transitions_recorded_and_notified_once_by_two_
         own_redis: RedisServer, procs: list[Proc], tmp_path: Path, receiver: Receiver) -> None:
     client = own_redis.client()
     env = heartbeat_env(own_redis.url)
-    procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
-    worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
-    procs.append(worker)
+    worker = _beat_and_worker(env, procs, tmp_path)
     first = _monitor(own_redis.url, receiver.url, tmp_path, "monitor-a")
     procs += [first, _monitor(own_redis.url, receiver.url, tmp_path, "monitor-b")]
     wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
@@ -121,9 +127,7 @@ def test_a_failing_receiver_gets_each_once_in_order_and_a_hanging_one_delays_no_
     try:
         client = own_redis.client()
         env = heartbeat_env(own_redis.url)
-        procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
-        worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
-        procs.append(worker)
+        worker = _beat_and_worker(env, procs, tmp_path)
         monitor = _monitor(own_redis.url, receiver.url, tmp_path, "monitor")
         procs.append(monitor)
         wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
@@ -169,9 +173,7 @@ def test_silence_holds_notifications_and_alerts_while_check_says_the_truth(
 
     client = own_redis.client()
     env = heartbeat_env(own_redis.url)
-    procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
-    worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
-    procs.append(worker)
+    worker = _beat_and_worker(env, procs, tmp_path)
     procs.append(_monitor(own_redis.url, receiver.url, tmp_path, "monitor"))
     wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
     done = _cli(own_redis.url, "silence", "petsage", "--for", "6s", "--reason", "upgrade db")
