@@ -79,14 +79,25 @@ MAX_REDIS_TIMEOUT_S = 300.0
 """The longest store timeout accepted: a heartbeat must end within its time limit."""
 
 
+def _bound(value: float) -> str:
+    """A bound as people write it: ``315360000``, not ``3.1536e+08``; ``0.05``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float,
-            maximum: float, integer: bool = False, what: str = "seconds") -> float:
-    """Read one number strictly: junk, NaN, infinities and values out of bounds are refused."""
+            maximum: float, integer: bool = False, what: str = "seconds",
+            why: str = "") -> float:
+    """Read one number strictly: junk, NaN, infinities and values out of bounds are refused.
+
+    ``why`` says where a minimum that depends on another setting comes from.
+    """
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     kind = "a whole number" if integer else "a number"
-    accepted = f"{kind} of {what} >= {minimum:g} and <= {maximum:g}"
+    accepted = f"{kind} of {what} >= {_bound(minimum)} and <= {_bound(maximum)}"
+    if why:
+        accepted += f" ({why})"
     shown = raw if len(raw) <= 40 else raw[:40] + "..."
     try:
         value = int(raw) if integer and len(raw) <= 40 else float(raw)
@@ -213,12 +224,12 @@ class Settings(NamedTuple):
         stale_after_s = _number(
             env, "HEARTBEAT_STALE_AFTER_S", interval_s * STALE_FACTOR, minimum=interval_s,
             maximum=MAX_STALE_AFTER_S,
-            what=f"seconds, at least HEARTBEAT_INTERVAL_S ({interval_s:g})",
+            why="at least HEARTBEAT_INTERVAL_S",
         )
         retention_s = int(_number(
             env, "HEARTBEAT_RETENTION_S", DEFAULT_RETENTION_S,
             minimum=max(60, math.ceil(stale_after_s)), maximum=MAX_RETENTION_S, integer=True,
-            what="seconds, at least 60 and at least the stale threshold",
+            why="at least 60 and at least the stale threshold",
         ))
         history_len = int(_number(
             env, "HEARTBEAT_HISTORY_LEN", DEFAULT_HISTORY_LEN, minimum=1, maximum=MAX_HISTORY_LEN,
@@ -238,7 +249,7 @@ class Settings(NamedTuple):
         node_retention_s = int(_number(
             env, "HEARTBEAT_NODE_RETENTION_S", DEFAULT_NODE_RETENTION_S,
             minimum=math.ceil(2 * stale_after_s), maximum=MAX_RETENTION_S, integer=True,
-            what="seconds, at least twice the stale threshold (a dead node shows stale first)",
+            why="at least twice the stale threshold: a dead node shows stale first",
         ))
         dashboard = env.get("HEARTBEAT_DASHBOARD_URL", "").strip()
         if dashboard:
