@@ -22,6 +22,7 @@ from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wa
 from tests.support.publishing import backdate, publish
 from tests.support.stores import make_store
 from worker.cli.watch import Watcher
+from worker.core.errors import ConfigError
 from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 from worker.core.settings import Settings
@@ -356,6 +357,19 @@ def _sound_payload(**changes: Any) -> dict[str, Any]:
      "payload field 'duration_ms' is not a finite number"),
     (_sound_payload(clock_offset_ms=[1]),
      "payload field 'clock_offset_ms' is not a finite number"),
+    # Shown values are cut: a service name to 64 characters, a status to 20.
+    (_sound_payload(service="s" * 70), f"payload is for service {'s' * 64!r}, not 'petsage'"),
+    (_sound_payload(status="w" * 25),
+     f"payload status {'w' * 20!r} is not one of ok, degraded, error"),
+    # The last values accepted, with a later problem so that every rule is walked through.
+    (_sound_payload(ts_ms=0, seq=1, queue_lag_ms="x"),
+     "payload field 'queue_lag_ms' is not a finite number"),
+    (_sound_payload(ts_ms=2**53 - 1, seq=2**53 - 1, queue_lag_ms="x"),
+     "payload field 'queue_lag_ms' is not a finite number"),
+    (_sound_payload(interval_s=0.5, stale_after_s=0.5, duration_ms="x"),
+     "payload field 'duration_ms' is not a finite number"),
+    (_sound_payload(interval_s=1e9 - 2, stale_after_s=1e9 - 1, duration_ms="x"),
+     "payload field 'duration_ms' is not a finite number"),
 ])
 def test_each_payload_refusal_says_exactly_what_is_wrong(payload: Any,
                                                          problem: str | None) -> None:
@@ -427,3 +441,44 @@ def test_each_pipeline_hop_with_its_exact_reason_and_boundaries() -> None:
         "worker_slow"
     assert hop(marker, discard={"published_at_ms": now - 31_001, "lag_ms": 1_000})[0] == \
         "no_consumer"
+
+
+@pytest.mark.parametrize(("value", "read"), [
+    (0.5, 0.5), (7, 7.0), (1e9 - 1, 1e9 - 1),
+    (0, 3.0), (-1, 3.0), (1e9, 3.0), (True, 3.0), ("5", 3.0), (None, 3.0),
+])
+def test_a_stored_interval_is_used_only_when_sane(value: Any, read: float) -> None:
+    """Beat's marker carries its interval; junk there falls back to the default, not a crash."""
+    from worker.read.reader import positive_number
+
+    assert positive_number(value, 3.0) == read
+    assert type(positive_number(value, 3.0)) is float
+
+
+@pytest.mark.parametrize(("query", "options"), [
+    ("", {"ssl_cert_reqs": "CERT_REQUIRED"}),
+    ("?ssl_cert_reqs=optional", {"ssl_cert_reqs": "CERT_OPTIONAL"}),
+    ("?ssl_cert_reqs=CERT_NONE", {"ssl_cert_reqs": "CERT_NONE"}),
+    ("?ssl_cert_reqs=none&ssl_cert_reqs=Required", {"ssl_cert_reqs": "CERT_REQUIRED"}),
+    ("?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
+     {"ssl_cert_reqs": "CERT_REQUIRED", "ssl_ca_certs": "/ca.pem", "ssl_certfile": "/c.pem",
+      "ssl_keyfile": "/k.pem"}),
+])
+def test_tls_options_of_a_broker_url(query: str, options: dict[str, str]) -> None:
+    """What kombu is told about a ``rediss://`` broker's certificates: verified by default."""
+    import ssl
+
+    from worker.core.urls import tls_options
+
+    expected = {k: getattr(ssl, v) if k == "ssl_cert_reqs" else v for k, v in options.items()}
+    assert tls_options(f"rediss://h:6380/0{query}") == expected
+
+
+def test_a_bad_tls_mode_is_one_line_without_the_password() -> None:
+    from worker.core.urls import tls_options
+
+    with pytest.raises(ConfigError) as info:
+        tls_options("rediss://:secret@h:6380/0?ssl_cert_reqs=cert_maybe")
+    assert str(info.value) == ("ssl_cert_reqs='maybe' in 'rediss://:***@h:6380/0?"
+                               "ssl_cert_reqs=cert_maybe' is invalid; accepted: required, "
+                               "optional, none")
