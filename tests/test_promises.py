@@ -116,6 +116,14 @@ def test_a_missing_heartbeat_with_a_recent_discard_is_worker_slow() -> None:
     assert (report.state, report.diagnosis) == (State.MISSING, "worker_slow")
 
 
+def test_the_discard_note_is_compact_json_with_whole_ms_and_a_rounded_lag() -> None:
+    client = fakeredis.FakeRedis()
+    make_store(client).record_discard("petsage", published_at_ms=1_800_000_000_123.6,
+                                      lag_ms=4200.123456)
+    assert client.get(Keys().discarded("petsage")) == (
+        b'{"published_at_ms":1800000000124,"lag_ms":4200.123}')
+
+
 def test_the_discard_note_expires_after_the_retention() -> None:
     client = fakeredis.FakeRedis()
     store = make_store(client)
@@ -269,6 +277,7 @@ def test_metrics_edges_escaping_node_counts_second_beats_and_records_in_any_orde
     from worker.read.reader import HeartbeatReport
 
     assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd' and _label("plain@h") == "plain@h"
+    assert (_label("a\\b"), _label('a"b'), _label("a\nb")) == ("a\\\\b", 'a\\"b', "a\\nb")
     down = _samples(exposition(Fleet([], "Redis could not be asked")).decode())
     assert down == {"petsage_heartbeat_store_up": 0.0}
     nodes = (NodeReport("n1@a", State.FRESH, 1.0, 1), NodeReport("n2@b", State.FRESH, 2.0, 1),

@@ -8,6 +8,7 @@ word, unit, rounding or field is a failing test, not a changed probe line nobody
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import pytest
@@ -216,13 +217,13 @@ def test_heartbeat_line_as_run_prints_it() -> None:
 
 
 def test_transition_event_and_line() -> None:
-    report = _fresh(state=State.STALE, reason="heartbeat 20.0s old", age_s=20.00049,
+    report = _fresh(state=State.STALE, reason="heartbeat 20.0s old", age_s=20.12349,
                     diagnosis=Diagnosis.NO_CONSUMER)
     event = transition_event(State.LATE, report)
     time = event.pop("time")
     assert time.endswith("+00:00") and len(time) == len("2026-11-27T10:00:00.123+00:00")
     assert event == {"service": "petsage", "old_state": "late", "new_state": "stale",
-                     "age_s": 20.0, "seq": 42, "reason": "heartbeat 20.0s old",
+                     "age_s": 20.123, "seq": 42, "reason": "heartbeat 20.0s old",
                      "diagnosis": "no_consumer", "exit_code": 2}
     first = transition_event(None, _stale_no_payload())
     assert (first["old_state"], first["age_s"], first["seq"]) == ("unknown", None, None)
@@ -233,6 +234,7 @@ def test_transition_event_and_line() -> None:
 @pytest.mark.parametrize(("left_s", "text"), [
     (0.4, "0s"), (59.4, "59s"), (60, "1m 0s"), (303, "5m 3s"), (3599, "59m 59s"),
     (3600, "1h 0m"), (7800, "2h 10m"), (86_399, "23h 59m"), (86_400, "1d 0h"),
+    (86_400 + 5 * 3600, "1d 5h"),
     (3 * 86_400 + 4 * 3600 + 59, "3d 4h"),
 ])
 def test_silence_note_spans(left_s: float, text: str) -> None:
@@ -267,6 +269,19 @@ def test_incident_lines_of_a_monitored_service() -> None:
         "outage 2023-11-14 22:12:00Z 1m 30s ongoing [no_consumer]",
         "outage 2023-11-14 21:13:20Z 1m 40s recovered",
     ]
+
+
+def test_outage_lengths_and_times_are_utc_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        hour = (Outage(NOW_MS - 3_600_000, NOW_MS, "beat_down", ""),)
+        assert incident_lines(_record(recent=hour), NOW_MS)[1] == (
+            "outage 2023-11-14 21:13:30Z 1h 0m recovered [beat_down]")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_incident_lines_show_five_outages_at_most() -> None:
