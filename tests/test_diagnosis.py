@@ -251,3 +251,122 @@ def test_a_bad_timestamp_is_invalid_not_a_crash(client: redis.Redis) -> None:
     stored = json.loads(client.get(Keys().latest("petsage")) or b"")
     client.set(Keys().latest("petsage"), json.dumps({**stored, "timestamp": "x"}))
     assert read_heartbeat(client, "petsage").state is State.INVALID
+
+
+# Each reason, whole: the boundaries, the units and the interval each rule takes.
+
+def _diagnose(state: State, age_s: float | None = None, **kw: Any) -> tuple[Any, str]:
+    defaults: dict[str, Any] = {"now_ms": NOW, "payload": None, "marker": None,
+                                "thresholds": None}
+    return diagnose(state, age_s=age_s, **{**defaults, **kw})
+
+
+def _hb(**over: Any) -> dict[str, Any]:
+    return {"status": "ok", "interval_s": 10, "queue_lag_ms": 5, "duration_ms": 5, **over}
+
+
+def _marker(age_ms: int, **over: Any) -> dict[str, Any]:
+    return {"published_at_ms": NOW - age_ms, "next_due_ms": NOW, "seq": 4, **over}
+
+
+def test_an_unreachable_store_and_the_states_with_no_diagnosis() -> None:
+    assert _diagnose(State.UNREACHABLE) == (
+        "store_unreachable", "the heartbeat store (Redis) could not be asked")
+    assert _diagnose(State.FRESH, 1.0, payload=_hb()) == (None, "")
+    assert _diagnose(State.INVALID) == (None, "")
+
+
+@pytest.mark.parametrize(("payload", "marker_", "age_s", "check_failed"), [
+    (_hb(interval_s=0.5), None, 0.75, True),  # late after 1.5 intervals: 0.75 s
+    (_hb(interval_s=0.5), None, 0.76, False),
+    ({"status": "error"}, {"interval_s": 0.5}, 0.76, False),  # beat's interval, if none
+    (_hb(interval_s=True), None, 1.6, True),  # junk: the default 10 s (late after 15)
+    (_hb(interval_s=0), None, 1.6, True),
+    (_hb(interval_s="5"), {"interval_s": -1}, 14.9, True),
+    (_hb(interval_s=None), None, 15.1, False),
+])
+def test_a_late_heartbeat_within_its_interval_rule_is_a_failed_check(
+        payload: dict[str, Any], marker_: dict[str, Any] | None, age_s: float,
+        check_failed: bool) -> None:
+    payload = {"status": "degraded", **{k: v for k, v in payload.items() if k != "status"}}
+    diagnosis, reason = _diagnose(State.LATE, age_s, payload=payload, marker=marker_)
+    assert (diagnosis == "check_failed") is check_failed
+    if check_failed:
+        assert reason == "a check reported degraded"
+
+
+def test_a_refused_publish_is_broker_down_up_to_the_stale_threshold() -> None:
+    failed = {**_marker(400_000), "publish_failed_at_ms": NOW - 100_000,
+              "publish_error": "connection refused"}
+    assert _diagnose(State.STALE, 400.0, payload=_hb(), marker=failed,
+                     thresholds=Thresholds(50, 100)) == (
+        "broker_down", "beat is running but the broker refused its publish 100.0s ago: "
+                       "connection refused")
+    assert _diagnose(State.STALE, 400.0, payload=_hb(), marker=failed,
+                     thresholds=Thresholds(50, 99.999))[0] == "beat_down"
+
+
+def test_beat_down_says_how_long_ago_beat_published() -> None:
+    assert _diagnose(State.STALE, 400.0, payload=_hb(), marker=_marker(100_000),
+                     thresholds=Thresholds(50, 100)) == (
+        "beat_down", "beat last published 100.0s ago")
+
+
+def test_a_recent_discard_says_how_late_the_worker_runs() -> None:
+    discard = {"published_at_ms": NOW - 150_000, "lag_ms": 100_000}
+    assert _diagnose(State.STALE, 400.0, payload=_hb(), marker=_marker(1000), discard=discard,
+                     thresholds=Thresholds(50, 100)) == (
+        "worker_slow", "the worker runs heartbeats 100.0s after publish and discards them "
+                       "as expired")
+
+
+@pytest.mark.parametrize(("lag_ms", "duration_ms", "interval_s", "marker_interval", "slow"), [
+    (250, 250, 0.5, None, False),  # exactly the interval: not over it
+    (250, 250.5, 0.5, None, True),
+    (None, 500.5, 0.5, None, True),  # a missing lag counts as 0
+    (None, 499.5, 0.5, None, False),
+    ("x", 499.5, 0.5, None, False),
+    (10_005, 0, 10, None, True),
+    (600, 0, None, 0.5, True),  # no interval in the heartbeat: beat's
+    (600, 0, 0.5, 10, True),  # the heartbeat's own interval first
+])
+def test_a_heartbeat_slower_than_its_interval_is_worker_slow(
+        lag_ms: Any, duration_ms: float, interval_s: float | None,
+        marker_interval: float | None, slow: bool) -> None:
+    payload = _hb(queue_lag_ms=lag_ms, duration_ms=duration_ms, interval_s=interval_s)
+    beat = _marker(1000, **({} if marker_interval is None else {"interval_s": marker_interval}))
+    diagnosis, _ = _diagnose(State.STALE, 400.0, payload=payload, marker=beat,
+                             thresholds=Thresholds(50, 100))
+    assert diagnosis == ("worker_slow" if slow else "no_consumer")
+
+
+def test_worker_slow_says_how_long_the_heartbeat_took() -> None:
+    assert _diagnose(State.STALE, 400.0, payload=_hb(queue_lag_ms=99_000, duration_ms=1000),
+                     marker=_marker(1000), thresholds=Thresholds(50, 100)) == (
+        "worker_slow", "the last heartbeat took 100.0s from publish to write, over the 10s "
+                       "interval")
+
+
+@pytest.mark.parametrize(("depth", "reason"), [
+    (None, "beat published 1.0s ago, but no worker ran it"),
+    (0, "beat published 1.0s ago, taken from the queue at once, but no heartbeat was written "
+        "(a worker stopping, stuck or failing in the task)"),
+    (1, "beat published 1.0s ago, 1 heartbeat(s) queued, but no worker ran it"),
+    (7, "beat published 1.0s ago, 7 heartbeat(s) queued, but no worker ran it"),
+])
+def test_no_consumer_says_what_the_queue_showed(depth: int | None, reason: str) -> None:
+    beat = _marker(1000, **({} if depth is None else {"queue_depth": depth}))
+    assert _diagnose(State.STALE, 400.0, payload=_hb(), marker=beat,
+                     thresholds=Thresholds(50, 100)) == ("no_consumer", reason)
+    missing = _diagnose(State.MISSING, marker=beat, thresholds=Thresholds(50, 100))
+    queued = reason.split(", but", maxsplit=1)[0]
+    assert missing == ("no_consumer", f"{queued}, but no heartbeat was ever written")
+
+
+def test_beat_was_last_seen_at_its_later_sign_of_life() -> None:
+    refused_later = {"published_at_ms": 1000, "publish_failed_at_ms": 2000,
+                     "publish_error": "x"}
+    assert beat_seen_ms(refused_later) == 2000
+    assert beat_seen_ms({**refused_later, "published_at_ms": 3000}) == 3000
+    assert beat_seen_ms({"publish_failed_at_ms": 2000, "publish_error": "x"}) == 2000
+    assert beat_seen_ms(None) is None

@@ -96,14 +96,16 @@ def publish_failure(marker: dict[str, Any] | None) -> tuple[int, str] | None:
 
 
 def beat_seen_ms(marker: dict[str, Any] | None) -> int | None:
-    """Beat's last sign of life: its last publish, or its last refused publish if later."""
+    """Beat's last sign of life: its last publish, or its last refused publish if later.
+
+    A refused publish counts only when no publish came after it (``publish_failure``), so
+    when there is one it is the later of the two.
+    """
     if marker is None:
         return None
     failure = publish_failure(marker)
     published_ms: int | None = marker.get("published_at_ms")
-    if failure is None:
-        return published_ms
-    return failure[0] if published_ms is None else max(published_ms, failure[0])
+    return published_ms if failure is None else failure[0]
 
 
 def _plain_int(value: Any) -> bool:
