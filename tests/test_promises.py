@@ -342,9 +342,20 @@ def _sound_payload(**changes: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize(("payload", "problem"), [
+PAYLOAD_CASES: list[tuple[Any, str | None]] = [
     (_sound_payload(), None),
     (_sound_payload(stale_after_s=10), None),  # stale may equal the interval
+    # Sound at the edges: the first and last ts_ms and seq, the shortest and longest
+    # intervals, every optional number as an int, a float and null.
+    (_sound_payload(ts_ms=0, seq=1), None),
+    (_sound_payload(ts_ms=2**53 - 1, seq=2**53 - 1), None),
+    (_sound_payload(seq=1000, ts_ms=1000), None),
+    (_sound_payload(interval_s=0.5, stale_after_s=0.5), None),
+    (_sound_payload(interval_s=1e9 - 2, stale_after_s=1e9 - 1), None),
+    (_sound_payload(queue_lag_ms=3, duration_ms=2.5, clock_offset_ms=-4), None),
+    (_sound_payload(queue_lag_ms=None, duration_ms=None, clock_offset_ms=1.5), None),
+    ({k: v for k, v in _sound_payload().items()
+      if k not in ("queue_lag_ms", "duration_ms", "clock_offset_ms")}, None),
     ([], "payload is a JSON list, not an object"),
     ({k: v for k, v in _sound_payload().items() if k != "seq"}, "payload has no 'seq'"),
     (_sound_payload(seq="7"), "payload field 'seq' has the wrong type (str)"),
@@ -379,12 +390,39 @@ def _sound_payload(**changes: Any) -> dict[str, Any]:
      "payload field 'duration_ms' is not a finite number"),
     (_sound_payload(interval_s=1e9 - 2, stale_after_s=1e9 - 1, duration_ms="x"),
      "payload field 'duration_ms' is not a finite number"),
-])
+]
+"""Payloads and what a reader says of each: sound (None), or the one line that refuses it."""
+
+
+@pytest.mark.parametrize(("payload", "problem"), PAYLOAD_CASES)
 def test_each_payload_refusal_says_exactly_what_is_wrong(payload: Any,
                                                          problem: str | None) -> None:
     from worker.core.payload import payload_problem
 
     assert payload_problem(payload, "petsage") == problem
+
+
+@pytest.mark.parametrize(("payload", "problem"), PAYLOAD_CASES)
+def test_the_fast_check_agrees_with_the_explanation(payload: Any, problem: str | None) -> None:
+    """A fleet read judges each payload with one expression first (``_sound``); only one it
+    refuses is explained field by field. The two must agree, or a sound payload takes the
+    slow path (or worse, a broken one the fast)."""
+    from worker.core.payload import _explain, _sound
+
+    if type(payload) is dict:
+        assert _sound(payload, "petsage") is (problem is None)
+    assert _explain(payload, "petsage") == problem
+
+
+def test_a_sound_payload_never_takes_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.core import payload as module
+
+    def slow(data: Any, service: str) -> str:
+        raise AssertionError("explained a sound payload")
+
+    monkeypatch.setattr(module, "_explain", slow)
+    assert module.payload_problem(_sound_payload(), "petsage") is None
+    assert module.payload_problem(_sound_payload(stale_after_s=10), "petsage") is None
 
 
 def test_the_worst_status() -> None:
