@@ -529,3 +529,66 @@ def test_a_bad_tls_mode_is_one_line_without_the_password() -> None:
     assert str(info.value) == ("ssl_cert_reqs='maybe' in 'rediss://:***@h:6380/0?"
                                "ssl_cert_reqs=cert_maybe' is invalid; accepted: required, "
                                "optional, none")
+
+
+def test_a_scrape_reads_the_record_only_when_the_store_answered() -> None:
+    from worker.http.metrics import scrape
+    from worker.read.fleet import Fleet
+    from worker.read.reader import HeartbeatReport
+
+    asked: list[list[str]] = []
+
+    def records(services: list[str]) -> None:
+        asked.append(services)
+
+    report = HeartbeatReport("a", State.MISSING, "none")
+    body = scrape(lambda: Fleet([report]), records).decode()
+    assert asked == [["a"]]
+    assert 'petsage_heartbeat_state{service="a",state="missing"} 1' in body
+    down = scrape(lambda: Fleet([], "Redis could not be asked"), records).decode()
+    assert asked == [["a"]]
+    assert "petsage_heartbeat_store_up 0" in down
+    assert scrape(lambda: Fleet([report])).decode() == body
+
+
+@pytest.mark.parametrize(("url", "kombu", "master"), [
+    ("sentinel://:pw@s1:26379,s2:26380/2?master=mymaster",
+     "sentinel://:pw@s1:26379/2;sentinel://:pw@s2:26380/2", "mymaster"),
+    ("sentinel://s1:26379?master=a&master=b", "sentinel://s1:26379/0", "b"),
+    ("sentinel://u:p@s1:1,s2:2,s3:3/0?master=m",
+     "sentinel://u:p@s1:1/0;sentinel://u:p@s2:2/0;sentinel://u:p@s3:3/0", "m"),
+])
+def test_a_sentinel_broker_as_kombu_spells_it(url: str, kombu: str, master: str) -> None:
+    from worker.core.urls import kombu_sentinel
+
+    assert kombu_sentinel(url) == (kombu, master)
+
+
+def test_a_query_parameter_is_dropped_and_the_rest_kept() -> None:
+    from worker.core.urls import without_param
+
+    assert without_param("redis://:pw@h:1/0?cluster=true&ssl_cert_reqs=none&cluster=1",
+                         "cluster") == "redis://:pw@h:1/0?ssl_cert_reqs=none"
+    assert without_param("redis://h:1/0?cluster=true", "cluster") == "redis://h:1/0"
+    assert without_param("redis://h:1/0?a=1&b=2", "x") == "redis://h:1/0?a=1&b=2"
+
+
+def test_a_node_heartbeat_is_recorded_on_the_redis_clock_and_forgotten() -> None:
+    client = fakeredis.FakeRedis()
+    store = make_store(client)
+    keys = Keys()
+    now_ms = redis_time_ms(client.time())
+    ts_ms = store.record_node("petsage", "hb@a", retention_s=60)
+    assert ts_ms is not None and abs(ts_ms - now_ms) < 1000
+    assert client.zscore(keys.nodes("petsage"), "hb@a") == ts_ms
+    assert 59_000 < client.pttl(keys.nodes("petsage")) <= 60_000
+    fresh = store.record_node("petsage", "hb@b", retention_s=60,
+                              published_at_ms=now_ms - 400.4, expires_ms=5000.6)
+    assert fresh is not None and client.zscore(keys.nodes("petsage"), "hb@b") == fresh
+    # A node heartbeat that waited in a backlog past its expiry proves nothing.
+    assert store.record_node("petsage", "hb@c", retention_s=60,
+                             published_at_ms=now_ms - 9000, expires_ms=5000) is None
+    assert client.zscore(keys.nodes("petsage"), "hb@c") is None
+    store.forget_node("petsage", "hb@a")
+    members: Any = client.zrange(keys.nodes("petsage"), 0, -1)
+    assert members == [b"hb@b"]
