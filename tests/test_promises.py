@@ -324,6 +324,12 @@ def test_metrics_edges_escaping_node_counts_second_beats_and_records_in_any_orde
     ("no url here", "no url here"), ("redis://", "redis://"), ("9://:pw@h", "9://:pw@h"),
     ("Error 111 connecting to redis://:pw@h:6379/0. Connection refused.",
      "Error 111 connecting to redis://:***@h:6379/0. Connection refused."),
+    ("redis://a/b/c@h/0", "redis://a:***@h/0"),  # from the first "/" of the user on
+    ("see a://:pw@h", "see a://:***@h"),  # a one-letter scheme after a space
+    ("1a://:pw@h", "1a://:***@h"),  # the scheme starts at its first letter
+    ("1://:123@4", "1://:123@4"),  # no letter: no scheme, and nothing to read past the end
+    ("a:// u:pw@h", "a:// u:pw@h"),  # a URL ends at a space
+    ("a://:p1@h b://:p2@h c://:p3@h", "a://:***@h b://:***@h c://:***@h"),
 ])
 def test_redaction_shows_exactly_what_it_should(text: str, shown: str) -> None:
     from worker.core.urls import redact
@@ -562,6 +568,36 @@ def test_a_sentinel_broker_as_kombu_spells_it(url: str, kombu: str, master: str)
     from worker.core.urls import kombu_sentinel
 
     assert kombu_sentinel(url) == (kombu, master)
+
+
+@pytest.mark.parametrize(("query", "refused"), [
+    ("socket_timeout=0.5", None), ("socket_timeout=3600", None),
+    ("socket_connect_timeout=0", "socket_connect_timeout='0'"),
+    ("health_check_interval=3600.5", "health_check_interval='3600.5'"),
+    ("db=1&socket_timeout=-1", "socket_timeout='-1'"),  # after a parameter of another kind
+    ("socket_timeout=" + "9" * 50, "socket_timeout='" + "9" * 40 + "'"),
+])
+def test_a_urls_timeouts_are_bounded(query: str, refused: str | None) -> None:
+    from worker.core.urls import validate_url
+
+    url = f"redis://:pw@h:1/0?{query}"
+    if refused is None:
+        assert validate_url(url, source="--redis") == url
+        return
+    with pytest.raises(ConfigError) as info:
+        validate_url(url, source="--redis")
+    assert str(info.value) == (f"--redis 'redis://:***@h:1/0?{query}' has {refused}; accepted: "
+                               "a number of seconds > 0 and <= 3600")
+
+
+@pytest.mark.parametrize(("query", "cluster"), [
+    ("", False), ("?cluster=true", True), ("?cluster=1", True), ("?cluster=yes", True),
+    ("?cluster=YES", True), ("?cluster=True&cluster=false", False), ("?cluster=no", False),
+])
+def test_cluster_urls(query: str, cluster: bool) -> None:
+    from worker.core.urls import is_cluster
+
+    assert is_cluster(f"redis://h:1/0{query}") is cluster
 
 
 def test_a_query_parameter_is_dropped_and_the_rest_kept() -> None:
