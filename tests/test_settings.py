@@ -103,6 +103,26 @@ def test_flags_replace_their_variables() -> None:
     assert not settings.urls_defaulted
 
 
+def test_a_flag_alone_is_not_defaulted_and_an_empty_flag_is_refused() -> None:
+    assert not Settings.from_env({}, redis_url="redis://flag:1/0").urls_defaulted
+    with pytest.raises(ConfigError):
+        Settings.from_env({}, redis_url="")
+
+
+def test_a_redis_broker_is_known_by_its_scheme_alone() -> None:
+    url = "redis://h:1/0?client_name=a://b"
+    assert Settings.from_env({"CELERY_BROKER_URL": url}).redis_url == url
+
+
+def test_whole_numbers_are_read_as_written_up_to_40_characters() -> None:
+    padded = "0" * 38 + "60"
+    assert Settings.from_env({"HEARTBEAT_RETENTION_S": padded}).retention_s == 60
+    with pytest.raises(ConfigError, match="is not a whole number"):
+        Settings.from_env({"HEARTBEAT_RETENTION_S": "0" * 36 + "60.0"})
+    with pytest.raises(ConfigError, match="is out of range"):  # never read as 60.5 -> 60
+        Settings.from_env({"HEARTBEAT_RETENTION_S": "0" * 37 + "60.5"})
+
+
 def test_the_stale_threshold_follows_the_interval_and_late_follows_both() -> None:
     settings = Settings.from_env({"HEARTBEAT_INTERVAL_S": "4"})
     assert (settings.stale_after_s, settings.late_after_s) == (12.0, 6.0)

@@ -100,7 +100,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         accepted += f" ({why})"
     shown = raw if len(raw) <= 40 else raw[:40] + "..."
     try:
-        value = int(raw) if integer and len(raw) <= 40 else float(raw)
+        # No count is 41 digits long, and int() of a huge string is slow: out of range.
+        value = (math.inf if len(raw) > 40 else int(raw)) if integer else float(raw)
     except ValueError:
         raise ConfigError(f"{name}={shown!r} is not {kind}; accepted: {accepted}") from None
     if not math.isfinite(value) or not minimum <= value <= maximum:
