@@ -1,6 +1,6 @@
 """Mutation testing of the core modules: the score per module and the surviving mutants.
 
-    python -m bench.mutation [--max-children 2] [--resume]
+    python -m bench.mutation [--max-children 2] [--resume | --survivors]
 
 Runs mutmut (configured in ``pyproject.toml``, ``[tool.mutmut]``: the modules that judge
 states, read, diagnose, store, take settings and URLs, redact, export metrics and render
@@ -75,16 +75,26 @@ def score_table(statuses: dict[str, str]) -> tuple[list[list[object]], float]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-children", type=int, default=2)
-    parser.add_argument("--resume", action="store_true",
-                        help="keep mutants/ and the results so far (mutmut re-tests changes)")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true",
+                      help="keep mutants/ and the results so far (mutmut re-tests changes)")
+    runs.add_argument("--survivors", action="store_true",
+                      help="after adding tests: run again only the mutants that survived or "
+                           "that no test ran, and those of changed code")
     args = parser.parse_args(argv)
-    if not args.resume:
+    if not args.resume and not args.survivors:
         shutil.rmtree(REPO / "mutants", ignore_errors=True)
-    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(args.max_children)],
-                          cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(done.stdout[-3000:], done.stderr[-3000:], sep="\n", file=sys.stderr)
-        return 2
+    again: list[str] = []
+    if args.survivors:
+        again = sorted(n for n, s in results().items() if s not in ("killed", "timeout"))
+        # Which test runs which function is collected again, with the new tests.
+        (REPO / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    for names in ([], again) if again else ([],):
+        done = subprocess.run([str(MUTMUT), "run", "--max-children", str(args.max_children),
+                               *names], cwd=REPO, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:], sep="\n", file=sys.stderr)
+            return 2
     statuses = results()
     rows, overall = score_table(statuses)
     version = subprocess.run([str(MUTMUT), "--version"], capture_output=True, text=True,

@@ -590,14 +590,15 @@ def test_a_urls_timeouts_are_bounded(query: str, refused: str | None) -> None:
                                "a number of seconds > 0 and <= 3600")
 
 
-@pytest.mark.parametrize(("query", "cluster"), [
+@pytest.mark.parametrize(("query", "clustered"), [
     ("", False), ("?cluster=true", True), ("?cluster=1", True), ("?cluster=yes", True),
     ("?cluster=YES", True), ("?cluster=True&cluster=false", False), ("?cluster=no", False),
 ])
-def test_cluster_urls(query: str, cluster: bool) -> None:
+def test_cluster_urls(query: str, clustered: bool) -> None:
+    # Not "cluster": a test parameter of that name reads as the real-cluster fixture.
     from worker.core.urls import is_cluster
 
-    assert is_cluster(f"redis://h:1/0{query}") is cluster
+    assert is_cluster(f"redis://h:1/0{query}") is clustered
 
 
 def test_a_query_parameter_is_dropped_and_the_rest_kept() -> None:
