@@ -108,3 +108,15 @@ def test_the_cache_holds_4096_values_at_most() -> None:
     assert len(reader._SHARED) == 4096
     fresh = "".join(["never", " seen"])
     assert reader._shared(fresh) is fresh  # full: returned, not kept
+
+
+def test_an_equal_value_seen_before_the_last_is_still_shared() -> None:
+    first = reader._shared("".join(["x", "1"]))
+    reader._shared("y")
+    assert reader._shared("".join(["x", "1"])) is first
+
+
+def test_equal_backlogs_are_shared_between_payloads() -> None:
+    one = _read(_payload(backlog={"depth": 3})).payload
+    two = _read(_payload(backlog={"depth": 3})).payload
+    assert one["backlog"] is two["backlog"] and one["backlog"] == {"depth": 3}

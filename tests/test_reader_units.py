@@ -331,3 +331,129 @@ def test_read_heartbeat_and_read_many_through_the_script() -> None:
     assert read_heartbeat(client, "a").state is State.MISSING  # another prefix
     assert read_many(client, [], keys) == []
     assert [r.service for r in read_many(client, ["b", "a"], keys)] == ["b", "a"]
+
+
+class _Recording(fakeredis.FakeRedis):
+    """fakeredis that records each command's name, runs ``EVAL_RO`` as ``EVAL`` (fakeredis
+    lacks it) or refuses it as an older Redis does, and can answer ``INFO`` as a
+    read-only replica."""
+
+    def __init__(self, *, no_eval_ro: bool = False, replica: bool = False) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+        self._no_eval_ro = no_eval_ro
+        self._replica = replica
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        if args[0] == "EVAL_RO" and self._no_eval_ro:
+            import redis
+
+            raise redis.ResponseError("unknown command 'EVAL_RO', with args beginning with: ")
+        if args[0] == "EVAL_RO":
+            args = ("EVAL", *args[1:])
+        if args[0] == "INFO" and self._replica:
+            return {"role": "slave", "master_host": "primary", "master_port": 6379}
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def _store_payload(client: fakeredis.FakeRedis, service: str, **over: Any) -> dict[str, Any]:
+    now_ms = int(client.time()[0]) * 1000
+    data = _payload(service, 0, ts_ms=now_ms, **over)
+    client.set(Keys().latest(service), json.dumps(data))
+    return data
+
+
+def test_a_read_is_one_eval_ro_and_falls_back_to_eval_on_an_older_redis() -> None:
+    client = _Recording()
+    # A payload that mentions an unknown command must not make the reader ask again.
+    _store_payload(client, "a", message="unknown command in a check")
+    client.sent.clear()
+    assert read_heartbeat(client, "a").state is State.FRESH
+    assert client.sent == ["EVAL_RO"]
+    old = _Recording(no_eval_ro=True)
+    _store_payload(old, "a")
+    old.sent.clear()
+    assert read_heartbeat(old, "a").state is State.FRESH
+    assert old.sent == ["EVAL_RO", "EVAL"]
+
+
+def test_a_store_that_refuses_writes_is_asked_only_when_keys_alone_suspect_it() -> None:
+    client = _Recording(replica=True)
+    _store_payload(client, "a")
+    marker_key = Keys().beat("b")
+    client.set(marker_key, json.dumps({**_marker(), "published_at_ms": NOW}))
+    client.sent.clear()
+    a, b = read_many(client, ["a", "b"], Keys())
+    assert client.sent == ["EVAL_RO", "INFO"]
+    assert (a.state, a.diagnosis) == (State.FRESH, None)
+    assert (b.state, b.diagnosis) == (State.MISSING, "store_refuses_writes")
+    assert b.reason == ("no heartbeat stored for this service; store_refuses_writes: the store "
+                        "is a read-only replica (of primary:6379): point beat and the workers "
+                        "at the primary")
+    fine = _Recording()
+    _store_payload(fine, "a")
+    fine.sent.clear()
+    read_many(fine, ["a"], Keys())
+    assert fine.sent == ["EVAL_RO"]
+
+
+def test_nodes_are_read_up_to_the_limit_asked_for() -> None:
+    client = fakeredis.FakeRedis()
+    now_ms = int(client.time()[0]) * 1000
+    _store_payload(client, "a")
+    client.zadd(Keys().nodes("a"), {f"hb@{i}": now_ms - i for i in range(5)})
+    assert len(read_heartbeat(client, "a", nodes_limit=2).nodes) == 2
+    assert len(read_many(client, ["a"], Keys(), nodes_limit=3)[0].nodes) == 3
+    server = fakeredis.FakeServer()
+    on_cluster = fakeredis.FakeRedis(server=server)
+    _store_payload(on_cluster, "a")
+    on_cluster.zadd(Keys().nodes("a"), {f"hb@{i}": now_ms - i for i in range(5)})
+    (report,) = read_many(_Cluster(server, set()), ["a"], Keys(), nodes_limit=4)
+    assert len(report.nodes) == 4
+
+
+def test_a_value_that_is_not_utf8_for_a_decoding_client_is_invalid() -> None:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    raw = fakeredis.FakeRedis(server=server)
+    raw.set(Keys().latest("a"), b"\xff\xfe")
+    assert read_heartbeat(client, "a") == HeartbeatReport(
+        "a", State.INVALID, "stored value is not UTF-8 (and the client decodes replies)")
+
+
+class _Broken:
+    def execute_command(self, *args: Any) -> Any:
+        raise ConnectionError("refused by redis://:secret@h:6379/0 " + "x" * 300)
+
+
+def test_a_failing_client_is_unreachable_with_the_error_redacted_and_cut() -> None:
+    report = read_heartbeat(_Broken(), "a")
+    detail = ("refused by redis://:***@h:6379/0 " + "x" * 300)[:200]
+    assert report == HeartbeatReport(
+        "a", State.UNREACHABLE,
+        f"Redis could not be asked (ConnectionError after 0.0s): {detail}",
+        diagnosis=Diagnosis.STORE_UNREACHABLE)
+
+
+def test_an_empty_string_value_is_invalid_in_both_passes() -> None:
+    reason = ("stored value is not JSON: Input is a zero-length, empty document: line 1 "
+              "column 1 (char 0)")
+    (row,) = judge_rows(["a"], NOW, _row([b"string", 0]), NO_FLAGS, notes=False)
+    (value,) = judge_values(["a"], NOW, [[b"string", 0]], [None], NO_FLAGS)
+    assert (row.state, row.reason) == (value.state, value.reason) == (State.INVALID, reason)
+    (big,) = judge_values(["a"], NOW, [[b"string", MAX_PAYLOAD_BYTES + 5]], [None], NO_FLAGS)
+    assert big.reason == (f"stored value is {MAX_PAYLOAD_BYTES + 5} bytes, over the "
+                          f"{MAX_PAYLOAD_BYTES} limit")
+
+
+def test_a_heartbeat_from_the_future_keeps_its_payload_and_says_how_far() -> None:
+    data = _payload(age_ms=-100_000)
+    (report,) = judge_rows(["svc"], NOW, _row(_raw(data)), NO_FLAGS)
+    assert (report.state, report.payload) == (State.INVALID, data)
+    assert report.reason == "heartbeat ts_ms is 100.0s ahead of the Redis clock"
+
+
+def test_the_payloads_own_stale_threshold_is_used() -> None:
+    (report,) = judge_rows(["svc"], NOW, _row(_raw(_payload(stale_after_s=20))), NO_FLAGS)
+    assert report.thresholds == Thresholds(15, 20)
