@@ -370,3 +370,42 @@ def test_beat_was_last_seen_at_its_later_sign_of_life() -> None:
     assert beat_seen_ms({**refused_later, "published_at_ms": 3000}) == 3000
     assert beat_seen_ms({"publish_failed_at_ms": 2000, "publish_error": "x"}) == 2000
     assert beat_seen_ms(None) is None
+
+
+BASE_MARKER = {"published_at_ms": 10, "next_due_ms": 20, "seq": 3}
+
+
+@pytest.mark.parametrize(("marker", "parsed"), [
+    (BASE_MARKER, BASE_MARKER),
+    # A refused publish needs its time (a plain int) and its error (text), or is dropped.
+    ({**BASE_MARKER, "publish_failed_at_ms": 5, "publish_error": 7},
+     {**BASE_MARKER, "publish_error": 7}),
+    ({**BASE_MARKER, "publish_failed_at_ms": "5", "publish_error": "e"},
+     {**BASE_MARKER, "publish_error": "e"}),
+    ({**BASE_MARKER, "publish_failed_at_ms": 5, "publish_error": "e"},
+     {**BASE_MARKER, "publish_failed_at_ms": 5, "publish_error": "e"}),
+    ({"publish_failed_at_ms": 5, "publish_error": "e"},
+     {"publish_failed_at_ms": 5, "publish_error": "e"}),  # refused before any publish
+    ({"publish_failed_at_ms": "x", "publish_error": "e"}, None),
+    ({"next_due_ms": 1, "seq": 1}, None),
+    ({**BASE_MARKER, "seq": "3", "publish_failed_at_ms": 5, "publish_error": "e"}, None),
+    ({**BASE_MARKER, "since_ms": 4}, {**BASE_MARKER, "since_ms": 4}),
+    ({**BASE_MARKER, "since_ms": "4"}, BASE_MARKER),  # a bad "since" alone is dropped
+    ({**BASE_MARKER, "queue_depth": 2}, {**BASE_MARKER, "queue_depth": 2}),
+    ({**BASE_MARKER, "queue_depth": -1}, None),
+])
+def test_beats_marker_is_read_field_by_field(marker: dict[str, Any],
+                                             parsed: dict[str, Any] | None) -> None:
+    assert parse_marker(json.dumps(marker).encode()) == parsed
+
+
+def test_a_marker_is_read_up_to_4095_bytes() -> None:
+    def sized(n: int) -> bytes:
+        body = {**BASE_MARKER, "pad": ""}
+        body["pad"] = "x" * (n - len(json.dumps(body)))
+        raw = json.dumps(body).encode()
+        assert len(raw) == n
+        return raw
+
+    assert parse_marker(sized(4095)) is not None
+    assert parse_marker(sized(4096)) is None
