@@ -542,19 +542,27 @@ def test_a_scrape_reads_the_record_only_when_the_store_answered() -> None:
     from worker.read.fleet import Fleet
     from worker.read.reader import HeartbeatReport
 
-    asked: list[list[str]] = []
+    from worker.read.incidents import summarize
 
-    def records(services: list[str]) -> None:
+    asked: list[list[str]] = []
+    now = 10 * 86_400_000
+    record = {"a": summarize("a", {"state": "missing", "first_ms": str(now - 3_600_000)}, [],
+                             None, now)}
+
+    def records(services: list[str]) -> dict[str, Any]:
         asked.append(services)
+        return record
 
     report = HeartbeatReport("a", State.MISSING, "none")
     body = scrape(lambda: Fleet([report]), records).decode()
     assert asked == [["a"]]
     assert 'petsage_heartbeat_state{service="a",state="missing"} 1' in body
+    assert body == exposition(Fleet([report]), record).decode()
+    assert 'petsage_heartbeat_uptime_ratio{service="a",window="24h"}' in body
     down = scrape(lambda: Fleet([], "Redis could not be asked"), records).decode()
     assert asked == [["a"]]
     assert "petsage_heartbeat_store_up 0" in down
-    assert scrape(lambda: Fleet([report])).decode() == body
+    assert scrape(lambda: Fleet([report])).decode() == exposition(Fleet([report])).decode()
 
 
 @pytest.mark.parametrize(("url", "kombu", "master"), [
@@ -625,6 +633,10 @@ def test_a_node_heartbeat_is_recorded_on_the_redis_clock_and_forgotten() -> None
     # A node heartbeat that waited in a backlog past its expiry proves nothing.
     assert store.record_node("petsage", "hb@c", retention_s=60,
                              published_at_ms=now_ms - 9000, expires_ms=5000) is None
+    # Either time alone judges nothing: the node is recorded.
+    assert store.record_node("petsage", "hb@d", retention_s=60, published_at_ms=now_ms - 9000)
+    assert store.record_node("petsage", "hb@e", retention_s=60, expires_ms=5000)
+    client.zrem(keys.nodes("petsage"), "hb@d", "hb@e")
     assert client.zscore(keys.nodes("petsage"), "hb@c") is None
     store.forget_node("petsage", "hb@a")
     members: Any = client.zrange(keys.nodes("petsage"), 0, -1)
