@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(REPO / "mutants", ignore_errors=True)
     again: list[str] = []
     if args.survivors:
-        again = sorted(n for n, s in results().items() if s not in ("killed", "timeout"))
+        again = sorted(n for n, s in results().items() if s != "killed")
         # Which test runs which function is collected again, with the new tests.
         (REPO / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     for names in ([], again) if again else ([],):

@@ -67,6 +67,15 @@ SERVER_FIXTURES = frozenset({"redis_server", "own_redis", "procs", "cluster", "a
 """Fixtures that start redis-server, RabbitMQ or Celery processes (directly or not)."""
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """An id without ``::`` or brackets: a node id holding them can't be selected again
+    (``pytest 'tests/x.py::test[a::b]'`` is a usage error), which the mutation run does."""
+    text = val.decode(errors="replace") if isinstance(val, bytes) else val
+    if isinstance(text, str) and ("::" in text or "[" in text or "]" in text):
+        return text.replace("::", ":_:").replace("[", "(").replace("]", ")")
+    return None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true",
                      help="run only the fast tests: none that starts redis-server, "
