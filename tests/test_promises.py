@@ -540,9 +540,8 @@ def test_a_bad_tls_mode_is_one_line_without_the_password() -> None:
 def test_a_scrape_reads_the_record_only_when_the_store_answered() -> None:
     from worker.http.metrics import scrape
     from worker.read.fleet import Fleet
-    from worker.read.reader import HeartbeatReport
-
     from worker.read.incidents import summarize
+    from worker.read.reader import HeartbeatReport
 
     asked: list[list[str]] = []
     now = 10 * 86_400_000
