@@ -300,7 +300,8 @@ class _Cluster:
         for command in commands:
             service = next((s for s in self._broken if f"{{{s}}}" in str(command)), None)
             if service is not None:
-                out.append(ConnectionError(f"node of {service} is down: redis://:pw@n:1"))
+                out.append(ConnectionError(f"node of {service} is down: redis://:pw@n:1 "
+                                           + "x" * 300))
             else:
                 out.append(self._client.execute_command(*command))  # type: ignore[no-untyped-call]
         return out
@@ -317,7 +318,8 @@ def test_a_cluster_read_asks_each_service_on_its_own_and_reports_a_broken_node()
                         stale_after_s=1000)
     assert (a.service, a.payload, a.thresholds) == ("a", data, Thresholds(0.001, 1000))
     assert (b.service, b.state, b.diagnosis) == ("b", State.UNREACHABLE, "store_unreachable")
-    assert b.reason == "Redis refused the read: node of b is down: redis://:***@n:1"
+    detail = ("node of b is down: redis://:***@n:1 " + "x" * 300)[:200]
+    assert b.reason == f"Redis refused the read: {detail}"
     assert (c.service, c.state) == ("c", State.MISSING)
 
 

@@ -25,7 +25,12 @@ CASES: list[tuple[str, str | None]] = [
     ("redis://h:1/?cluster=true", None), ("redis://h:1/999999", None),
     ("redis://[::1]/0", None), ("redis://[::1]:6379/0", None), ("redis://h:65535/0", None),
     ("redis://h:1/0", None), ("redis://h.example./0", None), (f"redis://{H253}/0", None),
-    ("sentinel://s:1,t:2/0?master=MyMaster", None),
+    ("sentinel://s:1,t:2/0?master=MyMaster", None), ("redis://X:1/0", None),
+    ("redis://h:1/X", "--redis 'redis://h:1/X' has a bad database 'X'; accepted: a number, "
+                      "e.g. /0"),
+    ("redis://h:[::1]/0", f"--redis 'redis://h:[::1]/0' {PORT_RULE}"),
+    ("redis://a[::1]/0", f"--redis 'redis://a[::1]/0' {PORT_RULE}"),
+    ("redis:// :1/0", f"--redis has a bad host ' '; {HOST_RULE}"),
     ("redis://h:1/1000000",
      "--redis 'redis://h:1/1000000' has a bad database '1000000'; accepted: a number, e.g. /0"),
     ("redis://h:1/x", "--redis 'redis://h:1/x' has a bad database 'x'; accepted: a number, "
