@@ -1,0 +1,36 @@
+"""The mutation score is counted honestly: an equivalent mutant counts only while it is the
+mutant that was checked, a killed one on the list is flagged, timeouts count as caught."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import mutation
+
+A = "worker.core.states.x_state_for__mutmut_1"
+B = "worker.core.states.x_state_for__mutmut_2"
+C = "worker.core.urls.x_redact__mutmut_3"
+
+
+@pytest.fixture()
+def listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mutation, "EQUIVALENT", {
+        A: ("cast(None,", "why A"), B: ("strict=None", "why B"), C: ("x + 1", "why C")})
+    lines = {A: "    p = cast(None, q)", B: "    zip(a, b, strict=False)", C: "x + 1"}
+    monkeypatch.setattr(mutation, "mutated_lines", lambda name: lines[name])
+
+
+@pytest.mark.usefixtures("listed")
+def test_only_equivalents_that_still_read_as_listed_count() -> None:
+    statuses = {A: "survived", B: "survived", C: "killed",
+                "worker.core.states.x_state_for__mutmut_4": "timeout",
+                "worker.core.states.x_state_for__mutmut_5": "killed"}
+    good, wrong = mutation.check_equivalents(statuses)
+    assert good == {A}
+    assert [line.split(":")[0] for line in wrong] == [B, C]
+    assert "killed, so not equivalent" in wrong[1]
+    rows, overall = mutation.score_table(statuses, good)
+    # states: 4 mutants, A equivalent: killed 1 + timeout 1 of the other 3.
+    assert rows[0] == ["worker.core.states", 4, 1, 1, 1, 1, "66.7%"]
+    assert rows[1] == ["worker.core.urls", 1, 1, 0, 0, 0, "100.0%"]
+    assert overall == pytest.approx(75.0)
