@@ -192,6 +192,8 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m bench.monitor_bench": _BENCH,
     ".venv/bin/python -m bench.mutation": "mutation testing: minutes of CPU, and it runs the "
                                           "suite inside itself; its flags are checked here",
+    ".venv/bin/python -m bench.mutation --survivors": "mutation testing again, of what "
+                                                      "survived; its flags are checked here",
     ".venv/bin/python -m bench.lua_mutations": "runs parts of the suite inside itself; its "
                                                "flags are checked here",
     ".venv/bin/pip install -q -e '.[test,mutation]'": "installs from the package index into "
