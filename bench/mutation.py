@@ -30,123 +30,90 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 
 EQUIVALENT: dict[str, tuple[str, str]] = {
     'worker.core.settings.xǁSettingsǁfrom_env__mutmut_56': (
-        'split("://", )[0]',
+        'broker_is_redis = broker_url.split("://", )[0] in REDIS_SCHEMES',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.settings.xǁSettingsǁfrom_env__mutmut_59': (
-        'split("://", 2)[0]',
+        'broker_is_redis = broker_url.split("://", 2)[0] in REDIS_SCHEMES',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.urls.x__redact_one__mutmut_17': (
-        '(":" in userinfo) or True',
+        'user = userinfo.split(":", 1)[0] if (":" in userinfo) or True else userinfo',
         "splitting a userinfo without ':' at ':' gives it whole, as the else does"),
     'worker.core.urls.x__redact_one__mutmut_21': (
-        'userinfo.split(":", )[0]',
+        'user = userinfo.split(":", )[0] if ":" in userinfo else userinfo',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.urls.x__redact_one__mutmut_24': (
-        'userinfo.split(":", 2)[0]',
+        'user = userinfo.split(":", 2)[0] if ":" in userinfo else userinfo',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.urls.x__redact_one__mutmut_37': (
-        'user.split("/", )[0]',
+        'user = user.split("/", )[0]',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.urls.x__redact_one__mutmut_40': (
-        'user.split("/", 2)[0]',
+        'user = user.split("/", 2)[0]',
         'the first piece of a split is the same whatever the number of splits'),
     'worker.core.urls.x_redact__mutmut_23': (
-        'while start <= at and',
+        'while start <= at and text[start] not in _LETTERS:  # a scheme starts with a letter',
         "text[at] is ':', never a letter: the loop stops one step later and start < at is"
         ' false either way'),
     'worker.core.urls.x_redact__mutmut_37': (
-        'end >= at + 3',
+        'if start < at and end >= at + 3:',
         "end == at + 3 is a URL of nothing after '://': redacting it changes nothing"),
     'worker.core.urls.x_redact__mutmut_38': (
-        'end > at - 3',
+        'if start < at and end > at - 3:',
         'end is at least at + 3, so this differs only where end == at + 3: a URL of '
         "nothing after '://', unchanged by redaction"),
     'worker.core.urls.x_redact__mutmut_39': (
-        'end > at + 4',
+        'if start < at and end > at + 4:',
         "a URL with one character after '://' holds no password: redacting it or not "
         'gives the same text'),
     'worker.core.urls.x_redact__mutmut_56': (
-        'max(at + 4, done)',
+        'at = text.find("://", max(at + 4, done))',
         "a '://' right after this one follows its '/', so it has no scheme and both skip "
         'it'),
-    'worker.core.urls.x__port_ok__mutmut_11': (
-        'host.endswith("XX]XX")',
-        "after rpartition(':') a host that starts with '[' in a netloc ending in ']' "
-        "never ends in ']' (the ']' is in the port part)"),
     'worker.core.urls.x__port_ok__mutmut_16': (
-        'sep, port = netloc_part, "", "XXXX"',
+        'host, sep, port = netloc_part, "", "XXXX"  # a bracketed IPv6 address without a port',
         "sep is '' on this path, and 'not sep' alone decides: the port is not read"),
     'worker.core.urls.x_validate_url__mutmut_92': (
-        '["FALSE"]',
+        'cluster = (parse_qs(parts.query).get("cluster") or ["FALSE"])[-1].lower()',
         'the default is lower-cased before the comparison'),
-    'worker.core.urls.x_validate_url__mutmut_117': (
-        'parts.path.strip("XX/XX")',
-        'a path holding X was refused above as a bad database; for a path of digits and '
-        "'/' the stripped characters are the same"),
     'worker.core.urls.x_tls_options__mutmut_17': (
-        '"REQUIRED"',
+        'reqs = query.get("ssl_cert_reqs", "REQUIRED").lower().removeprefix("cert_")',
         'the default is lower-cased before use'),
     'worker.core.urls.x_is_cluster__mutmut_8': (
-        '["XXfalseXX"]',
+        'values = parse_qs(urlsplit(url).query).get("cluster") or ["XXfalseXX"]',
         'any default that is not true, 1 or yes reads as not a cluster'),
     'worker.core.urls.x_is_cluster__mutmut_9': (
-        '["FALSE"]',
+        'values = parse_qs(urlsplit(url).query).get("cluster") or ["FALSE"]',
         'any default that is not true, 1 or yes reads as not a cluster'),
     'worker.publish.store.x_encode_body__mutmut_4': (
-        'allow_nan=None',
+        'text = json.dumps(body, separators=(",", ":"), allow_nan=None, ensure_ascii=False)',
         'json.dumps tests allow_nan for truth: None is False'),
     'worker.publish.store.x_encode_body__mutmut_5': (
-        'ensure_ascii=None',
+        'text = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=None)',
         'json.dumps tests ensure_ascii for truth: None is False'),
     'worker.publish.store.xǁHeartbeatStoreǁpublish__mutmut_56': (
-        'self._cluster or accepted',
-        'on one Redis the script already wrote this index entry: the same ZADD GT again '
-        'changes nothing'),
+        'if self._cluster or accepted:',
+        'on one Redis the script already wrote this index entry, and ZADD GT of the same '
+        'score changes nothing; on a cluster, a refused write re-adds the stored (newer) '
+        'ts_ms with GT: nothing either, unless an earlier index write was lost, which '
+        'this then repairs'),
     'worker.read.diagnosis.x_diagnose__mutmut_17': (
-        'assert payload is not None or age_s is not None',
+        'assert payload is not None or age_s is not None  # late or stale with a payload',
         'an assertion of what judging guarantees (late and stale reports have both); no '
         'input reaches it with one missing'),
-    'worker.read.diagnosis.x_diagnose__mutmut_37': (
-        'max(now_ms - failure[0], 1) / 1000',
-        '1 ms instead of 0 for a refusal stamped ahead of the clock: shown to a tenth of '
-        'a second, and within any stale threshold'),
-    'worker.read.diagnosis.x__pipeline_hop__mutmut_20': (
-        'max(now_ms - published_ms, 1) / 1000',
-        '1 ms instead of 0 for a publish stamped ahead of the clock: shown to a tenth of '
-        'a second, never over a late threshold (at least 0.75 s)'),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_36': (
-        '(marker is None) and False',
+        'depth = None if (marker is None) and False else marker.get("queue_depth")',
         "without a marker beat's age is unknown and the function returned beat_down above"),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_73': (
-        '(payload is None) and False',
+        'lag_ms = 0.0 if (payload is None) and False else '
+        '(_number(payload.get("queue_lag_ms"))',
         'a missing heartbeat returned no_consumer above; a late or stale one always has a'
         ' payload'),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_75': (
-        'lag_ms = 1.0 if payload is None',
+        'lag_ms = 1.0 if payload is None else (_number(payload.get("queue_lag_ms"))',
         'a missing heartbeat returned no_consumer above; a late or stale one always has a'
         ' payload'),
-    'worker.read.reader.x__shared__mutmut_1': (
-        'last = None',
-        'only the fast path for a value equal to the last one: the cache still returns an'
-        ' equal, shared value'),
-    'worker.read.reader.x__shared__mutmut_2': (
-        '_LAST.get(None)',
-        'only the fast path for a value equal to the last one: the cache still returns an'
-        ' equal, shared value'),
-    'worker.read.reader.x__shared__mutmut_3': (
-        '_LAST.get(type(None))',
-        'only the fast path for a value equal to the last one: the cache still returns an'
-        ' equal, shared value'),
-    'worker.read.reader.x__shared__mutmut_5': (
-        'last is None and last == value',
-        'only the fast path for a value equal to the last one: the cache still returns an'
-        ' equal, shared value (it now returns None only for None)'),
-    'worker.read.reader.x__shared__mutmut_27': (
-        '_LAST[kind] = None',
-        'only the fast path for a value equal to the last one: the cache still returns an'
-        ' equal, shared value'),
     'worker.read.reader.x__judge__mutmut_53': (
-        'slim=None',
+        'stale_after_s=stale_after_s, slim=None)',
         'slim=None (or the default, False) is false: a full read never slims, and a '
         "fleet's [type, length] row has the value b'', refused as not JSON before any "
         'payload exists'),
@@ -156,87 +123,87 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "fleet's [type, length] row has the value b'', refused as not JSON before any "
         'payload exists'),
     'worker.read.reader.x__judge_text__mutmut_1': (
-        'slim: bool = True',
+        'stale_after_s: float | None, slim: bool = True) -> HeartbeatReport:',
         'every caller passes slim; the default is never used'),
     'worker.read.reader.x__judge_text__mutmut_13': (
-        'str(exc)[:101]',
+        'f"stored value is not JSON: {str(exc)[:101]}", now_ms=now_ms)',
         "orjson's messages are under 100 characters (the longest seen: 72)"),
     'worker.read.reader.x__judge_text__mutmut_29': (
-        'cast(None,',
+        'payload = cast(None, _slim(data) if slim else data)',
         'typing.cast returns its value; the type is never read at run time'),
     'worker.read.reader.x_add_diagnosis__mutmut_19': (
-        'cast(None,',
+        'payload=cast(None, report.payload),',
         'typing.cast returns its value; the type is never read at run time'),
     'worker.read.reader.x_add_diagnosis__mutmut_35': (
-        'report.thresholds is None or raw_nodes',
+        'if report.thresholds is None or raw_nodes:',
         'a report with thresholds had its nodes judged on them in the first pass: judging'
         ' them again gives the same nodes'),
     'worker.read.reader.x_judge_rows__mutmut_31': (
-        '(notes) or True',
+        'discard = parse_discard(raw_discard) if (notes) or True else None',
         'without notes the report is not diagnosed, and the discard note is used only by '
         'the diagnosis'),
     'worker.read.reader.x_judge_values__mutmut_48': (
-        'late_after_s=None, stale_after_s=stale_after_s, slim=True',
+        'late_after_s=None, stale_after_s=stale_after_s, slim=True)',
         'a [type, length] row holds no payload: no thresholds are applied to it'),
     'worker.read.reader.x_judge_values__mutmut_49': (
-        'late_after_s=late_after_s, stale_after_s=None, slim=True',
+        'late_after_s=late_after_s, stale_after_s=None, slim=True)',
         'a [type, length] row holds no payload: no thresholds are applied to it'),
     'worker.read.reader.x_judge_values__mutmut_50': (
-        'slim=None',
+        'late_after_s=late_after_s, stale_after_s=stale_after_s, slim=None)',
         'a [type, length] row holds no payload to slim'),
     'worker.read.reader.x_judge_values__mutmut_58': (
-        'stale_after_s=stale_after_s, )',
+        'late_after_s=late_after_s, stale_after_s=stale_after_s, )',
         'a [type, length] row holds no payload to slim'),
     'worker.read.reader.x_judge_values__mutmut_63': (
-        'slim=False',
+        'late_after_s=late_after_s, stale_after_s=stale_after_s, slim=False)',
         'a [type, length] row holds no payload to slim'),
     'worker.read.reader.x_judge_values__mutmut_65': (
-        '(not raw_nodes) and False',
+        'reports.append(report if (not raw_nodes) and False else',
         'with no nodes, no marker and no beat, with_components returns the report itself'),
     'worker.read.reader.x_component_thresholds__mutmut_14': (
         'None)',
         'for_interval(interval, None) computes the same stale threshold as '
         'for_interval(interval).stale_after_s'),
     'worker.read.reader.x_read_cluster__mutmut_7': (
-        '("eval",',
+        'replies = execute_many(client, [("eval", *read_script_args([s], keys,',
         'Redis command names are case-insensitive'),
     'worker.read.reader.x_read_cluster__mutmut_17': (
-        'strict=None',
+        'for service, reply in zip(services, replies, strict=None):',
         "strict=None and no strict are zip's default (strict=False); the pipeline returns"
         ' one reply per command'),
     'worker.read.reader.x_read_cluster__mutmut_20': (
-        'zip(services, replies, )',
+        'for service, reply in zip(services, replies, ):',
         "strict=None and no strict are zip's default (strict=False); the pipeline returns"
         ' one reply per command'),
     'worker.read.reader.x_read_cluster__mutmut_21': (
-        'strict=False',
+        'for service, reply in zip(services, replies, strict=False):',
         'the pipeline returns one reply per command: the lengths always match'),
     'worker.read.render.x__age_s__mutmut_17': (
-        '/ 1000, 4)',
+        'return round(max(now_ms - then_ms, 0) / 1000, 4)',
         'whole milliseconds over 1000 have at most 3 decimals'),
     'worker.read.render.x_summary__mutmut_2': (
-        'cast(None,',
+        'payload: dict[str, Any] = cast(None, report.payload or {})',
         'typing.cast returns its value; the type is never read at run time'),
     'worker.read.render.x_table_row__mutmut_2': (
-        'cast(None,',
+        'p: dict[str, Any] = cast(None, report.payload or {})',
         'typing.cast returns its value; the type is never read at run time'),
     'worker.read.render.x_transition_event__mutmut_2': (
-        'cast(None,',
+        'payload: dict[str, Any] = cast(None, report.payload or {})',
         'typing.cast returns its value; the type is never read at run time'),
     'worker.read.render.x_render_table__mutmut_13': (
-        'strict=None',
+        'cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=None)]',
         "strict=None and no strict are zip's default (strict=False)"),
     'worker.read.render.x_render_table__mutmut_16': (
-        'zip(row, widths, )',
+        'cells = [cell.ljust(width) for cell, width in zip(row, widths, )]',
         "strict=None and no strict are zip's default (strict=False)"),
     'worker.read.render.x_silence_note__mutmut_12': (
-        'until_ms - now_ms, 1) / 1000',
+        'return f"silenced for {_span(max(silence.until_ms - now_ms, 1) / 1000)}{why}"',
         "1 ms instead of 0 left: both read '0s'"),
 }
-"""Mutants that no test can kill because they change nothing observable: name -> (a piece
-of the mutated line, why). The piece pins the entry to the mutant it was checked against:
-mutmut numbers a function's mutants in order, so an edit to the function renumbers them,
-and an entry whose mutant no longer reads so is reported stale, not counted."""
+"""Mutants that no test can kill because they change nothing observable: name -> (the
+mutated line(s), stripped, why). The line pins the entry to the mutant it was checked
+against: mutmut numbers a function's mutants in order, so an edit to the function
+renumbers them, and an entry whose mutant no longer reads so is reported, not counted."""
 
 _LINE = re.compile(r"^\s*(?P<name>\S+?): (?P<status>.+)$")
 _MODULE = re.compile(r"^(?P<module>.+?)\.x[ǁ_]")
@@ -255,11 +222,12 @@ def results() -> dict[str, str]:
 
 
 def mutated_lines(name: str) -> str:
-    """The lines a mutant changed, as it reads now (``mutmut show``)."""
+    """The lines a mutant changed, as it reads now (``mutmut show``), stripped and joined
+    with `` / ``."""
     done = subprocess.run([str(MUTMUT), "show", name], cwd=REPO, capture_output=True,
                           text=True, check=False)
-    return "\n".join(line[1:] for line in done.stdout.splitlines()
-                     if line.startswith("+") and not line.startswith("+++"))
+    return " / ".join(line[1:].strip() for line in done.stdout.splitlines()
+                      if line.startswith("+") and not line.startswith("+++"))
 
 
 def check_equivalents(statuses: dict[str, str]) -> tuple[set[str], list[str]]:
@@ -270,7 +238,7 @@ def check_equivalents(statuses: dict[str, str]) -> tuple[set[str], list[str]]:
         status = statuses.get(name)
         if status == "killed":
             wrong.append(f"{name}: killed, so not equivalent: remove it from the list")
-        elif status is None or piece not in mutated_lines(name):
+        elif status is None or piece != mutated_lines(name):
             wrong.append(f"{name}: no longer the mutant listed ({piece!r}): check it again")
         else:
             good.add(name)

@@ -72,7 +72,9 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     (``pytest 'tests/x.py::test[a::b]'`` is a usage error), which the mutation run does."""
     text = val.decode(errors="replace") if isinstance(val, bytes) else val
     if isinstance(text, str) and ("::" in text or "[" in text or "]" in text):
-        return text.replace("::", ":_:").replace("[", "(").replace("]", ")")
+        while "::" in text:
+            text = text.replace("::", ":_:")
+        return text.replace("[", "(").replace("]", ")")
     return None
 
 

@@ -409,3 +409,15 @@ def test_a_marker_is_read_up_to_4095_bytes() -> None:
 
     assert parse_marker(sized(4095)) is not None
     assert parse_marker(sized(4096)) is None
+
+
+def test_a_sign_of_life_stamped_now_counts_under_the_smallest_thresholds() -> None:
+    """A probe's flags may set thresholds far under a second: a publish or a refusal stamped
+    at the reading's instant is 0 s old, not 1 ms."""
+    tiny = Thresholds(0.0001, 0.0005)
+    published_now = {**_marker(0)}
+    assert _diagnose(State.STALE, 5.0, payload=_hb(), marker=published_now,
+                     thresholds=tiny)[0] == "no_consumer"
+    refused_now = {**_marker(1000), "publish_failed_at_ms": NOW, "publish_error": "refused"}
+    assert _diagnose(State.STALE, 5.0, payload=_hb(), marker=refused_now,
+                     thresholds=tiny)[0] == "broker_down"

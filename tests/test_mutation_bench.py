@@ -15,8 +15,10 @@ C = "worker.core.urls.x_redact__mutmut_3"
 @pytest.fixture()
 def listed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mutation, "EQUIVALENT", {
-        A: ("cast(None,", "why A"), B: ("strict=None", "why B"), C: ("x + 1", "why C")})
-    lines = {A: "    p = cast(None, q)", B: "    zip(a, b, strict=False)", C: "x + 1"}
+        A: ("p = cast(None, q)", "why A"), B: ("zip(a, b, strict=None)", "why B"),
+        C: ("x + 1", "why C")})
+    # B's mutant now reads otherwise (renumbered after an edit); C is killed.
+    lines = {A: "p = cast(None, q)", B: "zip(a, b, strict=False)", C: "x + 1"}
     monkeypatch.setattr(mutation, "mutated_lines", lambda name: lines[name])
 
 

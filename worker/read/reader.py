@@ -106,17 +106,15 @@ def _shared(value: Any) -> Any:
     """``value``, or an equal one already kept: a fleet of payloads repeats a few values.
 
     Only strings and flat dicts of plain values are shared, and never more than a few
-    thousand of them; readers never modify a payload.
+    thousand of them; readers never modify a payload. A dict's key holds each value's type:
+    ``0``, ``0.0`` and ``False`` are equal in Python, not in JSON.
     """
-    last = _LAST.get(type(value))
-    if last is not None and last == value:  # most payloads repeat the previous one's
-        return last
     kind = type(value)
     if kind is str:
         key: tuple[Any, ...] = (value,)
     elif kind is dict and len(value) <= 4 and all(
             type(v) in (int, float, str, bool, type(None)) for v in value.values()):
-        key = tuple(value.items())
+        key = tuple((k, type(v), v) for k, v in value.items())
     else:
         return value
     kept = _SHARED.get(key)
@@ -124,12 +122,7 @@ def _shared(value: Any) -> Any:
         if len(_SHARED) >= 4096:
             return value
         _SHARED[key] = kept = value
-    _LAST[kind] = kept
     return kept
-
-
-_LAST: dict[type, Any] = {}
-"""The value ``_shared`` returned last, by type: compared first, before any key is built."""
 
 
 def _slim(data: dict[str, Any]) -> dict[str, Any]:

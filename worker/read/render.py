@@ -138,12 +138,15 @@ def heartbeat_line(report: HeartbeatReport) -> str:
     payload = report.payload
     if payload is None:
         return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
-    lag = payload.get("queue_lag_ms")
-    lag_text = "?" if lag is None else f"{lag:.0f}ms"
     age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
     return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
-            f"age={age} lag={lag_text} duration={payload.get('duration_ms', 0):.0f}ms "
-            f"status={payload['status']}")
+            f"age={age} lag={_known_ms(payload.get('queue_lag_ms'))} "
+            f"duration={_known_ms(payload.get('duration_ms'))} status={payload['status']}")
+
+
+def _known_ms(value: Any) -> str:
+    """Milliseconds, or ``?`` when the payload did not say (null and absent alike)."""
+    return "?" if not isinstance(value, int | float) else f"{value:.0f}ms"
 
 
 def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, Any]:
