@@ -68,8 +68,9 @@ def summary(report: HeartbeatReport) -> dict[str, Any]:
     }
 
 
-def _ms(value: Any) -> str:
-    return "-" if not isinstance(value, int | float) else f"{value:.0f}ms"
+def _ms(value: Any, unknown: str = "-") -> str:
+    """Milliseconds, or ``unknown`` when the payload did not say (null and absent alike)."""
+    return unknown if not isinstance(value, int | float) else f"{value:.0f}ms"
 
 
 def nagios_line(report: HeartbeatReport, note: str | None = None) -> str:
@@ -140,13 +141,8 @@ def heartbeat_line(report: HeartbeatReport) -> str:
         return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
     age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
     return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
-            f"age={age} lag={_known_ms(payload.get('queue_lag_ms'))} "
-            f"duration={_known_ms(payload.get('duration_ms'))} status={payload['status']}")
-
-
-def _known_ms(value: Any) -> str:
-    """Milliseconds, or ``?`` when the payload did not say (null and absent alike)."""
-    return "?" if not isinstance(value, int | float) else f"{value:.0f}ms"
+            f"age={age} lag={_ms(payload.get('queue_lag_ms'), '?')} "
+            f"duration={_ms(payload.get('duration_ms'), '?')} status={payload['status']}")
 
 
 def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, Any]:
