@@ -28,47 +28,62 @@ from bench.common import table
 REPO = Path(__file__).resolve().parents[1]
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
+# Reasons that several equivalent mutants share.
+_FIRST_PIECE = 'the first piece of a split is the same whatever the number of splits'
+_CAST = 'typing.cast returns its value; the type is never read at run time'
+_NO_PAYLOAD_TO_SLIM = 'a [type, length] row holds no payload to slim'
+_NOT_A_CLUSTER = 'any default that is not true, 1 or yes reads as not a cluster'
+_ALWAYS_A_PAYLOAD = (
+    'a missing heartbeat returned no_consumer above; a late or stale one always has a payload')
+_SLIM_FALSE = (
+    "slim=None (or the default, False) is false: a full read never slims, and a fleet's [type, "
+    "length] row has the value b'', refused as not JSON before any payload exists")
+_NO_PAYLOAD_NO_THRESHOLDS = 'a [type, length] row holds no payload: no thresholds are applied to it'
+_ZIP_DEFAULT = "strict=None and no strict are zip's default (strict=False)"
+_ZIP_ONE_REPLY_EACH = (
+    "strict=None and no strict are zip's default (strict=False); the pipeline returns one reply"
+    ' per command')
+
 EQUIVALENT: dict[str, tuple[str, str]] = {
     'worker.core.settings.xǁSettingsǁfrom_env__mutmut_56': (
         'broker_is_redis = broker_url.split("://", )[0] in REDIS_SCHEMES',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.settings.xǁSettingsǁfrom_env__mutmut_59': (
         'broker_is_redis = broker_url.split("://", 2)[0] in REDIS_SCHEMES',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.urls.x__redact_one__mutmut_17': (
         'user = userinfo.split(":", 1)[0] if (":" in userinfo) or True else userinfo',
         "splitting a userinfo without ':' at ':' gives it whole, as the else does"),
     'worker.core.urls.x__redact_one__mutmut_21': (
         'user = userinfo.split(":", )[0] if ":" in userinfo else userinfo',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.urls.x__redact_one__mutmut_24': (
         'user = userinfo.split(":", 2)[0] if ":" in userinfo else userinfo',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.urls.x__redact_one__mutmut_37': (
         'user = user.split("/", )[0]',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.urls.x__redact_one__mutmut_40': (
         'user = user.split("/", 2)[0]',
-        'the first piece of a split is the same whatever the number of splits'),
+        _FIRST_PIECE),
     'worker.core.urls.x_redact__mutmut_23': (
         'while start <= at and text[start] not in _LETTERS:  # a scheme starts with a letter',
-        "text[at] is ':', never a letter: the loop stops one step later and start < at is"
-        ' false either way'),
+        "text[at] is ':', never a letter: the loop stops one step later and start < at is false"
+        ' either way'),
     'worker.core.urls.x_redact__mutmut_37': (
         'if start < at and end >= at + 3:',
         "end == at + 3 is a URL of nothing after '://': redacting it changes nothing"),
     'worker.core.urls.x_redact__mutmut_38': (
         'if start < at and end > at - 3:',
-        'end is at least at + 3, so this differs only where end == at + 3: a URL of '
-        "nothing after '://', unchanged by redaction"),
+        'end is at least at + 3, so this differs only where end == at + 3: a URL of nothing '
+        "after '://', unchanged by redaction"),
     'worker.core.urls.x_redact__mutmut_39': (
         'if start < at and end > at + 4:',
-        "a URL with one character after '://' holds no password: redacting it or not "
-        'gives the same text'),
+        "a URL with one character after '://' holds no password: redacting it or not gives the "
+        'same text'),
     'worker.core.urls.x_redact__mutmut_56': (
         'at = text.find("://", max(at + 4, done))',
-        "a '://' right after this one follows its '/', so it has no scheme and both skip "
-        'it'),
+        "a '://' right after this one follows its '/', so it has no scheme and both skip it"),
     'worker.core.urls.x__port_ok__mutmut_16': (
         'host, sep, port = netloc_part, "", "XXXX"  # a bracketed IPv6 address without a port',
         "sep is '' on this path, and 'not sep' alone decides: the port is not read"),
@@ -80,10 +95,10 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'the default is lower-cased before use'),
     'worker.core.urls.x_is_cluster__mutmut_8': (
         'values = parse_qs(urlsplit(url).query).get("cluster") or ["XXfalseXX"]',
-        'any default that is not true, 1 or yes reads as not a cluster'),
+        _NOT_A_CLUSTER),
     'worker.core.urls.x_is_cluster__mutmut_9': (
         'values = parse_qs(urlsplit(url).query).get("cluster") or ["FALSE"]',
-        'any default that is not true, 1 or yes reads as not a cluster'),
+        _NOT_A_CLUSTER),
     'worker.publish.store.x_encode_body__mutmut_4': (
         'text = json.dumps(body, separators=(",", ":"), allow_nan=None, ensure_ascii=False)',
         'json.dumps tests allow_nan for truth: None is False'),
@@ -92,36 +107,28 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'json.dumps tests ensure_ascii for truth: None is False'),
     'worker.publish.store.xǁHeartbeatStoreǁpublish__mutmut_56': (
         'if self._cluster or accepted:',
-        'on one Redis the script already wrote this index entry, and ZADD GT of the same '
-        'score changes nothing; on a cluster, a refused write re-adds the stored (newer) '
-        'ts_ms with GT: nothing either, unless an earlier index write was lost, which '
-        'this then repairs'),
+        'on one Redis the script already wrote this index entry, and ZADD GT of the same score '
+        'changes nothing; on a cluster, a refused write re-adds the stored (newer) ts_ms with '
+        'GT: nothing either, unless an earlier index write was lost, which this then repairs'),
     'worker.read.diagnosis.x_diagnose__mutmut_17': (
         'assert payload is not None or age_s is not None  # late or stale with a payload',
-        'an assertion of what judging guarantees (late and stale reports have both); no '
-        'input reaches it with one missing'),
+        'an assertion of what judging guarantees (late and stale reports have both); no input '
+        'reaches it with one missing'),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_36': (
         'depth = None if (marker is None) and False else marker.get("queue_depth")',
         "without a marker beat's age is unknown and the function returned beat_down above"),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_73': (
-        'lag_ms = 0.0 if (payload is None) and False else '
-        '(_number(payload.get("queue_lag_ms"))',
-        'a missing heartbeat returned no_consumer above; a late or stale one always has a'
-        ' payload'),
+        'lag_ms = 0.0 if (payload is None) and False else (_number(payload.get("queue_lag_ms"))',
+        _ALWAYS_A_PAYLOAD),
     'worker.read.diagnosis.x__pipeline_hop__mutmut_75': (
         'lag_ms = 1.0 if payload is None else (_number(payload.get("queue_lag_ms"))',
-        'a missing heartbeat returned no_consumer above; a late or stale one always has a'
-        ' payload'),
+        _ALWAYS_A_PAYLOAD),
     'worker.read.reader.x__judge__mutmut_53': (
         'stale_after_s=stale_after_s, slim=None)',
-        'slim=None (or the default, False) is false: a full read never slims, and a '
-        "fleet's [type, length] row has the value b'', refused as not JSON before any "
-        'payload exists'),
+        _SLIM_FALSE),
     'worker.read.reader.x__judge__mutmut_59': (
         'stale_after_s=stale_after_s, )',
-        'slim=None (or the default, False) is false: a full read never slims, and a '
-        "fleet's [type, length] row has the value b'', refused as not JSON before any "
-        'payload exists'),
+        _SLIM_FALSE),
     'worker.read.reader.x__judge_text__mutmut_1': (
         'stale_after_s: float | None, slim: bool = True) -> HeartbeatReport:',
         'every caller passes slim; the default is never used'),
@@ -130,33 +137,33 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "orjson's messages are under 100 characters (the longest seen: 72)"),
     'worker.read.reader.x__judge_text__mutmut_29': (
         'payload = cast(None, _slim(data) if slim else data)',
-        'typing.cast returns its value; the type is never read at run time'),
+        _CAST),
     'worker.read.reader.x_add_diagnosis__mutmut_19': (
         'payload=cast(None, report.payload),',
-        'typing.cast returns its value; the type is never read at run time'),
+        _CAST),
     'worker.read.reader.x_add_diagnosis__mutmut_35': (
         'if report.thresholds is None or raw_nodes:',
-        'a report with thresholds had its nodes judged on them in the first pass: judging'
-        ' them again gives the same nodes'),
+        'a report with thresholds had its nodes judged on them in the first pass: judging them '
+        'again gives the same nodes'),
     'worker.read.reader.x_judge_rows__mutmut_31': (
         'discard = parse_discard(raw_discard) if (notes) or True else None',
-        'without notes the report is not diagnosed, and the discard note is used only by '
-        'the diagnosis'),
+        'without notes the report is not diagnosed, and the discard note is used only by the '
+        'diagnosis'),
     'worker.read.reader.x_judge_values__mutmut_48': (
         'late_after_s=None, stale_after_s=stale_after_s, slim=True)',
-        'a [type, length] row holds no payload: no thresholds are applied to it'),
+        _NO_PAYLOAD_NO_THRESHOLDS),
     'worker.read.reader.x_judge_values__mutmut_49': (
         'late_after_s=late_after_s, stale_after_s=None, slim=True)',
-        'a [type, length] row holds no payload: no thresholds are applied to it'),
+        _NO_PAYLOAD_NO_THRESHOLDS),
     'worker.read.reader.x_judge_values__mutmut_50': (
         'late_after_s=late_after_s, stale_after_s=stale_after_s, slim=None)',
-        'a [type, length] row holds no payload to slim'),
+        _NO_PAYLOAD_TO_SLIM),
     'worker.read.reader.x_judge_values__mutmut_58': (
         'late_after_s=late_after_s, stale_after_s=stale_after_s, )',
-        'a [type, length] row holds no payload to slim'),
+        _NO_PAYLOAD_TO_SLIM),
     'worker.read.reader.x_judge_values__mutmut_63': (
         'late_after_s=late_after_s, stale_after_s=stale_after_s, slim=False)',
-        'a [type, length] row holds no payload to slim'),
+        _NO_PAYLOAD_TO_SLIM),
     'worker.read.reader.x_judge_values__mutmut_65': (
         'reports.append(report if (not raw_nodes) and False else',
         'with no nodes, no marker and no beat, with_components returns the report itself'),
@@ -169,12 +176,10 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'Redis command names are case-insensitive'),
     'worker.read.reader.x_read_cluster__mutmut_17': (
         'for service, reply in zip(services, replies, strict=None):',
-        "strict=None and no strict are zip's default (strict=False); the pipeline returns"
-        ' one reply per command'),
+        _ZIP_ONE_REPLY_EACH),
     'worker.read.reader.x_read_cluster__mutmut_20': (
         'for service, reply in zip(services, replies, ):',
-        "strict=None and no strict are zip's default (strict=False); the pipeline returns"
-        ' one reply per command'),
+        _ZIP_ONE_REPLY_EACH),
     'worker.read.reader.x_read_cluster__mutmut_21': (
         'for service, reply in zip(services, replies, strict=False):',
         'the pipeline returns one reply per command: the lengths always match'),
@@ -183,19 +188,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'whole milliseconds over 1000 have at most 3 decimals'),
     'worker.read.render.x_summary__mutmut_2': (
         'payload: dict[str, Any] = cast(None, report.payload or {})',
-        'typing.cast returns its value; the type is never read at run time'),
+        _CAST),
     'worker.read.render.x_table_row__mutmut_2': (
         'p: dict[str, Any] = cast(None, report.payload or {})',
-        'typing.cast returns its value; the type is never read at run time'),
+        _CAST),
     'worker.read.render.x_transition_event__mutmut_2': (
         'payload: dict[str, Any] = cast(None, report.payload or {})',
-        'typing.cast returns its value; the type is never read at run time'),
+        _CAST),
     'worker.read.render.x_render_table__mutmut_13': (
         'cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=None)]',
-        "strict=None and no strict are zip's default (strict=False)"),
+        _ZIP_DEFAULT),
     'worker.read.render.x_render_table__mutmut_16': (
         'cells = [cell.ljust(width) for cell, width in zip(row, widths, )]',
-        "strict=None and no strict are zip's default (strict=False)"),
+        _ZIP_DEFAULT),
     'worker.read.render.x_silence_note__mutmut_12': (
         'return f"silenced for {_span(max(silence.until_ms - now_ms, 1) / 1000)}{why}"',
         "1 ms instead of 0 left: both read '0s'"),
