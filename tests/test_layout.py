@@ -9,7 +9,9 @@ functions), so a change that breaks one fails here rather than in a reader's hea
 - the probe path (``petsage-heartbeat check``/``status``) imports no Celery, kombu, FastAPI
   or redis-py at run time;
 - no module imports from a test file (tests share code through ``tests/support`` only);
-- every Lua script is loaded by a module beside it, one way (``redis_io.lua_script``).
+- every Lua script is loaded by a module beside it, one way (``redis_io.lua_script``), and
+  no Python module holds Lua source of its own (a script inline in a string is one that the
+  packaging test, the Lua mutation list and a reader of the ``.lua`` files all miss).
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ def test_every_lua_script_is_loaded_beside_it_one_way() -> None:
     readers = [path for path in PACKAGE.rglob("*.py")
                if "resources.files" in path.read_text(encoding="utf-8")]
     assert [p.name for p in readers] == ["redis_io.py"]
+
+
+def test_no_python_module_holds_lua_source() -> None:
+    offences = [str(path.relative_to(REPO)) for path in PACKAGE.rglob("*.py")
+                if "redis.call" in path.read_text(encoding="utf-8")
+                or "redis.pcall" in path.read_text(encoding="utf-8")]
+    assert offences == []
 
 
 @pytest.mark.parametrize("command", ["check", "status"])

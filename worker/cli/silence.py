@@ -15,6 +15,7 @@ from worker.core.errors import ConfigError
 from worker.core.exits import fail
 from worker.core.names import Keys, validate_service
 from worker.core.redis_clients import make_client
+from worker.core.redis_io import lua_script
 from worker.core.settings import Settings
 from worker.core.states import State
 from worker.core.urls import redact
@@ -24,14 +25,7 @@ MAX_SILENCE_S = 365 * 86_400
 
 _DURATION = re.compile(r"(?:(\d{1,6})d)?(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,10})s?)?")
 
-_SILENCE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = tonumber(ARGV[1])
-local value = cjson.encode({until_ms = now + ms, since_ms = now, reason = ARGV[2]})
-redis.call('SET', KEYS[1], value, 'PX', ms)
-return now + ms
-"""
+SILENCE_SCRIPT = lua_script(__package__, "silence.lua")
 
 
 def parse_duration(text: str, *, source: str = "--for") -> int:
@@ -88,7 +82,7 @@ def run_silence(*, service: str, duration: str, reason: str, redis_url: str | No
     try:
         if not _known(client, settings.keys, service):
             return _unknown("silence", service)
-        until_ms = int(client.eval(_SILENCE, 1, settings.keys.silence(service),
+        until_ms = int(client.eval(SILENCE_SCRIPT, 1, settings.keys.silence(service),
                                    seconds * 1000, reason[:300]))
     except Exception as exc:
         return fail("silence", f"Redis could not be asked: {redact(str(exc))[:200]}",

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from worker.core.names import Keys
-from worker.core.redis_io import as_text, redis_time_ms
+from worker.core.redis_io import as_text, lua_script, redis_time_ms
 from worker.core.urls import redact
 from worker.core.version import __version__
 from worker.core.webhook_urls import Webhook
@@ -55,36 +55,14 @@ MAX_AGE_S = 3600.0
 POLL_S = 0.5
 """How often an idle delivery thread looks for new entries."""
 
-_HOLD = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-
-_ADVANCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
-
-_START = """
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local id = '0-0'
-if last[1] then id = last[1][1] end
-redis.call('SET', KEYS[1], id, 'NX', 'PX', ARGV[1])
-return redis.call('GET', KEYS[1])
-"""
+HOLD_SCRIPT = lua_script(__package__, "webhook_hold.lua")
+ADVANCE_SCRIPT = lua_script(__package__, "webhook_advance.lua")
+START_SCRIPT = lua_script(__package__, "webhook_start.lua")
+RELEASE_SCRIPT = lua_script(__package__, "webhook_release.lua")
 
 CURSOR_TTL_MS = 35 * 86_400_000
 """A webhook's cursor outlives its last delivery by 35 days: a removed webhook's cursor
 goes, a quiet one's stays (the outbox keeps at most 10,000 notifications anyway)."""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 Poster = Callable[[str, bytes, float], int]
 """Posts a body to a URL within a timeout and returns the HTTP status; raises OSError."""
@@ -162,18 +140,18 @@ class Delivery(threading.Thread):
                                 redact(str(exc))[:200])
                     self._store_down = True
         with contextlib.suppress(Exception):  # else the lease expires on its own
-            self.client.eval(_RELEASE, 1, self._lock_key, self.owner)
+            self.client.eval(RELEASE_SCRIPT, 1, self._lock_key, self.owner)
 
     def start_cursor(self) -> str:
         """The webhook's cursor; a webhook new to this store starts after what is queued now:
         it is told what happens from now on, not an hour of old news. Called before the
         first judging round, so nothing that round queues is skipped."""
-        return as_text(self.client.eval(_START, 2, self._cursor_key, self.keys.outbox,
+        return as_text(self.client.eval(START_SCRIPT, 2, self._cursor_key, self.keys.outbox,
                                         CURSOR_TTL_MS))
 
     def hold(self) -> bool:
         """Take or renew the lease; False when another monitor holds it."""
-        return bool(self.client.eval(_HOLD, 1, self._lock_key, self.owner, self.lease_ms))
+        return bool(self.client.eval(HOLD_SCRIPT, 1, self._lock_key, self.owner, self.lease_ms))
 
     def step(self) -> None:
         """Deliver what waits after the cursor, while this monitor holds the lease."""
@@ -192,7 +170,7 @@ class Delivery(threading.Thread):
             now_ms = redis_time_ms(self.client.time())
 
     def _advance(self, entry: str) -> bool:
-        return bool(self.client.eval(_ADVANCE, 2, self._lock_key, self._cursor_key,
+        return bool(self.client.eval(ADVANCE_SCRIPT, 2, self._lock_key, self._cursor_key,
                                      self.owner, entry, CURSOR_TTL_MS))
 
     def _deliver(self, entry: str, fields: dict[Any, Any], now_ms: int) -> bool:
