@@ -10,7 +10,29 @@ import pytest
 import redis
 
 from tests.support.helpers import Proc, RedisServer
+from tests.support.processes import kill_all, processes_left, wait_gone
 from worker.publish import health_checks
+
+LEFT_GRACE_S = 5.0
+"""How long processes still running at the end of the session get to exit on their own."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """Fails the run if a process started by a test is still running at the end.
+
+    Set up before any other session fixture, so torn down after all of them (the session's
+    redis-server is gone by then). Looks at every process started through
+    ``tests.support.processes`` and, as a safety net, every descendant of pytest in /proc;
+    kills what is left and names it."""
+    yield
+    left = processes_left()
+    still = wait_gone([p.pid for p in left], LEFT_GRACE_S)
+    left = [p for p in processes_left() if p.pid in still]
+    if left:
+        kill_all(left)
+        pytest.fail("processes started by tests were still running at the end of the session "
+                    "(now killed):\n" + "\n".join(f"  {p}" for p in left), pytrace=False)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
+
+from tests.support.processes import spawn, stop
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kwargs)
 
     def start(self) -> RedisServer:
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -98,9 +99,8 @@ class RedisServer:
             return False
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, signal.SIGKILL)
         self.proc = None
 
     def restart(self) -> None:
@@ -127,14 +127,15 @@ def heartbeat_env(redis_url: str, **overrides: str) -> dict[str, str]:
 
 
 class Proc:
-    """A subprocess in its own process group with its output captured to a file."""
+    """A subprocess (``spawn``: its own process group, default signal dispositions) with its
+    output captured to a file."""
 
     def __init__(self, argv: list[str], env: Mapping[str, str], cwd: Path, name: str) -> None:
         self.name = name
         self.log_path = cwd / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = spawn(argv, env=dict(env), cwd=cwd, stdout=self._log,
+                          stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -144,20 +145,10 @@ class Proc:
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10) -> int:
         """Signal the whole process group, wait, then SIGKILL what is left."""
-        if self.proc.poll() is None:
-            _killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout_s)
-        _killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+        try:
+            return stop(self.proc, sig, timeout_s)
+        finally:
+            self._log.close()
 
 
 def celery_argv(role: str, *extra: str, queue: str = "heartbeat.petsage",
