@@ -11,9 +11,13 @@ older than ``max_age_s`` is dropped with one log line. A webhook new to the stor
 after the notifications queued when the first monitor that knows it starts. The judging
 thread never waits for any of this.
 
-At least once, in one case twice: a holder that stops after its POST and before moving
-the cursor (killed, or paused beyond its lease) lets the next holder post that entry
-again; every body carries the outbox entry's ``id`` for receivers to drop a repeat.
+At least once: a holder that stops after its POST and before moving the cursor (killed,
+or paused beyond its lease), or whose POST outlasts its lease (a receiver slower than
+the lease), lets the next holder post that entry again, at most once per lease expiry;
+every body carries the outbox entry's ``id`` for receivers to drop a repeat. Whoever
+delivered an entry moves the cursor to it, lease or not, and only forward: a slow
+receiver never stalls the outbox on one entry, and a late sender never moves the cursor
+back over what the next holder delivered.
 """
 
 from __future__ import annotations
@@ -170,8 +174,10 @@ class Delivery(threading.Thread):
             now_ms = redis_time_ms(self.client.time())
 
     def _advance(self, entry: str) -> bool:
-        return bool(self.client.eval(ADVANCE_SCRIPT, 2, self._lock_key, self._cursor_key,
-                                     self.owner, entry, CURSOR_TTL_MS))
+        """Move the cursor forward to ``entry``, delivered; False when it is there or further
+        on already (another holder went on while this POST was slow): stop, read it again."""
+        return bool(self.client.eval(ADVANCE_SCRIPT, 1, self._cursor_key, entry,
+                                     CURSOR_TTL_MS))
 
     def _deliver(self, entry: str, fields: dict[Any, Any], now_ms: int) -> bool:
         """Post one entry until it is delivered or dropped (True), or the lease is lost or
