@@ -61,6 +61,10 @@ enable_utc = True
 #: One heartbeat at a time per worker, and no prefetching of heartbeats that will expire.
 worker_concurrency = 1
 worker_prefetch_multiplier = 1
+#: Celery 6's default, explicit (Celery 5 warns at every lost connection without it): a
+#: late-acknowledged task running when the broker connection is lost is cancelled, since
+#: its message goes back to the queue. The heartbeat's own tasks are acknowledged early.
+worker_cancel_long_running_tasks_on_connection_loss = True
 worker_send_task_events = False
 worker_hijack_root_logger = True
 

@@ -11,6 +11,20 @@
   unacked set). This consumer takes that refusal for a lost connection: it says so in one
   line and keeps trying at the same pace, so the worker comes back by itself once memory
   is freed.
+* A Redis broker that turns into a replica (``REPLICAOF``, a failover) answers the
+  consumer's blocking ``BRPOP`` with ``UNBLOCKED force unblock from blocking operation``:
+  a plain ``ResponseError`` that Celery does not count as a connection error, so the
+  worker would exit. This consumer turns it into a lost connection too; while the broker
+  stays a replica, its writes are refused (``READONLY``) and handled as above.
+* A broker lost while a message is received and not yet acknowledged made the worker exit
+  with ``AttributeError: 'NoneType' object has no attribute 'hostname'``: Celery collects
+  the broken connection (which detaches kombu's transport from its client) and then closes
+  it, and closing the channel restores the unacknowledged message through that detached
+  transport (``QoS.restore_unacked`` -> ``_connparams``). The same class of bug upstream:
+  https://github.com/celery/kombu/issues/582 and https://github.com/celery/kombu/issues/970.
+  This consumer lets that close fail quietly (one log line): the message stays in kombu's
+  unacked set, which kombu restores after ``visibility_timeout``, exactly as when the
+  restore fails on the dead broker itself; a heartbeat message has long expired by then.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer
@@ -57,6 +72,7 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
         # A broker refusing writes is recovered from like a lost connection, not fatal.
         known: tuple[type[BaseException], ...] = tuple(self.conninfo.connection_errors)
         self.connection_errors = (*known, *refusal_errors())
+        self.loop = _state_changes_as_lost_connection(self.loop)  # type: ignore[has-type]
 
     def _retry_max_s(self) -> float:
         settings = getattr(self.app.conf, "heartbeat_settings", None)
@@ -68,6 +84,13 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
             conn.ensure_connection, interval_start=RETRY_START_S, interval_step=RETRY_MIN_S,
             interval_max=self._retry_max_s())
         return super().ensure_connected(conn)
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        """Celery's handler, with a close of the broken connection that can't kill the worker."""
+        connection = self.connection
+        if connection is not None:
+            connection.close = _detached_close(connection.close)
+        super().on_connection_error_after_connected(exc)
 
     def connect(self) -> Any:
         """Celery's ``connect``, waiting (one log line) while the broker refuses writes."""
@@ -113,6 +136,54 @@ class RepeatedConnectErrors(logging.Filter):
             return False
         self._last = now
         return True
+
+
+def _detached_close(close: Callable[[], Any]) -> Callable[[], Any]:
+    """``close`` that logs, instead of raising, kombu's error on a detached transport."""
+
+    @functools.wraps(close)
+    def safe_close() -> Any:
+        try:
+            return close()
+        except AttributeError as exc:  # kombu#582/#970: the transport's client is gone
+            logger.warning("the broker connection was lost with a message not yet "
+                           "acknowledged; kombu restores it after its visibility timeout "
+                           "(%s)", exc)
+            return None
+
+    return safe_close
+
+
+def _state_changes_as_lost_connection(loop: Callable[..., Any]) -> Callable[..., Any]:
+    """The consumer's event loop, raising a broker's change of role as a lost connection."""
+
+    @functools.wraps(loop)
+    def consume(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return loop(*args, **kwargs)
+        except Exception as exc:
+            if not changes_role(exc):
+                raise
+            raise BrokerRoleChanged(redact(str(exc))[:200]) from exc
+
+    return consume
+
+
+def changes_role(exc: BaseException) -> bool:
+    """True for Redis's answer to a blocked client when the server turns into a replica."""
+    return type(exc).__name__ == "ResponseError" and str(exc).startswith("UNBLOCKED")
+
+
+def _connection_error() -> type[Exception]:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+    except ImportError:  # an AMQP-only install: the loop never sees a Redis error
+        return ConnectionError
+    return RedisConnectionError
+
+
+class BrokerRoleChanged(_connection_error()):  # type: ignore[misc]
+    """The Redis broker stopped being a primary under a blocked read: a lost connection."""
 
 
 def refusal_errors() -> tuple[type[BaseException], ...]:
