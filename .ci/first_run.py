@@ -15,6 +15,7 @@ Standard library only: it runs before any venv exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_1 = re.compile(r"^python3 -m venv \.venv && .*petsage-heartbeat run$", re.MULTILINE)
@@ -84,6 +86,33 @@ class Output:
         self._thread.join(10)
 
 
+def default_signals() -> None:
+    """Runs in each child before exec: default signal dispositions. Run as a shell's
+    background job, this script inherits SIGINT ignored, an ignored signal stays ignored
+    across exec, and the Ctrl-C this script sends would then stop nothing."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def start(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """A process with default signal dispositions, leading a process group of its own."""
+    return subprocess.Popen(argv, start_new_session=True,
+                            preexec_fn=default_signals, **kwargs)  # noqa: PLW1509
+
+
+def stop(proc: subprocess.Popen[Any], sig: int, timeout_s: float) -> int | None:
+    """Signal the process group; its exit code, or None if SIGKILL had to end it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        return None
+
+
 def wait_until(condition: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -100,19 +129,13 @@ def command_1(workdir: Path) -> None:
         fail("README.md has no line 'python3 -m venv .venv && ... petsage-heartbeat run'")
     command = match.group(0)
     print(f"first run: {command}", flush=True)
-    proc = subprocess.Popen(["bash", "-c", command], cwd=workdir,
-                            env=clean_env(HEARTBEAT_INTERVAL_S="1"), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = start(["bash", "-c", command], cwd=workdir, env=clean_env(HEARTBEAT_INTERVAL_S="1"),
+                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = Output(proc)
     two = wait_until(lambda: len(set(HEARTBEAT_LINE.findall(out.get()))) >= 2
                      or proc.poll() is not None, INSTALL_AND_START_S)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        code = proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    code = stop(proc, signal.SIGINT, 30) if proc.poll() is None else proc.returncode
+    if code is None:
         fail("command 1 did not stop within 30 s of SIGINT", out.get())
     out.join()
     log = out.get()
@@ -140,9 +163,9 @@ def production(workdir: Path) -> None:
                    env=clean_env())
     port = free_port()
     redis_dir = tempfile.mkdtemp(prefix="first-run-redis-")
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no", "--dir", redis_dir],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", redis_dir],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     env = clean_env(CELERY_BROKER_URL=url, HEARTBEAT_INTERVAL_S="1")
     bin_dir = venv / "bin"
@@ -152,9 +175,8 @@ def production(workdir: Path) -> None:
                      ["celery", "-A", "worker", "worker", "-Q", "heartbeat.petsage",
                       "--without-mingle", "--without-gossip"],
                      ["petsage-heartbeat", "monitor"]):
-            proc = subprocess.Popen([str(bin_dir / argv[0]), *argv[1:]], cwd=workdir / "empty",
-                                    env=env, text=True, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = start([str(bin_dir / argv[0]), *argv[1:]], cwd=workdir / "empty", env=env,
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             procs.append((proc, Output(proc)))
 
         def check_ok() -> bool:
@@ -179,34 +201,29 @@ def production(workdir: Path) -> None:
             if done.returncode != want or "Traceback" in text:
                 fail(f"production install: petsage-heartbeat {' '.join(args)} exited "
                      f"{done.returncode} (expected {want})", text)
-        watch = subprocess.Popen([str(bin_dir / "petsage-heartbeat"), "watch"], env=env,
-                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        watch = start([str(bin_dir / "petsage-heartbeat"), "watch"], env=env, text=True,
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         watch_out = Output(watch)
         seen = wait_until(lambda: "-> fresh" in watch_out.get(), 30)
-        os.killpg(watch.pid, signal.SIGINT)
-        watch.wait(10)
+        stopped = stop(watch, signal.SIGINT, 10)
         watch_out.join()
+        if stopped is None:
+            fail("production install: watch did not stop within 10 s of SIGINT", watch_out.get())
         if not seen or "Traceback" in watch_out.get():
             fail("production install: watch showed no transition to fresh", watch_out.get())
         for proc, output in procs:
             if proc.poll() is not None:
                 fail(f"production install: {proc.args} exited early", output.get())
-            os.killpg(proc.pid, signal.SIGTERM)
         for proc, output in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
+            if stop(proc, signal.SIGTERM, 20) is None:
                 fail(f"production install: {proc.args} did not stop on SIGTERM", output.get())
             output.join()
             if "Traceback" in output.get():
                 fail(f"production install: {proc.args} printed a traceback", output.get())
     finally:
         for proc, _ in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        server.kill()
-        server.wait(10)
+            stop(proc, signal.SIGKILL, 10)
+        stop(server, signal.SIGKILL, 10)
         shutil.rmtree(redis_dir, ignore_errors=True)
     print("first run: production install OK (beat, worker, monitor, check, status, watch, "
           "serve, silence, forget)",

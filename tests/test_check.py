@@ -16,6 +16,7 @@ import redis
 
 from tests.support.certs import make_certs
 from tests.support.helpers import RedisServer, cli_argv, heartbeat_env
+from tests.support.processes import run as run_process
 from tests.support.publishing import backdate, publish
 from worker.core.errors import StoreUnreachableError
 from worker.core.names import Keys
@@ -33,8 +34,8 @@ def probe_read(url: str, service: str, *, raw: bool = False) -> Any:
 
 def check(url: str, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
     env = heartbeat_env(url)
-    return subprocess.run(cli_argv("check", *args), env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    return run_process(cli_argv("check", *args), env=env, capture_output=True, text=True,
+                       timeout=timeout_s, check=False)
 
 
 @pytest.mark.parametrize(
@@ -163,8 +164,8 @@ def test_the_check_path_imports_no_celery_kombu_or_redis_py(redis_server: RedisS
         " 'billiard', 'asyncio'})\n"
         "print('HEAVY', heavy, rc)\n"
     )
-    done = subprocess.run([*cli_argv()[:1], "-c", code], capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = run_process([*cli_argv()[:1], "-c", code], capture_output=True, text=True,
+                       timeout=30, check=False)
     assert "HEAVY [] 0" in done.stdout, done.stdout + done.stderr
 
 
@@ -231,8 +232,8 @@ def _client_commands(server: RedisServer, argv: list[str], env: dict[str, str]) 
     """Top-level commands (not those run inside scripts) the subprocess sends, via MONITOR."""
     watcher = server.client()
     with watcher.monitor() as monitor:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
-                              check=False)
+        done = run_process(argv, env=env, capture_output=True, text=True, timeout=60,
+                           check=False)
         assert done.returncode in (0, 1, 2), done.stdout + done.stderr
         server.client().execute_command("ECHO", "end-marker")
         seen = []
@@ -257,8 +258,8 @@ def test_status_all_costs_a_few_round_trips_of_bounded_commands(
     ours = [c for c in _client_commands(redis_server, argv, env) if c not in ("CLIENT", "HELLO")]
     # One index chunk, four read chunks of 250 services (500 keys each), pipelined.
     assert ours == ["ZCARD", "ZRANGE", *["EVAL_RO"] * 4], ours
-    reports = json.loads(subprocess.run(argv, env=env, capture_output=True, text=True,
-                                        timeout=60, check=False).stdout)
+    reports = json.loads(run_process(argv, env=env, capture_output=True, text=True,
+                                     timeout=60, check=False).stdout)
     assert len(reports) == 1000 and {r["state"] for r in reports} == {"fresh"}
     # Unhealthy services cost two more commands, not one each: their diagnosis notes, and
     # one INFO asking whether the store refuses writes.
@@ -276,8 +277,8 @@ def test_status_table_is_sorted_worst_first(redis_server: RedisServer, real: red
     backdate(real, "c-late", 20)
     real.set(Keys().latest("d-junk"), "junk")
     real.zadd(Keys().index, {"d-junk": 1})
-    done = subprocess.run(cli_argv("status", "--all"), env=heartbeat_env(redis_server.url),
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = run_process(cli_argv("status", "--all"), env=heartbeat_env(redis_server.url),
+                       capture_output=True, text=True, timeout=30, check=False)
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["SERVICE", "STATE", "DIAGNOSIS", "AGE", "SEQ", "WORKER", "NODES",
                                 "LAG", "STATUS", "REASON"]
@@ -296,8 +297,8 @@ def test_status_piped_into_head_exits_with_its_code_and_no_traceback(
     env = heartbeat_env(redis_server.url)
     for flags in ("--all", "--all --json"):
         argv = " ".join(cli_argv("status"))
-        done = subprocess.run(["bash", "-c", f"{argv} {flags} | head -c 10 >/dev/null; "
-                               "echo ${PIPESTATUS[0]} >&2"], env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = run_process(["bash", "-c", f"{argv} {flags} | head -c 10 >/dev/null; "
+                            "echo ${PIPESTATUS[0]} >&2"], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
         assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
         assert done.stderr.strip().splitlines()[-1] == "2", done.stderr  # svc-0 is stale

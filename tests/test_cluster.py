@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.support.cluster import RedisClusterSet
 from tests.support.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from tests.support.processes import run as run_process
 from tests.support.publishing import publish
 from worker import State, read_heartbeat
 from worker.core.names import Keys
@@ -51,12 +51,12 @@ def test_100_services_written_and_read_on_a_cluster(cluster: RedisClusterSet) ->
     fleet = read_fleet(client, Keys())
     assert fleet.store_problem is None and len(fleet.reports) == 100
     assert {r.state for r in fleet.reports} == {State.FRESH}
-    done = subprocess.run(cli_argv("status", "--all", "--json", "--redis", cluster.url),
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_process(cli_argv("status", "--all", "--json", "--redis", cluster.url),
+                       capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(json.loads(done.stdout)) == 100
-    check = subprocess.run(cli_argv("check", "--service", "svc-42", "--redis", cluster.url),
-                           capture_output=True, text=True, timeout=60, check=False)
+    check = run_process(cli_argv("check", "--service", "svc-42", "--redis", cluster.url),
+                        capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 0 and check.stdout.startswith("OK - svc-42 heartbeat")
 
 

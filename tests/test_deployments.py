@@ -32,6 +32,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.core.settings import Settings
@@ -44,8 +45,8 @@ SAMPLE_APP = REPO / "tests" / "sample_app"
 
 
 def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_argv("check", *args), env=env, capture_output=True, text=True,
-                          timeout=30, check=False)
+    return run_process(cli_argv("check", *args), env=env, capture_output=True, text=True,
+                       timeout=30, check=False)
 
 
 def _state(client: redis.Redis, service: str) -> State:
@@ -213,8 +214,8 @@ def test_installed_into_the_users_own_app_keeps_its_config(
         " 'queue': c.heartbeat_settings.queue, 'store': c.heartbeat_settings.redis_url,"
         " 'tasks': sorted(t for t in m.app.tasks if not t.startswith('celery.'))}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=_sample_env(redis_server.url),
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_process([sys.executable, "-c", code], env=_sample_env(redis_server.url),
+                       capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     conf = json.loads(done.stdout)
     assert conf["routes"] == {"petsage_app.work": {"queue": "celery"},
@@ -274,8 +275,8 @@ def test_two_beats_are_flagged_within_two_intervals(
     wait_for(lambda: read_heartbeat(client, "petsage").second_beat is not None,
              2 * INTERVAL_S + 0.5, interval_s=0.02, what="two beats flagged")
     assert time.monotonic() - second_started <= 2 * INTERVAL_S + 0.5
-    status = subprocess.run(cli_argv("status", "--json"), env=env, capture_output=True,
-                            text=True, timeout=30, check=False)
+    status = run_process(cli_argv("status", "--json"), env=env, capture_output=True,
+                         text=True, timeout=30, check=False)
     (row,) = json.loads(status.stdout)
     assert row["second_beat"] is not None and "two beats publish" in row["reason"]
     done = _check(env, "--beat")

@@ -46,7 +46,6 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -67,6 +66,7 @@ from tests.support.helpers import (
     require_binary,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from tests.support.publishing import publish
 from worker.core.names import Keys
 from worker.publish.beat_marker import BeatMarker
@@ -362,8 +362,8 @@ def test_ci_runs_the_readme_commands() -> None:
 def test_benchmark_commands_take_the_flags_shown(command: str) -> None:
     words = shlex.split(command)
     module = words[words.index("-m") + 1]
-    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_process([sys.executable, "-m", module, "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     for flag in (w for w in words if w.startswith("--")):
         assert flag in done.stdout, f"{module} --help does not offer {flag}"
@@ -455,8 +455,8 @@ def test_documented_command_does_what_the_docs_say(
     if expect.long_running:
         output, code = _run_until(command, expect, env, workdir)
     else:
-        done = subprocess.run(["sh", "-c", command], env=env, cwd=workdir,
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = run_process(["sh", "-c", command], env=env, cwd=workdir,
+                           capture_output=True, text=True, timeout=60, check=False)
         output, code = done.stdout + done.stderr, done.returncode
     assert code == expect.exit_code, output
     assert "Traceback" not in output, output

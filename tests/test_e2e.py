@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import redis
 
 from tests.support.helpers import Proc, RedisServer, celery_argv, cli_argv, heartbeat_env, wait_for
+from tests.support.processes import run as run_process
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.core.payload import payload_problem
@@ -164,8 +164,8 @@ def test_bad_configuration_exits_with_one_line_and_no_traceback(
         tmp_path: Path, program: str, variable: str, value: str) -> None:
     env = heartbeat_env("redis://127.0.0.1:1/0", **{variable: value})
     argv = cli_argv("run") if program == "run" else celery_argv(program)
-    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = run_process(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, check=False)
     assert done.returncode != 0
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     assert len(lines) == 1, lines
@@ -193,8 +193,8 @@ def test_checks_named_in_the_setting_run_in_the_real_worker(
 
 def test_a_check_that_cannot_be_imported_stops_the_worker_with_one_line(tmp_path: Path) -> None:
     env = heartbeat_env("redis://127.0.0.1:1/0", HEARTBEAT_CHECKS="nosuch.module:ping")
-    done = subprocess.run(celery_argv("worker"), env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = run_process(celery_argv("worker"), env=env, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, check=False)
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     assert done.returncode != 0 and len(lines) == 1, lines
     assert "HEARTBEAT_CHECKS" in lines[0] and "nosuch.module" in lines[0]

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from worker import State, read_heartbeat
 from worker.core.names import Keys
 from worker.read.diagnosis import parse_marker
@@ -81,8 +81,8 @@ def test_stopping_the_worker_is_no_consumer_and_its_return_drains_the_queue(
              what="the backlog growing")
     marker = parse_marker(client.get(KEYS.beat("petsage")))
     assert marker is not None and marker["queue_depth"] >= depth_then + 3
-    check = subprocess.run(cli_argv("check", "--json"), env=env, capture_output=True,
-                           text=True, timeout=30, check=False)
+    check = run_process(cli_argv("check", "--json"), env=env, capture_output=True,
+                        text=True, timeout=30, check=False)
     as_json = json.loads(check.stdout)
     assert check.returncode == 2 and as_json["diagnosis"] == "no_consumer"
     assert as_json["beat"]["queue_depth"] >= depth_then
@@ -137,8 +137,8 @@ def test_redis_down_is_store_unreachable_and_everything_recovers(
     _start(own_redis, procs, tmp_path, "beat", "worker")
     wait_for(lambda: _state(client) == (State.FRESH, None), 30, what="fresh")
     own_redis.kill()
-    check = subprocess.run(cli_argv("check", "--json", "--timeout", "1"), env=env,
-                           capture_output=True, text=True, timeout=30, check=False)
+    check = run_process(cli_argv("check", "--json", "--timeout", "1"), env=env,
+                        capture_output=True, text=True, timeout=30, check=False)
     assert check.returncode == 3
     assert json.loads(check.stdout)["diagnosis"] == "store_unreachable"
     own_redis.start()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from worker import State, read_heartbeat
 from worker.publish.health_checks import ERROR_CHARS
 
@@ -76,8 +76,8 @@ class Pipeline:
 
     def pool_child(self) -> int:
         main = self.roles["worker"].proc.pid
-        children = subprocess.run(["pgrep", "-P", str(main)], capture_output=True, text=True,
-                                  check=False).stdout.split()
+        children = run_process(["pgrep", "-P", str(main)], capture_output=True, text=True,
+                               check=False).stdout.split()
         assert len(children) == 1, children  # --concurrency 1: one pool child
         return int(children[0])
 

@@ -24,14 +24,16 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
+from tests.support.processes import spawn, stop
 from worker import State, read_heartbeat
 from worker.core.states import Thresholds
 from worker.read.diagnosis import diagnose
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_argv(*args), env=env or heartbeat_env("redis://127.0.0.1:1/0"),
-                          capture_output=True, text=True, timeout=60, check=False)
+    return run_process(cli_argv(*args), env=env or heartbeat_env("redis://127.0.0.1:1/0"),
+                       capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize("args", [
@@ -175,15 +177,13 @@ def test_watch_help_readme_and_hook_agree_on_the_petsage_variables(
     in_help = set(re.findall(r"PETSAGE_[A-Z_]+", _help("watch")))
     in_docs = set(re.findall(r"PETSAGE_[A-Z_]+", _documentation()))
     out = tmp_path / "env.txt"
-    proc = subprocess.Popen(
-        cli_argv("watch", "--exec", f"env | grep ^PETSAGE_ | cut -d= -f1 > {out}"),
-        env=heartbeat_env(redis_server.url), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = spawn(cli_argv("watch", "--exec", f"env | grep ^PETSAGE_ | cut -d= -f1 > {out}"),
+                 env=heartbeat_env(redis_server.url), stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: out.exists() and out.read_text().strip(), 20, what="the hook ran")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        stop(proc, signal.SIGINT, timeout_s=10)
     set_by_hook = set(out.read_text().split())
     assert in_help == set_by_hook, (in_help, set_by_hook)
     assert set_by_hook <= in_docs, set_by_hook - in_docs

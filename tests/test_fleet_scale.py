@@ -18,6 +18,8 @@ import pytest
 import redis
 
 from tests.support.helpers import RedisServer, cli_argv, heartbeat_env
+from tests.support.processes import run as run_process
+from tests.support.processes import spawn, stop
 from worker.read.fleet import FLEET_CHUNK_KEYS
 from worker.read.resp_client import ProbeClient
 
@@ -72,8 +74,8 @@ def test_no_command_of_a_fleet_read_touches_more_than_a_chunk(fleet: RedisServer
     admin.config_set("slowlog-log-slower-than", 0)
     admin.config_set("slowlog-max-len", 100_000)
     admin.slowlog_reset()
-    done = subprocess.run(cli_argv("status", "--all", "--json"), env=heartbeat_env(fleet.url),
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_process(cli_argv("status", "--all", "--json"), env=heartbeat_env(fleet.url),
+                       capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stderr  # half of them stale
     reports = json.loads(done.stdout)
     assert len(reports) == SERVICES
@@ -109,8 +111,8 @@ def test_another_client_is_never_held_up(fleet: RedisServer) -> None:
     thread.start()
     try:
         for _ in range(3):
-            subprocess.run(cli_argv("status", "--all", "--json"), env=heartbeat_env(fleet.url),
-                           capture_output=True, timeout=60, check=False)
+            run_process(cli_argv("status", "--all", "--json"), env=heartbeat_env(fleet.url),
+                        capture_output=True, timeout=60, check=False)
     finally:
         stop.set()
         thread.join()
@@ -150,9 +152,8 @@ def test_watch_all_reads_one_service_per_message(own_redis: RedisServer, tmp_pat
 
     client = own_redis.client()
     _fill(client, 1000)
-    watch = subprocess.Popen(cli_argv("watch", "--all", "--poll", "0.5"),
-                             env=heartbeat_env(own_redis.url), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    watch = spawn(cli_argv("watch", "--all", "--poll", "0.5"), env=heartbeat_env(own_redis.url),
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(2)  # subscribed, the first full read done
         store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
@@ -168,8 +169,7 @@ def test_watch_all_reads_one_service_per_message(own_redis: RedisServer, tmp_pat
         elapsed = time.monotonic() - started
         after = client.info("commandstats")
     finally:
-        watch.terminate()
-        watch.wait(10)
+        stop(watch)
 
     def calls(name: str) -> int:
         return int(after.get(f"cmdstat_{name}", {}).get("calls", 0)) - int(

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.support.helpers import RedisServer, celery_argv, cli_argv, heartbeat_env
+from tests.support.processes import run as run_process
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +34,8 @@ def _one_line(done: subprocess.CompletedProcess[str], variable: str) -> None:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return run_process(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+                       check=False)
 
 
 @pytest.mark.parametrize("name", NAMES, ids=range(len(NAMES)))

@@ -17,13 +17,13 @@ functions), so a change that breaks one fails here rather than in a reader's hea
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.helpers import REPO
+from tests.support.processes import run as run_process
 
 PACKAGE = REPO / "worker"
 
@@ -113,8 +113,8 @@ def test_the_probe_path_imports_no_celery_kombu_fastapi_or_redis_py(command: str
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
             "{'celery', 'kombu', 'fastapi', 'redis', 'pydantic', 'starlette'})\n"
             "print('heavy=' + ','.join(heavy))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=False, cwd=REPO)
+    done = run_process([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, check=False, cwd=REPO)
     assert done.stdout.splitlines()[-1] == "heavy=", done.stdout + done.stderr
 
 

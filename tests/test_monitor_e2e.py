@@ -24,6 +24,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from tests.support.publishing import backdate, publish
 from tests.support.receiver import Receiver
 from worker.core.names import Keys
@@ -160,8 +161,8 @@ def test_a_failing_receiver_gets_each_once_in_order_and_a_hanging_one_delays_no_
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_argv(*args), env=heartbeat_env(url), capture_output=True,
-                          text=True, timeout=60, check=False)
+    return run_process(cli_argv(*args), env=heartbeat_env(url), capture_output=True,
+                       text=True, timeout=60, check=False)
 
 
 def test_silence_holds_notifications_and_alerts_while_check_says_the_truth(

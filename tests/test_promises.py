@@ -19,6 +19,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
+from tests.support.processes import run as run_process
 from tests.support.publishing import backdate, publish
 from tests.support.stores import make_store
 from worker.cli.watch import Watcher
@@ -157,8 +158,8 @@ def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
     assert env["PETSAGE_DIAGNOSIS"] == "beat_down"
     assert float(env["PETSAGE_AGE_S"]) == pytest.approx(40, abs=1)
     assert "over 30s" in env["PETSAGE_REASON"] and env["PETSAGE_TIME"].startswith("20")
-    main_help = subprocess.run(cli_argv("watch", "--help"), capture_output=True, text=True,
-                               check=True).stdout
+    main_help = run_process(cli_argv("watch", "--help"), capture_output=True, text=True,
+                            check=True).stdout
     for name in HOOK_VARIABLES:
         assert f"PETSAGE_{name}" in main_help
 
@@ -169,8 +170,8 @@ CHECK_KEYS = {"service", "state", "exit_code", "age_s", "late_after_s", "stale_a
 
 
 def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli_argv(*args), env=heartbeat_env(url, **env), capture_output=True,
-                          text=True, timeout=60, check=False)
+    return run_process(cli_argv(*args), env=heartbeat_env(url, **env), capture_output=True,
+                       text=True, timeout=60, check=False)
 
 
 def test_check_json_has_every_field_with_its_value(redis_server: RedisServer,

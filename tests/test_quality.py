@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 from tests.support.helpers import REPO
+from tests.support.processes import run as run_process
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return run_process(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
+                       check=False)
 
 
 def test_mypy_strict() -> None:

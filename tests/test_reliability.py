@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from tests.support.proxy import BlackholeProxy
 from tests.support.sentinel import SentinelSet
 from worker import State, read_heartbeat
@@ -78,9 +78,9 @@ def test_redis_restart_resumes_and_is_never_fresh_while_down(pipeline: RedisServ
             time.sleep(0.05)
         assert seen == {State.UNREACHABLE}  # never fresh, never anything else, while down
         if n == 0:  # Redis is still down while check runs: it must say UNKNOWN
-            check = subprocess.run(cli_argv("check", "--timeout", "0.5"),
-                                   env=heartbeat_env(pipeline.url), capture_output=True,
-                                   text=True, timeout=30, check=False)
+            check = run_process(cli_argv("check", "--timeout", "0.5"),
+                                env=heartbeat_env(pipeline.url), capture_output=True,
+                                text=True, timeout=30, check=False)
             assert check.returncode == 3 and "unreachable" in check.stdout
         pipeline.start()
     back = time.monotonic()
@@ -91,8 +91,8 @@ def test_redis_restart_resumes_and_is_never_fresh_while_down(pipeline: RedisServ
 
 def test_check_exits_3_while_redis_is_down(pipeline: RedisServer) -> None:
     pipeline.kill()
-    done = subprocess.run(cli_argv("check", "--timeout", "0.5"), env=heartbeat_env(pipeline.url),
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = run_process(cli_argv("check", "--timeout", "0.5"), env=heartbeat_env(pipeline.url),
+                       capture_output=True, text=True, timeout=30, check=False)
     pipeline.start()
     assert done.returncode == 3 and "unreachable" in done.stdout
 
@@ -148,8 +148,8 @@ def test_half_open_store_connection(own_redis: RedisServer, procs: list[Proc],
             assert read_heartbeat(probe, "petsage").state is State.UNREACHABLE
         assert time.monotonic() - started < 1.5
         started = time.monotonic()
-        done = subprocess.run(cli_argv("check", "--redis", proxy.url, "--timeout", "1"),
-                              env=env, capture_output=True, text=True, timeout=30, check=False)
+        done = run_process(cli_argv("check", "--redis", proxy.url, "--timeout", "1"),
+                           env=env, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 3 and time.monotonic() - started < 1.5
         wait_for(lambda: _report(own_redis.port)[0] is State.STALE, 5, what="stale")
         proxy.forward()
@@ -255,8 +255,8 @@ def test_sentinel_failover(procs: list[Proc], tmp_path: Path) -> None:
         resumed_s = time.monotonic() - started
         print(f"failover {failover_s:.2f}s; heartbeats on the new master {resumed_s:.2f}s "
               "after SENTINEL FAILOVER")
-        done = subprocess.run(cli_argv("check"), env=env, capture_output=True, text=True,
-                              timeout=30, check=False)
+        done = run_process(cli_argv("check"), env=env, capture_output=True, text=True,
+                           timeout=30, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         # The reader answered throughout (it never raises); an instance resyncing from the
         # new master may briefly hold no heartbeat ("missing"), but nothing reads "invalid".

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.support.helpers import (
     heartbeat_env,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from tests.support.publishing import publish
 from worker import State, read_heartbeat
 from worker.core.names import Keys
@@ -96,12 +96,12 @@ def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> N
                      ["check", "--redis", wrong], ["check", "--redis", wrong, "--json"],
                      ["status", "--all", "--redis", wrong], ["check", "--redis",
                                                              f"foo://:{SECRET}@h/0"]):
-            done = subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True,
-                                  timeout=30, check=False)
+            done = run_process(cli_argv(*args), env=env, capture_output=True, text=True,
+                               timeout=30, check=False)
             outputs += [done.stdout, done.stderr]
         bad_env = heartbeat_env(wrong, HEARTBEAT_INTERVAL_S="x")
-        bad_run = subprocess.run(cli_argv("run"), env=bad_env, capture_output=True, text=True,
-                                 timeout=30, check=False)
+        bad_run = run_process(cli_argv("run"), env=bad_env, capture_output=True, text=True,
+                              timeout=30, check=False)
         outputs += [bad_run.stdout, bad_run.stderr]
         wait_for(lambda: "unreachable" in bad_watch.output(), 15, what="watch with a bad password")
         wait_for(lambda: "cannot judge the fleet" in bad_monitor.output(), 15,
@@ -134,8 +134,8 @@ def test_tls_pipeline_verifies_certificates_by_default(procs: list[Proc],
         env = heartbeat_env(good)
         procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
         procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
-        wait_for(lambda: subprocess.run(cli_argv("check"), env=env, capture_output=True,
-                                        timeout=30, check=False).returncode == 0, 30,
+        wait_for(lambda: run_process(cli_argv("check"), env=env, capture_output=True,
+                                     timeout=30, check=False).returncode == 0, 30,
                  what="a fresh heartbeat over TLS")
         bad = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={other['ca']}"
         untrusted = Proc(celery_argv("worker"), heartbeat_env(bad), tmp_path, "untrusted")
@@ -147,8 +147,8 @@ def test_tls_pipeline_verifies_certificates_by_default(procs: list[Proc],
         procs.append(no_ca)
         wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in no_ca.output(), 30,
                  what="verification by default (system CAs don't know the test CA)")
-        done = subprocess.run(cli_argv("check", "--redis", bad), env=env, capture_output=True,
-                              text=True, timeout=30, check=False)
+        done = run_process(cli_argv("check", "--redis", bad), env=env, capture_output=True,
+                           text=True, timeout=30, check=False)
         assert done.returncode == 3 and "not trusted" in done.stdout
     finally:
         server.close()
@@ -186,17 +186,17 @@ def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
                  what="the monitor's record under the worker's ACL")
         assert "NOPERM" not in monitor.output() and "cannot" not in monitor.output()
         reader_env = heartbeat_env(reader_url)
-        one = json.loads(subprocess.run(cli_argv("status", "--json"), env=reader_env,
-                                        capture_output=True, text=True, timeout=30,
-                                        check=False).stdout)
+        one = json.loads(run_process(cli_argv("status", "--json"), env=reader_env,
+                                     capture_output=True, text=True, timeout=30,
+                                     check=False).stdout)
         assert one[0]["incidents"]["monitored"] is True  # the record, under the reader's ACL
         for args in (["check"], ["status", "--all", "--json"]):
-            done = subprocess.run(cli_argv(*args), env=reader_env, capture_output=True,
-                                  text=True, timeout=30, check=False)
+            done = run_process(cli_argv(*args), env=reader_env, capture_output=True,
+                               text=True, timeout=30, check=False)
             assert done.returncode == 0, done.stdout + done.stderr
-        reports = json.loads(subprocess.run(cli_argv("status", "--all", "--json"),
-                                            env=reader_env, capture_output=True, text=True,
-                                            timeout=30, check=False).stdout)
+        reports = json.loads(run_process(cli_argv("status", "--all", "--json"),
+                                         env=reader_env, capture_output=True, text=True,
+                                         timeout=30, check=False).stdout)
         assert reports[0]["state"] == "fresh" and reports[0]["diagnosis"] is None
         reader = redis.Redis.from_url(reader_url)
         assert read_heartbeat(reader, "petsage").state is State.FRESH
@@ -216,8 +216,8 @@ def _sweep(env: dict[str, str], tmp_path: Path, name: str, *, refused: bool) -> 
     outputs = []
     for args in (["check"], ["check", "--json"], ["status", "--all"],
                  ["status", "--all", "--json"], ["status", "--json"]):
-        done = subprocess.run(cli_argv(*args, "--timeout", "2"), env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        done = run_process(cli_argv(*args, "--timeout", "2"), env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
         outputs += [done.stdout, done.stderr]
     monitor = Proc(cli_argv("monitor"), env, tmp_path, f"monitor-{name}")
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.support.helpers import (
     require_binary,
     wait_for,
 )
+from tests.support.processes import run as run_process
 from tests.support.publishing import backdate, publish
 from worker.core.names import Keys
 
@@ -66,8 +66,8 @@ def test_health_metrics_and_store_outage_over_http(served: str, own_redis: Redis
     status, text = _get(served + "/metrics")
     exposition = tmp_path / "metrics.txt"
     exposition.write_text(text)
-    check = subprocess.run([promtool, "check", "metrics"], input=text,
-                           capture_output=True, text=True, timeout=30, check=False)
+    check = run_process([promtool, "check", "metrics"], input=text,
+                        capture_output=True, text=True, timeout=30, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     stored = json.loads(client.get(Keys().latest("petsage")) or b"")
     assert _metric(text, "petsage_heartbeat_seq", service="petsage") == stored["seq"]
@@ -97,14 +97,14 @@ def test_alert_rules_pass_promtool_unit_tests() -> None:
     promtool = require_binary("promtool")
     rules = REPO / "deploy" / "prometheus"
     for argv in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
-        done = subprocess.run([promtool, *argv], cwd=rules, capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = run_process([promtool, *argv], cwd=rules, capture_output=True, text=True,
+                           timeout=60, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _chromium(url: str, tmp_path: Path, *extra: str) -> str:
     binary = require_binary("chromium")
-    done = subprocess.run(
+    done = run_process(
         [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path}/chrome",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from tests.support.processes import run as run_process
 
 
 def make_certs(directory: Path, name: str) -> dict[str, Path]:
@@ -14,7 +15,7 @@ def make_certs(directory: Path, name: str) -> dict[str, Path]:
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
 
     def run(*argv: str) -> None:
-        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
+        run_process(["openssl", *argv], check=True, capture_output=True, timeout=60)
 
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
         str(ca_crt), "-days", "2", "-subj", f"/CN={name} test CA")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 import redis
 
 from tests.support.helpers import require_binary, wait_for
+from tests.support.processes import run as run_process
+from tests.support.processes import spawn, stop
 
 
 def _bindable(port: int) -> bool:
@@ -40,7 +43,7 @@ class RedisClusterSet:
         self.dir = Path(tempfile.mkdtemp(prefix="petsage-cluster-"))
         self.ports = [_cluster_port() for _ in range(3)]
         self.procs = [
-            subprocess.Popen(
+            spawn(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000",
                  "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
@@ -49,10 +52,10 @@ class RedisClusterSet:
         ]
         try:
             wait_for(lambda: all(self._node(p).ping() for p in self.ports), 15, what="nodes up")
-            subprocess.run([cli, "--cluster", "create",
-                            *(f"127.0.0.1:{port}" for port in self.ports),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, capture_output=True, timeout=60)
+            run_process([cli, "--cluster", "create",
+                         *(f"127.0.0.1:{port}" for port in self.ports),
+                         "--cluster-replicas", "0", "--cluster-yes"],
+                        check=True, capture_output=True, timeout=60)
             wait_for(self._ok, 30, what="cluster_state:ok on every node")
         except BaseException:
             self.close()
@@ -71,6 +74,5 @@ class RedisClusterSet:
 
     def close(self) -> None:
         for proc in self.procs:
-            proc.kill()
-            proc.wait(10)
+            stop(proc, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)

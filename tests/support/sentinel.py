@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import redis
 
 from tests.support.helpers import RedisServer, free_port, require_binary, wait_for
+from tests.support.processes import spawn, stop
 
 
 class SentinelSet:
@@ -21,7 +23,7 @@ class SentinelSet:
         self.replica = RedisServer("--replicaof", "127.0.0.1", str(self.master.port)).start()
         self.dir = Path(tempfile.mkdtemp(prefix="petsage-sentinel-"))
         self.ports = [free_port() for _ in range(3)]
-        self.procs = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         binary = require_binary("redis-server")
         for port in self.ports:
             conf = self.dir / f"sentinel-{port}.conf"
@@ -31,9 +33,8 @@ class SentinelSet:
                 f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
                 f"sentinel failover-timeout {self.MASTER} 5000\n"
                 f"sentinel parallel-syncs {self.MASTER} 1\n")
-            self.procs.append(subprocess.Popen([binary, str(conf), "--sentinel"],
-                                               stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL))
+            self.procs.append(spawn([binary, str(conf), "--sentinel"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
             wait_for(self._ready, 30, what="sentinels seeing the replica and each other")
         except BaseException:
@@ -64,7 +65,6 @@ class SentinelSet:
 
     def close(self) -> None:
         for proc in self.procs:
-            proc.kill()
-            proc.wait(10)
+            stop(proc, signal.SIGKILL)
         self.replica.close()
         self.master.close()
