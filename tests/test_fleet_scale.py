@@ -2,7 +2,9 @@
 
 A real redis-server with 5,000 services (half of them stale): ``status --all`` sends no
 command that touches more than ``FLEET_CHUNK_KEYS`` keys (checked in ``SLOWLOG``, which
-logs every command's arguments), and another client's PING is never held up for long.
+logs every command's arguments), and no command of it holds Redis, and so any other client,
+for long (``SLOWLOG``'s durations, timed by the server). The exact speeds, and the slowest
+PING of another client by its own clock, are figures of ``bench/fleet_bench.py``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,17 @@ from worker.read.resp_client import ProbeClient
 
 pytestmark = pytest.mark.e2e
 SERVICES = 5000
-PING_LIMIT_MS = 10.0
-"""A few milliseconds: one chunk runs in well under one; the rest is this machine's jitter.
-One script over the whole fleet held every other client for about 12 ms at 5,000."""
+SLOWEST_COMMAND_MS = 50.0
+"""The promise (docs/scaling.md): a fleet read never stalls Redis for other clients. Redis
+runs one command at a time, so a command's duration in SLOWLOG is how long it held up every
+other client. One chunk takes 1-2 ms on a quiet machine (5 ms seen beside four CPU burners);
+the rest is headroom for a busy machine, where redis-server can lose its core in the middle
+of a command. One script over the whole fleet took about 12 ms at 5,000 services."""
+LARGEST_SHARE = 0.5
+"""No command takes more than this share of a read's time in Redis (in the best of three
+reads, as a stolen core lengthens one command of one read): about a fifth with chunks of
+1,000 at 5,000 services; all of it with one script over the whole fleet, however busy the
+machine."""
 
 
 def _fill(client: redis.Redis, services: int) -> None:
@@ -96,28 +106,46 @@ def test_no_command_of_a_fleet_read_touches_more_than_a_chunk(fleet: RedisServer
 
 
 def test_another_client_is_never_held_up(fleet: RedisServer) -> None:
+    admin = fleet.client()
+    admin.config_set("slowlog-log-slower-than", 0)
+    admin.config_set("slowlog-max-len", 100_000)
     client = fleet.client()
-    waits: list[float] = []
-    stop = threading.Event()
+    pings = 0
+    stop_pinging = threading.Event()
 
-    def ping() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
+    def ping() -> None:  # another client, busy all along the reads
+        nonlocal pings
+        while not stop_pinging.is_set():
             client.ping()
-            waits.append((time.perf_counter() - started) * 1000)
+            pings += 1
             time.sleep(0.0005)
 
+    reads: list[list[float]] = []  # per read: each of its commands' durations in ms
     thread = threading.Thread(target=ping)
     thread.start()
     try:
         for _ in range(3):
-            run_process(cli_argv("status", "--all", "--json"), env=heartbeat_env(fleet.url),
-                        capture_output=True, timeout=60, check=False)
+            admin.slowlog_reset()
+            done = run_process(cli_argv("status", "--all", "--json"),
+                               env=heartbeat_env(fleet.url), capture_output=True, timeout=120,
+                               check=False)
+            assert done.returncode == 2, done.stderr
+            reads.append([entry["duration"] / 1000 for entry in admin.slowlog_get(100_000)
+                          if entry["command"].split(b" ")[0].upper() in READ_COMMANDS])
     finally:
-        stop.set()
+        stop_pinging.set()
         thread.join()
-    assert len(waits) > 100
-    assert max(waits) <= PING_LIMIT_MS, sorted(waits)[-5:]
+    assert pings > 100
+    assert all(len(durations) >= SERVICES // FLEET_CHUNK_KEYS for durations in reads), reads
+    slowest = max(max(durations) for durations in reads)
+    assert slowest <= SLOWEST_COMMAND_MS, sorted(max(durations) for durations in reads)
+    shares = [max(durations) / sum(durations) for durations in reads]
+    assert min(shares) <= LARGEST_SHARE, shares
+
+
+READ_COMMANDS = frozenset({b"ZCARD", b"ZRANGE", b"TIME", b"MGET", b"EVAL_RO", b"EVALSHA_RO",
+                           b"EVAL", b"EVALSHA", b"GET", b"SCAN"})
+"""The commands a fleet read sends (the other client's PINGs, and SLOWLOG, aren't)."""
 
 
 def test_concurrent_requests_share_one_fleet_read() -> None:
