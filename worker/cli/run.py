@@ -4,6 +4,7 @@ Beat and the worker run as two ``celery`` processes (not ``worker -B``, whose be
 not reaped on SIGTERM), each in its own process group so that stopping also stops the
 worker's pool children. With no URL configured, an embedded Redis-compatible server runs
 in this process. Each heartbeat is printed as it lands, read back through the reader.
+A child that dies is started again with back-off (``supervise``), one line each time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from worker.cli.supervise import Supervised
 from worker.cli.watch import follow
 from worker.core.exits import fail
 from worker.core.redis_clients import make_client
@@ -54,12 +56,8 @@ def monitor_command(loglevel: str) -> list[str]:
     return [sys.executable, "-m", "worker", "monitor", "--loglevel", loglevel]
 
 
-def _spawn(commands: Mapping[str, list[str]],
-           env: Mapping[str, str]) -> dict[str, subprocess.Popen[bytes]]:
-    return {
-        name: subprocess.Popen(argv, env=dict(env), start_new_session=True)
-        for name, argv in commands.items()
-    }
+def _spawn(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=dict(env), start_new_session=True)
 
 
 def _stop(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
@@ -82,7 +80,7 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) -> int:
+def _watch(settings: Settings, children: Mapping[str, Supervised]) -> int:
     """Print heartbeats as they land, and state changes when none come; return an exit code."""
     client = make_client(settings.redis_url, timeout_s=settings.redis_timeout_s)
     last: dict[str, State] = {}
@@ -90,9 +88,10 @@ def _watch(settings: Settings, children: Mapping[str, subprocess.Popen[bytes]]) 
 
     def stopping() -> bool:
         for name, child in children.items():
-            if child.poll() is not None:
-                exited.append(fail("run", f"{name} exited with code "
-                                          f"{child.returncode}; stopping", runtime=True))
+            code = child.check()
+            if code is not None:
+                exited.append(fail("run", f"{name} exited with code {code} at start; "
+                                          "stopping", runtime=True))
                 return True
         return _stop_requested
 
@@ -145,12 +144,12 @@ def run(loglevel: str = "WARNING") -> int:
     print(f"petsage-heartbeat: starting celery beat and worker: {settings.describe()}",
           flush=True)
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children = _spawn({**celery_commands(loglevel, settings.queue),
-                       "monitor": monitor_command(loglevel)}, env)
+    commands = {**celery_commands(loglevel, settings.queue), "monitor": monitor_command(loglevel)}
+    children = {name: Supervised(name, argv, env, _spawn) for name, argv in commands.items()}
     try:
         code = _watch(settings, children)
     finally:
-        _stop(children)
+        _stop({name: child.process for name, child in children.items()})
         if embedded is not None:
             embedded.stop()
         for sig, handler in previous.items():
