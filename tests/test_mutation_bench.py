@@ -36,3 +36,19 @@ def test_only_equivalents_that_still_read_as_listed_count() -> None:
     assert rows[0] == ["worker.core.states", 4, 1, 1, 1, 1, "66.7%"]
     assert rows[1] == ["worker.core.urls", 1, 1, 0, 0, 0, "100.0%"]
     assert overall == pytest.approx(75.0)
+
+
+def test_one_module_at_a_time() -> None:
+    assert mutation.module_pattern("worker/observe/delivery.py") == "worker.observe.delivery.x*"
+    for bad in ("worker/observe/record.lua", "bench/mutation.py", "delivery"):
+        with pytest.raises(SystemExit):
+            mutation.module_pattern(bad)
+
+
+@pytest.mark.usefixtures("listed")
+def test_a_run_of_one_module_checks_only_its_equivalents() -> None:
+    statuses = {A: "survived", B: "survived"}
+    good, wrong = mutation.check_equivalents(statuses, ["worker.core.states.x*"])
+    assert good == {A} and [line.split(":")[0] for line in wrong] == [B]
+    good, wrong = mutation.check_equivalents({}, ["worker.observe.delivery.x*"])
+    assert good == set() and wrong == []
