@@ -1,0 +1,248 @@
+"""Uptime, outages, MTTR, "since" and silences, rebuilt from the incident streams: the
+arithmetic on a fixed clock (``summarize``), and the read (``read_incidents`` through
+``incidents.lua`` on fakeredis): oldest first, only the longest window, each service its
+own record, however many services a call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fakeredis
+import pytest
+
+from worker.core.names import Keys
+from worker.core.redis_io import redis_time_ms
+from worker.read.incidents import (
+    CALLS_PER_TRIP,
+    COMMANDS_PER_ROUND_TRIP,
+    DOWN_STATES,
+    SERVICES_PER_CALL,
+    TIMELINE_OUTAGES,
+    WINDOWS,
+    Outage,
+    Silence,
+    Transition,
+    _fields,
+    _int,
+    _record,
+    _transitions,
+    parse_silence,
+    read_incidents,
+    summarize,
+)
+
+KEYS = Keys()
+H = 3_600_000
+D = 24 * H
+NOW = 100 * D
+
+
+def _t(at_ms: int, old: str, new: str, diagnosis: str = "", reason: str = "") -> Transition:
+    return Transition(f"{at_ms}-0", old, new, diagnosis, reason, at_ms)
+
+
+def test_the_constants() -> None:
+    assert WINDOWS == (("24h", D), ("7d", 7 * D), ("30d", 30 * D))
+    assert sorted(DOWN_STATES) == ["invalid", "missing", "stale"]
+    assert (TIMELINE_OUTAGES, COMMANDS_PER_ROUND_TRIP, SERVICES_PER_CALL, CALLS_PER_TRIP) == (
+        10, 999, 333, 6)
+
+
+def test_uptime_outages_and_mttr_over_each_window() -> None:
+    record = {"state": "fresh", "first_ms": str(NOW - 10 * D), "at_ms": str(NOW - 2 * H),
+              "diagnosis": ""}
+    transitions = [
+        _t(NOW - 9 * D, "fresh", "stale", "no_consumer", "worker gone"),  # 1 day down
+        _t(NOW - 8 * D, "stale", "fresh"),
+        _t(NOW - 3 * D, "fresh", "late"),  # late is up
+        _t(NOW - 3 * D + H, "late", "missing", "beat_down", "no beat"),  # 2 h down
+        _t(NOW - 3 * D + 3 * H, "missing", "stale"),  # still the same outage
+        _t(NOW - 3 * D + 4 * H, "stale", "fresh"),
+        _t(NOW - 4 * H, "fresh", "invalid", "bad_payload", "x"),  # 2 h down
+        _t(NOW - 2 * H, "invalid", "fresh"),
+    ]
+    s = summarize("svc", record, transitions, None, NOW)
+    assert s.monitored and s.state == "fresh" and s.since_ms == NOW - 2 * H
+    assert s.first_ms == NOW - 10 * D
+    assert s.covered_s == {"24h": 86_400.0, "7d": 604_800.0, "30d": 864_000.0}
+    assert s.uptime == {"24h": round(22 / 24, 6), "7d": round(1 - 5 / 168, 6),
+                        "30d": round(1 - 29 / 240, 6)}
+    assert s.outages == {"24h": 1, "7d": 2, "30d": 3}
+    assert s.mttr_s == {"24h": 7200.0, "7d": 9000.0, "30d": round((24 + 3 + 2) * 3600 / 3, 3)}
+    assert s.recent == (
+        Outage(NOW - 4 * H, NOW - 2 * H, "bad_payload", "x"),
+        Outage(NOW - 3 * D + H, NOW - 3 * D + 4 * H, "beat_down", "no beat"),
+        Outage(NOW - 9 * D, NOW - 8 * D, "no_consumer", "worker gone"))
+
+
+def test_an_ongoing_outage_counts_until_now_and_has_no_mttr() -> None:
+    record = {"state": "stale", "first_ms": str(NOW - 2 * D), "at_ms": str(NOW - H)}
+    s = summarize("svc", record, [_t(NOW - H, "fresh", "stale", "beat_down", "r")], None, NOW)
+    assert s.uptime["24h"] == round(23 / 24, 6) and s.uptime["30d"] == 0.979167
+    assert s.outages == {"24h": 1, "7d": 1, "30d": 1}
+    assert s.mttr_s == {"24h": None, "7d": None, "30d": None}
+    assert s.recent == (Outage(NOW - H, None, "beat_down", "r"),)
+    js = s.as_json(NOW)
+    assert js["outages"] == [{"started_ms": NOW - H, "ended_ms": None, "duration_s": 3600.0,
+                              "diagnosis": "beat_down", "reason": "r"}]
+
+
+def test_an_outage_that_ended_before_a_window_is_not_in_it() -> None:
+    record = {"state": "fresh", "first_ms": str(NOW - 5 * D), "at_ms": str(NOW - 2 * D)}
+    s = summarize("svc", record, [_t(NOW - 3 * D, "fresh", "stale"),
+                                  _t(NOW - 2 * D, "stale", "fresh")], None, NOW)
+    assert s.outages == {"24h": 0, "7d": 1, "30d": 1}
+    assert s.mttr_s["24h"] is None and s.mttr_s["7d"] == 86_400.0
+    assert s.uptime["24h"] == 1.0 and s.uptime["7d"] == 0.8
+
+
+def test_time_before_the_first_judgement_is_not_counted() -> None:
+    record = {"state": "fresh", "first_ms": str(NOW - 6 * H), "at_ms": str(NOW - 3 * H)}
+    s = summarize("svc", record, [_t(NOW - 4 * H, "fresh", "stale"),
+                                  _t(NOW - 3 * H, "stale", "fresh")], None, NOW)
+    assert s.covered_s == {"24h": 21_600.0, "7d": 21_600.0, "30d": 21_600.0}
+    assert s.uptime["24h"] == round(5 / 6, 6)
+    # A first transition before the record's start (an older monitor's): from it on.
+    s = summarize("svc", {"state": "fresh", "first_ms": str(NOW - H)},
+                  [_t(NOW - 2 * H, "stale", "fresh")], None, NOW)
+    assert s.covered_s["24h"] == 7200.0 and s.uptime["24h"] == 1.0
+    # No record start at all: from the first transition.
+    s = summarize("svc", {"state": "fresh"}, [_t(NOW - 2 * H, "stale", "fresh")], None, NOW)
+    assert s.first_ms is None and s.covered_s["24h"] == 7200.0
+
+
+def test_a_service_down_from_the_start_has_its_outage_from_the_start() -> None:
+    record = {"state": "fresh", "first_ms": str(NOW - 3 * H), "diagnosis": "no_consumer"}
+    s = summarize("svc", record, [_t(NOW - H, "stale", "fresh", "x", "y")], None, NOW)
+    assert s.recent == (Outage(NOW - 3 * H, NOW - H, "no_consumer", ""),)
+    assert s.uptime["24h"] == round(1 / 3, 6)
+
+
+def test_a_steady_service() -> None:
+    up = summarize("svc", {"state": "late", "first_ms": str(NOW - 2 * D),
+                           "at_ms": str(NOW - 2 * D)}, [], None, NOW)
+    assert up.uptime == {"24h": 1.0, "7d": 1.0, "30d": 1.0}
+    assert up.covered_s == {"24h": 86_400.0, "7d": 172_800.0, "30d": 172_800.0}
+    assert up.outages == {"24h": 0, "7d": 0, "30d": 0} and up.recent == ()
+    assert up.since_ms == NOW - 2 * D and up.state == "late" and up.monitored
+    down = summarize("svc", {"state": "missing", "first_ms": str(NOW - H), "at_ms": str(NOW - H),
+                             "diagnosis": "beat_down"}, [], None, NOW)
+    assert down.uptime == {"24h": 0.0, "7d": 0.0, "30d": 0.0}
+    assert down.outages == {"24h": 1, "7d": 1, "30d": 1}
+    assert down.recent == (Outage(NOW - H, None, "beat_down", ""),)
+    assert down.mttr_s == {"24h": None, "7d": None, "30d": None}
+    never = summarize("svc", {}, [], None, NOW)
+    assert not never.monitored and never.state is None and never.since_ms is None
+    assert never.uptime == {"24h": None, "7d": None, "30d": None}
+    assert never.covered_s == {"24h": 0.0, "7d": 0.0, "30d": 0.0}
+    assert never.outages == {"24h": 0, "7d": 0, "30d": 0} and never.recent == ()
+    future = summarize("svc", {"state": "stale", "first_ms": str(NOW + H)}, [], None, NOW)
+    assert future.uptime["24h"] is None and future.outages["24h"] == 0
+
+
+def test_the_timeline_lists_the_last_ten_outages_newest_first() -> None:
+    transitions = []
+    for i in range(12):
+        transitions += [_t(NOW - (30 - i) * H, "fresh", "stale", reason=str(i)),
+                        _t(NOW - (30 - i) * H + 1000, "stale", "fresh")]
+    s = summarize("svc", {"state": "fresh", "first_ms": str(NOW - 40 * H)}, transitions,
+                  None, NOW)
+    assert [o.reason for o in s.recent] == [str(i) for i in range(11, 1, -1)]
+    assert s.outages["24h"] == 6 and s.outages["7d"] == 12
+
+
+@pytest.mark.parametrize("silence_ms", [NOW + 1, NOW])
+def test_a_silence_shows_until_it_ends(silence_ms: int) -> None:
+    silence = Silence(silence_ms, "db upgrade", NOW - H)
+    for transitions in ([], [_t(NOW - H, "fresh", "stale")]):
+        s = summarize("svc", {"state": "stale", "first_ms": "1"}, transitions, silence, NOW)
+        assert s.silence == (silence if silence_ms > NOW else None)
+    js = summarize("svc", {}, [], Silence(NOW + 1500, "r", 0), NOW).as_json(NOW)
+    assert js["silence"] == {"until_ms": NOW + 1500, "reason": "r", "remaining_s": 1.5}
+
+
+def test_the_summary_as_json() -> None:
+    s = summarize("svc", {"state": "fresh", "first_ms": str(NOW - 2 * H), "at_ms": str(NOW - H)},
+                  [_t(NOW - 1.5 * H, "fresh", "stale", "", "r"),  # type: ignore[arg-type]
+                   _t(NOW - H, "stale", "fresh")], None, NOW)
+    assert s.as_json(NOW) == {
+        "monitored": True, "state": "fresh", "since_ms": NOW - H, "first_ms": NOW - 2 * H,
+        "windows": {label: {"uptime": 0.75, "covered_s": 7200.0, "outages": 1,
+                            "mttr_s": 1800.0} for label, _ in WINDOWS},
+        "outages": [{"started_ms": NOW - 1.5 * H, "ended_ms": NOW - H, "duration_s": 1800.0,
+                     "diagnosis": None, "reason": "r"}],
+        "silence": None}
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [
+    (None, None), (b"", None), (b"not json", None), (b"[1]", None), (b"{}", None),
+    (b'{"until_ms": "x"}', None), (b'{"until_ms": 5}', Silence(5, "", 0)),
+    (json.dumps({"until_ms": 5, "reason": "r" * 400, "since_ms": 2}).encode(),
+     Silence(5, "r" * 300, 2))])
+def test_parse_silence(raw: Any, parsed: Silence | None) -> None:
+    assert parse_silence(raw) == parsed
+
+
+def test_replies_as_fields_and_transitions() -> None:
+    assert _record([b"a", b"1", b"b", b"2"]) == {"a": "1", "b": "2"}
+    assert _record({b"a": b"1"}) == {"a": "1"} and _record(None) == {}
+    assert _fields([b"stale", None, b"5", b"x"]) == {"state": "stale", "at_ms": "5",
+                                                      "diagnosis": "x"}
+    assert _fields(None) == {}
+    assert _int("12") == 12 and _int("") is None and _int(None) is None and _int("x") is None
+    entries = [(b"1-0", [b"from", b"fresh", b"to", b"stale", b"at_ms", b"7"]),
+               (b"2-0", [b"from", b"fresh", b"to", b"stale"]),  # not the monitors'
+               (b"3-0", [b"at_ms", b"x"]),
+               (b"4-0", {b"to": b"fresh", b"at_ms": b"9", b"diagnosis": b"d", b"reason": b"r"})]
+    assert _transitions(entries) == [Transition("1-0", "fresh", "stale", "", "", 7),
+                                     Transition("4-0", "", "fresh", "d", "r", 9)]
+    assert _transitions(None) == []
+
+
+def _write(client: fakeredis.FakeRedis, service: str, record: dict[str, Any],
+           transitions: list[tuple[int, str, str]]) -> None:
+    if record:
+        client.hset(KEYS.observed(service), mapping=record)
+    for at_ms, old, new in transitions:
+        client.xadd(KEYS.incidents(service), {"from": old, "to": new, "at_ms": at_ms,
+                                              "diagnosis": "d", "reason": "r"},
+                    id=f"{at_ms}-0")
+
+
+def test_read_incidents_reads_oldest_first_within_thirty_days() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    _write(client, "svc", {"state": "fresh", "first_ms": now - 40 * D, "at_ms": now - H,
+                           "diagnosis": ""},
+           [(now - 40 * D, "fresh", "stale"), (now - 39 * D, "stale", "fresh"),  # too old
+            (now - 2 * H, "fresh", "stale"), (now - H, "stale", "fresh")])
+    read_now, found = read_incidents(client, KEYS, ["svc"])
+    assert now <= read_now < now + 5000
+    s = found["svc"]
+    assert s.recent == (Outage(now - 2 * H, now - H, "d", "r"),)  # not the 40-day-old one
+    assert s.outages == {"24h": 1, "7d": 1, "30d": 1} and s.since_ms == now - H
+    assert s.mttr_s["24h"] == 3600.0 and s.state == "fresh" and s.first_ms == now - 40 * D
+    assert s.uptime["24h"] == pytest.approx(23 / 24, abs=1e-4)
+
+
+def test_read_incidents_gives_each_service_its_own_record_over_several_calls() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    services = [f"s{i}" for i in range(SERVICES_PER_CALL + 40)]
+    for i, service in enumerate(services):
+        if i % 3:
+            _write(client, service, {"state": "stale", "first_ms": now - D, "at_ms": now - i},
+                   [(now - i, "fresh", "stale")])
+    client.set(KEYS.silence("s2"), json.dumps({"until_ms": now + H, "reason": "two"}))
+    _, found = read_incidents(client, KEYS, services)
+    assert list(found) == services
+    for i, service in enumerate(services):
+        s = found[service]
+        if i % 3:
+            assert s.since_ms == now - i and s.recent[0].started_ms == now - i, service
+        else:
+            assert not s.monitored and s.recent == (), service
+    assert found["s2"].silence == Silence(now + H, "two", 0)
+    assert found["s1"].silence is None
+    assert read_incidents(client, KEYS, [])[1] == {}
