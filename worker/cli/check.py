@@ -19,12 +19,21 @@ from worker.core.redis_io import execute_many
 from worker.core.settings import MAX_STALE_AFTER_S, Settings
 from worker.core.states import State
 from worker.core.urls import redact
+from worker.read.absence import Absence, absent_for, present, state_path
 from worker.read.connect import reader_client
+from worker.read.diagnosis import beat_seen_ms
 from worker.read.incidents import Silence, parse_silence
-from worker.read.liveness import Verdict, beat_verdict, node_verdict
-from worker.read.nodes import PROBE_NODES_LIMIT
+from worker.read.liveness import (
+    StoreEvidence,
+    Verdict,
+    beat_verdict,
+    node_verdict,
+    store_evidence,
+)
+from worker.read.nodes import PROBE_NODES_LIMIT, matches
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.read.render import NAGIOS_LABELS, nagios_line, silence_note, summary
+from worker.read.store_writes import parse_info
 
 T = TypeVar("T")
 
@@ -86,6 +95,7 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         return fail("check", str(exc))
 
     silences: list[Silence | None] = []
+    evidence: list[StoreEvidence] = []
 
     def probe() -> HeartbeatReport:
         client = reader_client(settings.redis_url, timeout_s)
@@ -98,6 +108,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
                 (raw,) = execute_many(client, [("GET", settings.keys.silence(settings.service))])
                 silences.append(parse_silence(raw if not isinstance(raw, BaseException)
                                               else None))
+            if report.state is not State.UNREACHABLE and liveness:
+                evidence.append(_ask_store(client, settings.keys.index))
             return report
         finally:
             client.close()
@@ -108,10 +120,15 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     except StoreUnreachableError as exc:
         report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
     if node is not None or beat:
+        store = evidence[0] if evidence else None
+        absence = None
+        if liveness and report.state is not State.UNREACHABLE:
+            absence = _absence(report, settings.redis_url, settings.keys.prefix, node, store)
         verdict = (node_verdict(report, node, liveness=liveness, late_after_s=late_after_s,
-                                stale_after_s=stale_after_s) if node is not None else
+                                stale_after_s=stale_after_s, store=store, absence=absence)
+                   if node is not None else
                    beat_verdict(report, liveness=liveness, late_after_s=late_after_s,
-                                stale_after_s=stale_after_s))
+                                stale_after_s=stale_after_s, store=store, absence=absence))
         return _print_verdict(report, verdict, as_json=as_json, node=node, liveness=liveness)
     code = report.exit_code
     if unreachable_ok and report.state is State.UNREACHABLE:
@@ -128,6 +145,38 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
         line = nagios_line(report, None if silence is None else silence_note(silence, now_ms))
         print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)
     return code
+
+
+def _ask_store(client: object, index_key: str) -> StoreEvidence:
+    """The store's evidence about itself: ``INFO`` and the fleet index's size, one round trip.
+
+    A denied or failed ``INFO`` says nothing (the evidence is empty), never an error.
+    """
+    try:
+        info, size = execute_many(client, [("INFO",), ("ZCARD", index_key)])
+    except Exception:  # the read just worked: a failure now is the next probe's to see
+        return StoreEvidence()
+    fields = {} if isinstance(info, BaseException) else parse_info(info)
+    return store_evidence(fields, None if isinstance(size, BaseException) else int(size))
+
+
+def _absence(report: HeartbeatReport, redis_url: str, prefix: str, node: str | None,
+             store: StoreEvidence | None) -> Absence | None:
+    """This probe's absence clock for its component's record (``worker.read.absence``).
+
+    Counted only while the store takes writes; the record there, or a store that can't
+    take writes, removes the state file.
+    """
+    component = "beat" if node is None else f"node:{node}"
+    path = state_path(redis_url, prefix, report.service, component)
+    if node is None:
+        absent = beat_seen_ms(report.beat) is None
+    else:
+        absent = not any(matches(n.node, node) for n in report.nodes)
+    if not absent or (store is not None and store.cannot_write is not None):
+        present(path)
+        return None
+    return absent_for(path, "" if store is None else store.run_id)
 
 
 def _print_verdict(report: HeartbeatReport, verdict: Verdict, *, as_json: bool,

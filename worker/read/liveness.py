@@ -10,10 +10,20 @@ Kubernetes restarts only what broke:
 | beat down | pass (no heartbeat to run) | fail |
 | broker down | pass (beat can't publish) | pass while beat notes its refused publishes |
 | store unreachable | pass (can't tell) | pass (can't tell) |
+| store can't take writes (a replica, loading, full) | pass (can't tell) | pass (can't tell) |
+| store (re)started less than a threshold ago | pass (can't tell yet) | the same |
+| its record absent, the store taking writes | fail once absent over the threshold (1) | the same |
+
+(1) since this probe first found it absent (``worker.read.absence``).
 
 A worker node is at fault when beat has been publishing without a gap for longer than the
 stale threshold since the node's last node heartbeat (``since_ms`` in beat's marker): a
 beat that has just come back gives every worker a whole threshold to run a heartbeat.
+
+Before failing, a liveness probe looks at the store (``StoreEvidence``, from one ``INFO``
+and the fleet index's size): a component's record that is absent or old on a store that
+can't take its writes, or that started less than a threshold ago, says nothing about the
+component.
 """
 
 from __future__ import annotations
@@ -23,9 +33,70 @@ from typing import Any, NamedTuple
 from worker.core.names import default_queue
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds, state_for
+from worker.read.absence import Absence
 from worker.read.diagnosis import beat_seen_ms, publish_failure
 from worker.read.nodes import NodeReport, matches, node_summaries
 from worker.read.reader import HeartbeatReport, component_thresholds, positive_number
+from worker.read.store_writes import refusal
+
+
+class StoreEvidence(NamedTuple):
+    """What the store says of itself (``INFO``, the fleet index), for a liveness probe."""
+
+    cannot_write: str | None = None  #: why no component can write to it now, or None
+    uptime_s: float | None = None  #: seconds since the store (re)started; None: unknown
+    run_id: str = ""  #: the store process's id (a new one after each restart)
+    empty: bool = False  #: no heartbeat in the fleet index: a store restarted empty
+
+
+def store_evidence(info: dict[str, str], index_size: int | None) -> StoreEvidence:
+    """Judge ``INFO`` fields and the fleet index's size; an empty ``info`` says nothing.
+
+    Evidence that the store can't take writes: ``role:slave`` (a replica; its
+    ``master_link_status`` is said), ``loading:1`` (loading its data set), or memory full
+    under ``noeviction`` (``store_writes.refusal``).
+    """
+    cannot: str | None = None
+    if info.get("role") in ("slave", "replica"):
+        link = info.get("master_link_status", "?")
+        sync = ", resyncing" if info.get("master_sync_in_progress") == "1" else ""
+        cannot = (f"the store is a read-only replica of {info.get('master_host', '?')}:"
+                  f"{info.get('master_port', '?')} (link {link}{sync})")
+    elif info.get("loading") == "1":
+        cannot = "the store is loading its data set"
+    else:
+        cannot = refusal(info)
+    try:
+        uptime: float | None = float(info["uptime_in_seconds"])
+    except (KeyError, ValueError):
+        uptime = None
+    return StoreEvidence(cannot, uptime, info.get("run_id", "")[:64], index_size == 0)
+
+
+def _cannot_tell(store: StoreEvidence | None, absence: Absence | None,
+                 thresholds: Thresholds, *, absent: bool) -> str | None:
+    """Why a liveness probe can't blame its component for an absent or old record, or None.
+
+    ``absent``: the record is missing (the absence clock applies), else it is old.
+    """
+    if store is not None and store.cannot_write is not None:
+        return f"cannot tell: {store.cannot_write}, so no component can write its record there"
+    if (store is not None and store.uptime_s is not None
+            and store.uptime_s <= thresholds.stale_after_s):
+        empty = ", empty" if store.empty else ""
+        return (f"cannot tell yet: the store (re)started {store.uptime_s:g}s ago{empty}, "
+                f"within the {thresholds.stale_after_s:g}s threshold")
+    if not absent:
+        return None
+    if absence is None or absence.absent_s is None:
+        problem = "" if absence is None else absence.problem
+        return f"cannot tell: {problem or 'no liveness state file'}"
+    if absence.absent_s <= thresholds.stale_after_s:
+        empty = " (the store holds no heartbeat: restarted empty?)" if (
+            store is not None and store.empty) else ""
+        return (f"cannot tell yet: absent{empty} for {absence.absent_s:.1f}s since this probe "
+                f"first found it so, within the {thresholds.stale_after_s:g}s threshold")
+    return None
 
 
 class Verdict(NamedTuple):
@@ -67,13 +138,42 @@ def _unreachable(report: HeartbeatReport, what: str, liveness: bool) -> Verdict:
     return Verdict(3, f"{what} unreachable: {report.reason}", fields)
 
 
+def name_part_only(report: HeartbeatReport, wanted: str) -> str | None:
+    """The one line refusing ``wanted`` when it is only the part before a node's ``@``.
+
+    That part (``heartbeat`` in ``heartbeat@pod-7``) is shared by every pod of a
+    deployment, so it never names one node: matching it would let one hung pod's record
+    restart another. None when ``wanted`` matches a node, or is no node's name part.
+    """
+    if "@" in wanted or any(matches(n.node, wanted) for n in report.nodes):
+        return None
+    named = [n.node for n in report.nodes if n.node.partition("@")[0] == wanted]
+    if not named:
+        return None
+    host = named[0].partition("@")[2]
+    return (f"petsage-heartbeat: --node {wanted} is the name part of {named[0]}"
+            f"{f' and {len(named) - 1} other node(s)' if len(named) > 1 else ''}, which "
+            f"names no one node; accepted: the full node name ({named[0]}) or its host part "
+            f"({host})")
+
+
 def node_verdict(report: HeartbeatReport, wanted: str, *, liveness: bool,
                  late_after_s: float | None = None,
-                 stale_after_s: float | None = None) -> Verdict:
-    """Judge the worker node(s) named ``wanted`` (a node name, or its host part)."""
+                 stale_after_s: float | None = None,
+                 store: StoreEvidence | None = None,
+                 absence: Absence | None = None) -> Verdict:
+    """Judge the worker node(s) named ``wanted`` (a node name, or its host part).
+
+    ``store`` and ``absence`` (the store's own evidence and this probe's absence clock,
+    asked by a liveness probe) keep a liveness probe from blaming the worker for a record
+    the store lost or can't take.
+    """
     what = f"{report.service} node {wanted}"
     if report.state is State.UNREACHABLE or report.now_ms is None:
         return _unreachable(report, what, liveness)
+    refused = name_part_only(report, wanted)
+    if refused is not None:
+        return Verdict(3, refused, {"node": wanted, "state": None, "reason": refused})
     thresholds = _thresholds(report, late_after_s, stale_after_s)
     found = [n for n in report.nodes if matches(n.node, wanted)]
     nodes = [NodeReport(n.node, state_for(n.age_s, "ok", thresholds), n.age_s, n.ts_ms)
@@ -96,7 +196,13 @@ def node_verdict(report: HeartbeatReport, wanted: str, *, liveness: bool,
     if not liveness:
         fields["reason"] = text
         return Verdict(state.exit_code, text, fields)
-    return _node_liveness(report, worst, thresholds, text, fields)
+    verdict = _node_liveness(report, worst, thresholds, text, fields)
+    if verdict.exit_code == 2:
+        why = _cannot_tell(store, absence, thresholds, absent=worst is None)
+        if why is not None:
+            text = f"{text}; {why}: tolerated by liveness"
+            return Verdict(0, text, {**fields, "reason": text})
+    return verdict
 
 
 def _node_liveness(report: HeartbeatReport, worst: NodeReport | None, thresholds: Thresholds,
@@ -124,8 +230,16 @@ def _node_liveness(report: HeartbeatReport, worst: NodeReport | None, thresholds
 
 def beat_verdict(report: HeartbeatReport, *, liveness: bool,
                  late_after_s: float | None = None,
-                 stale_after_s: float | None = None) -> Verdict:
-    """Judge beat by its marker: when it last published, and whether a second beat runs."""
+                 stale_after_s: float | None = None,
+                 store: StoreEvidence | None = None,
+                 absence: Absence | None = None) -> Verdict:
+    """Judge beat by its marker: when it last published, and whether a second beat runs.
+
+    With ``liveness`` it fails only for a marker older than the threshold, or absent for
+    longer than the threshold since this probe first found it so (``absence``), on a
+    store that takes writes and ran for the whole threshold (``store``); otherwise it
+    passes, saying it cannot tell.
+    """
     what = f"{report.service} beat"
     if report.state is State.UNREACHABLE or report.now_ms is None:
         return _unreachable(report, what, liveness)
@@ -157,4 +271,9 @@ def beat_verdict(report: HeartbeatReport, *, liveness: bool,
     fields.update(state=state.value, reason=text)
     if liveness:  # only a beat that stopped publishing is restarted; a second one is a warning
         code = 2 if state in (State.STALE, State.MISSING) else 0
+        why = None if code == 0 else _cannot_tell(store, absence, thresholds,
+                                                  absent=state is State.MISSING)
+        if why is not None:
+            code, text = 0, f"{text}; {why}: tolerated by liveness"
+            fields["reason"] = text
     return Verdict(code, text, fields)
