@@ -52,3 +52,18 @@ def test_a_run_of_one_module_checks_only_its_equivalents() -> None:
     assert good == {A} and [line.split(":")[0] for line in wrong] == [B]
     good, wrong = mutation.check_equivalents({}, ["worker.observe.delivery.x*"])
     assert good == set() and wrong == []
+
+
+def test_every_lua_script_has_a_mutation_whose_text_is_there_once() -> None:
+    from bench import lua_mutations
+
+    scripts = sorted(p.relative_to(lua_mutations.REPO).as_posix()
+                     for p in (lua_mutations.REPO / "worker").rglob("*.lua"))
+    mutated = {m.script for m in lua_mutations.MUTATIONS}
+    assert [s for s in scripts if s not in mutated] == [], (
+        "Lua scripts without a hand mutation of their key promise in bench/lua_mutations.py")
+    assert sorted(mutated) == scripts  # and none listed that is gone
+    for m in lua_mutations.MUTATIONS:
+        text = (lua_mutations.REPO / m.script).read_text(encoding="utf-8")
+        assert text.count(m.old) == 1, m.promise
+        assert m.tests and all((lua_mutations.REPO / t).exists() for t in m.tests), m.promise
