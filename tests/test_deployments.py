@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from tests.support.helpers import (
     IN_CI,
     REPO,
+    STARTUP_S,
     Proc,
     RedisServer,
     celery_argv,
@@ -65,7 +66,8 @@ def test_two_services_on_one_broker_never_run_each_others_heartbeats(
             procs.append(proc)
             started[service, role] = proc
     for service in ("petsage", "billing"):
-        wait_for(lambda s=service: _state(client, s) is State.FRESH, 30, what=f"{service} fresh")
+        wait_for(lambda s=service: _state(client, s) is State.FRESH, STARTUP_S,
+                 what=f"{service} fresh")
 
     # petsage's beat dies: petsage goes stale (beat_down); billing stays fresh throughout.
     started["petsage", "beat"].stop(signal.SIGKILL)
@@ -121,7 +123,7 @@ def test_a_stopped_worker_node_fails_its_own_check_while_its_twin_passes(
                                          hostname=f"{name}@node-{name}"), env, tmp_path, name)
         procs.append(workers[name])
     for name in ("a", "b"):
-        wait_for(lambda n=name: _check(env, "--node", f"node-{n}").returncode == 0, 60,
+        wait_for(lambda n=name: _check(env, "--node", f"node-{n}").returncode == 0, STARTUP_S,
                  what=f"node {name} fresh")
 
     os.kill(workers["a"].proc.pid, signal.SIGSTOP)  # the main process: its consumer hangs
@@ -165,7 +167,7 @@ def test_liveness_matrix_restarts_only_what_broke(
 
     # Both nodes recorded first: a node that has never run a heartbeat passes liveness for
     # one threshold after beat starts, which is not yet proof that it consumes.
-    wait_for(nodes_fresh, 30, what="both nodes fresh")
+    wait_for(nodes_fresh, STARTUP_S, what="both nodes fresh")
     wait_for(lambda: live("--node", "pod-a") == 0 and live("--node", "pod-b") == 0
              and live("--beat") == 0 and _check(env).returncode == 0, 30, what="all alive")
 
@@ -235,7 +237,7 @@ def test_the_heartbeat_inside_the_users_app_proves_its_workers(
     procs.append(Proc([*base, "worker", "-Q", "celery,heartbeat.petsage", "--concurrency", "1",
                        "--loglevel", "INFO", "--without-mingle", "--without-gossip",
                        "--hostname", "app@pod-1"], env, tmp_path, "app-worker"))
-    wait_for(lambda: _state(client, "petsage") is State.FRESH, 60, what="fresh from the app")
+    wait_for(lambda: _state(client, "petsage") is State.FRESH, STARTUP_S, what="fresh from the app")
     reader_env = heartbeat_env(own_redis.url)
     wait_for(lambda: _check(reader_env, "--liveness", "--node", "pod-1").returncode == 0
              and _check(reader_env, "--node", "pod-1").returncode == 0, 10,
@@ -265,7 +267,7 @@ def test_two_beats_are_flagged_within_two_intervals(
     client = own_redis.client()
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat-1"))
     procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
-    wait_for(lambda: _state(client, "petsage") is State.FRESH, 30, what="fresh")
+    wait_for(lambda: _state(client, "petsage") is State.FRESH, STARTUP_S, what="fresh")
     first_id = (read_heartbeat(client, "petsage").beat or {}).get("beat_id")
     assert read_heartbeat(client, "petsage").second_beat is None
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat-2"))

@@ -58,6 +58,7 @@ import redis
 
 from tests.support.helpers import (
     REPO,
+    STARTUP_S,
     Proc,
     RedisServer,
     cli_argv,
@@ -413,7 +414,7 @@ def serve_port(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServ
     proc = Proc(cli_argv("serve", "--port", str(port)), heartbeat_env(redis_server.url),
                 tmp_path_factory.mktemp("serve"), "serve")
     try:
-        wait_for(lambda: _http_status(f"http://127.0.0.1:{port}/metrics") == 200, 30,
+        wait_for(lambda: _http_status(f"http://127.0.0.1:{port}/metrics") == 200, STARTUP_S,
                  what="serve answering")
         _wrapper(bin_dir, "curl", [curl, "--connect-to", f"127.0.0.1:9808:127.0.0.1:{port}"])
         yield port

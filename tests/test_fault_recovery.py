@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.support.helpers import (
+    STARTUP_S,
     Proc,
     RedisServer,
     celery_argv,
@@ -65,7 +66,7 @@ def test_recovery_within_about_one_interval_after_a_long_redis_outage(
     env = heartbeat_env(own_redis.url)
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
     procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
-    wait_for(lambda: _state(own_redis.port)[0] is State.FRESH, 45, what="fresh")
+    wait_for(lambda: _state(own_redis.port)[0] is State.FRESH, STARTUP_S, what="fresh")
     own_redis.kill()
     time.sleep(13)  # long enough for Celery's own back-off to reach 8 s between attempts
     own_redis.start()
@@ -87,7 +88,8 @@ def test_a_full_redis_at_start_is_one_line_per_component_and_heals(
         beat = Proc(celery_argv("beat"), env, tmp_path, "beat")
         worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
         procs += [beat, worker]
-        wait_for(lambda: beat.output().count(SENT) >= 6, 30, what="beat ticking on a full Redis")
+        wait_for(lambda: beat.output().count(SENT) >= 6, STARTUP_S,
+                 what="beat ticking on a full Redis")
         assert _state(server.port) == (State.MISSING, "store_refuses_writes")
         for proc in (beat, worker):
             assert proc.alive(), proc.output()[-2000:]

@@ -17,6 +17,7 @@ import yaml
 
 from tests.support.helpers import (
     REPO,
+    STARTUP_S,
     Proc,
     RedisServer,
     celery_argv,
@@ -139,7 +140,8 @@ def test_a_stopping_worker_is_never_diagnosed_with_zero_queued(
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
     worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
     procs.append(worker)
-    wait_for(lambda: read_heartbeat(client, "petsage").state is State.FRESH, 30, what="fresh")
+    wait_for(lambda: read_heartbeat(client, "petsage").state is State.FRESH, STARTUP_S,
+             what="fresh")
     worker.stop(signal.SIGTERM)
     reasons = []
     deadline = time.monotonic() + 3.0

@@ -16,7 +16,15 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.support.helpers import Proc, RedisServer, cli_argv, free_port, heartbeat_env, wait_for
+from tests.support.helpers import (
+    STARTUP_S,
+    Proc,
+    RedisServer,
+    cli_argv,
+    free_port,
+    heartbeat_env,
+    wait_for,
+)
 from worker.core.names import Keys
 from worker.core.payload import DEFAULT_MESSAGE
 from worker.core.settings import Settings
@@ -271,7 +279,7 @@ def test_served_pages_reference_no_other_host(own_redis: RedisServer, procs: lis
     procs.append(Proc(cli_argv("serve", "--port", str(port)), heartbeat_env(own_redis.url),
                       tmp_path, "serve"))
     own = f"127.0.0.1:{port}"
-    wait_for(lambda: _get(f"http://{own}/metrics")[0] == 200, 30, what="serve answering")
+    wait_for(lambda: _get(f"http://{own}/metrics")[0] == 200, STARTUP_S, what="serve answering")
     for path in SERVED_PAGES:
         status, body = _get(f"http://{own}{path}")
         assert status == 200, (path, body[:300])

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests.support.helpers import (
+    STARTUP_S,
     Proc,
     RedisServer,
     celery_argv,
@@ -81,7 +82,7 @@ def test_a_worker_outage_is_three_transitions_recorded_and_notified_once_by_two_
     worker = _beat_and_worker(env, procs, tmp_path)
     first = _monitor(own_redis.url, receiver.url, tmp_path, "monitor-a")
     procs += [first, _monitor(own_redis.url, receiver.url, tmp_path, "monitor-b")]
-    wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
+    wait_for(lambda: _recorded(client) == "fresh", STARTUP_S, what="recorded fresh")
     worker.stop(signal.SIGKILL)
     wait_for(lambda: _recorded(client) == "stale", 10, what="recorded stale")
     last_before = _ts_ms(client)
@@ -131,7 +132,7 @@ def test_a_failing_receiver_gets_each_once_in_order_and_a_hanging_one_delays_no_
         worker = _beat_and_worker(env, procs, tmp_path)
         monitor = _monitor(own_redis.url, receiver.url, tmp_path, "monitor")
         procs.append(monitor)
-        wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
+        wait_for(lambda: _recorded(client) == "fresh", STARTUP_S, what="recorded fresh")
         worker.stop(signal.SIGKILL)
         wait_for(lambda: len(receiver.delivered()) >= 2, 20, what="two delivered")
         answers = [p["answer"] for p in receiver.posts]
@@ -182,7 +183,7 @@ def test_silence_holds_notifications_and_alerts_while_check_says_the_truth(
     env = heartbeat_env(own_redis.url)
     worker = _beat_and_worker(env, procs, tmp_path)
     procs.append(_monitor(own_redis.url, receiver.url, tmp_path, "monitor"))
-    wait_for(lambda: _recorded(client) == "fresh", 45, what="recorded fresh")
+    wait_for(lambda: _recorded(client) == "fresh", STARTUP_S, what="recorded fresh")
     done = _cli(own_redis.url, "silence", "petsage", "--for", "6s", "--reason", "upgrade db")
     assert done.returncode == 0 and "petsage silenced until" in done.stdout, done.stderr
     worker.stop(signal.SIGKILL)

@@ -16,12 +16,15 @@ import pytest
 import redis
 
 from tests.support.helpers import (
+    STARTUP_S,
+    TIMEOUT_HEADROOM_S,
     Proc,
     RedisServer,
     celery_argv,
     cli_argv,
     free_port,
     heartbeat_env,
+    timed_cli,
     wait_for,
 )
 from tests.support.processes import run as run_process
@@ -61,7 +64,7 @@ def pipeline(own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> Itera
     env = heartbeat_env(own_redis.url)
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
     procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
-    wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, 30, what="fresh")
+    wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, STARTUP_S, what="fresh")
     yield own_redis
     assert all(p.alive() for p in procs), "beat and worker must survive"
 
@@ -139,18 +142,18 @@ def test_half_open_store_connection(own_redis: RedisServer, procs: list[Proc],
         procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
         worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
         procs.append(worker)
-        wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, 30, what="fresh")
+        wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, STARTUP_S, what="fresh")
         proxy.blackhole()
         wait_for(lambda: "heartbeat not published" in worker.output(), 10,
                  what="the worker giving up on the silent store")
+        # The promise (docs/reliability.md): unreachable within the 1 s timeout; plus
+        # TIMEOUT_HEADROOM_S for a busy machine, the check timed inside its own process.
         started = time.monotonic()
         with ProbeClient(proxy.url, timeout_s=1.0) as probe:
             assert read_heartbeat(probe, "petsage").state is State.UNREACHABLE
-        assert time.monotonic() - started < 1.5
-        started = time.monotonic()
-        done = run_process(cli_argv("check", "--redis", proxy.url, "--timeout", "1"),
-                           env=env, capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == 3 and time.monotonic() - started < 1.5
+        assert time.monotonic() - started <= 1.0 + TIMEOUT_HEADROOM_S
+        done, elapsed = timed_cli("check", "--redis", proxy.url, "--timeout", "1", env=env)
+        assert done.returncode == 3 and elapsed <= 1.0 + TIMEOUT_HEADROOM_S, elapsed
         wait_for(lambda: _report(own_redis.port)[0] is State.STALE, 5, what="stale")
         proxy.forward()
         back = time.monotonic()
@@ -172,7 +175,7 @@ def test_half_open_broker_and_store(own_redis: RedisServer, procs: list[Proc],
         env = heartbeat_env(proxy.url)
         procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
         procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
-        wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, 30, what="fresh")
+        wait_for(lambda: _report(own_redis.port)[0] is State.FRESH, STARTUP_S, what="fresh")
         proxy.blackhole()
         wait_for(lambda: _report(own_redis.port)[0] is State.STALE, 5, what="stale")
         time.sleep(10 * INTERVAL_S - 1.5)  # hold the blackhole for about 10 intervals
@@ -191,7 +194,7 @@ def test_redis_starting_late(procs: list[Proc], tmp_path: Path) -> None:
     procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
     worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
     procs.append(worker)
-    wait_for(lambda: "Cannot connect" in worker.output(), 30, what="the worker retrying")
+    wait_for(lambda: "Cannot connect" in worker.output(), STARTUP_S, what="the worker retrying")
     time.sleep(10)  # Redis arrives 10 s after beat and the worker started
     server = RedisServer(port=port).start()
     try:
@@ -229,7 +232,8 @@ def test_sentinel_failover(procs: list[Proc], tmp_path: Path) -> None:
         procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
         procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker"))
         old = sentinels.master_port()
-        wait_for(lambda: _report(old)[0] is State.FRESH, 30, what="fresh on the first master")
+        wait_for(lambda: _report(old)[0] is State.FRESH, STARTUP_S,
+                 what="fresh on the first master")
         reader = make_client(sentinels.url, timeout_s=1)
         sentinels.sentinel().execute_command("SENTINEL", "FAILOVER", SentinelSet.MASTER)
         started = time.monotonic()

@@ -13,6 +13,7 @@ from celery import Celery
 
 from tests.support.certs import make_certs
 from tests.support.helpers import (
+    STARTUP_S,
     Proc,
     RedisServer,
     celery_argv,
@@ -86,7 +87,8 @@ def test_passwords_never_appear_anywhere(procs: list[Proc], tmp_path: Path) -> N
         bad_monitor = Proc(cli_argv("monitor", "--redis", wrong), env, tmp_path, "bad-monitor")
         procs.append(bad_monitor)
         admin = server.client(password=SECRET)
-        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30, what="fresh")
+        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, STARTUP_S,
+                 what="fresh")
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: "petsage_heartbeat_store_up 1.0" in _get(base + "/metrics"), 30,
                  what="serve")
@@ -174,7 +176,7 @@ def test_least_privilege_acls(procs: list[Proc], tmp_path: Path) -> None:
         procs.append(Proc(celery_argv("beat"), env, tmp_path, "beat"))
         worker = Proc(celery_argv("worker"), env, tmp_path, "worker")
         procs.append(worker)
-        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, 30,
+        wait_for(lambda: read_heartbeat(admin, "petsage").state is State.FRESH, STARTUP_S,
                  what="fresh under the worker's ACL")
         wait_for(lambda: read_heartbeat(admin, "petsage").nodes, 30,
                  what="the worker's node heartbeat under its ACL")

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.helpers import (
     REPO,
+    STARTUP_S,
     Proc,
     RedisServer,
     cli_argv,
@@ -42,7 +43,7 @@ def served(own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> str:
                 "serve")
     procs.append(proc)
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _get(base + "/metrics")[0] == 200, 30, what="serve answering")
+    wait_for(lambda: _get(base + "/metrics")[0] == 200, STARTUP_S, what="serve answering")
     return base
 
 

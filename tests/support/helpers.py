@@ -17,11 +17,28 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from tests.support.processes import spawn, stop
+from tests.support.processes import run, spawn, stop
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = bool(os.environ.get("CI"))
+
+
+INTERVAL_S = 0.5
+"""``HEARTBEAT_INTERVAL_S`` of every process the tests start (``heartbeat_env``)."""
+HEADROOM_INTERVALS = 8
+"""Headroom of a wall-clock bound past a documented promise, in intervals (4 s at 0.5 s).
+On a busy machine (load 10 on 2 cores) every hop of a heartbeat, beat to broker to worker to
+store to reader, waits its turn for a core."""
+STARTUP_S = 120.0
+"""Deadline for processes to start (celery workers ready, a first heartbeat): no promise, so
+only a bound on how long a broken start keeps the run waiting."""
+
+
+def with_headroom(promise_s: float) -> float:
+    """The bound a test asserts for a promise of ``promise_s`` seconds: the promise itself,
+    plus ``HEADROOM_INTERVALS`` intervals. The test names the promise next to it."""
+    return promise_s + HEADROOM_INTERVALS * INTERVAL_S
 
 
 def wait_for(condition: Callable[[], T], timeout_s: float, *, interval_s: float = 0.05,
@@ -119,7 +136,7 @@ def heartbeat_env(redis_url: str, **overrides: str) -> dict[str, str]:
     env.update({
         "CELERY_BROKER_URL": redis_url,
         "HEARTBEAT_REDIS_URL": redis_url,
-        "HEARTBEAT_INTERVAL_S": "0.5",
+        "HEARTBEAT_INTERVAL_S": str(INTERVAL_S),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)
@@ -162,3 +179,28 @@ def celery_argv(role: str, *extra: str, queue: str = "heartbeat.petsage",
 
 def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "worker", *args]
+
+
+_TIMED_CLI = """
+import contextlib, io, sys, time
+from worker.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):  # the command's imports, before the clock
+    main([sys.argv[1], "--redis", "redis://127.0.0.1:1/0", "--timeout", "1"])
+started = time.monotonic()
+code = main(sys.argv[1:])
+print(f"ELAPSED {time.monotonic() - started:.3f}", file=sys.stderr)
+sys.exit(code)
+"""
+TIMEOUT_HEADROOM_S = 1.0
+"""Past a ``--timeout``: the wake-up, after it, of a process that waits on a busy machine."""
+
+
+def timed_cli(*args: str, env: Mapping[str, str],
+              ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``petsage-heartbeat ARGS`` in a process of its own; its result and how long the
+    command took inside that process, from its call to its answer. The interpreter's start
+    and the imports (seconds, on a busy machine) are no part of a ``--timeout``'s promise."""
+    done = run([sys.executable, "-c", _TIMED_CLI, *args], env=dict(env), capture_output=True,
+               text=True, timeout=120, check=False)
+    assert "ELAPSED " in done.stderr, done.stdout + done.stderr
+    return done, float(done.stderr.split("ELAPSED ")[1].split()[0])
