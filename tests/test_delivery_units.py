@@ -482,3 +482,139 @@ def test_a_real_post_sends_json_with_the_version_and_returns_the_status() -> Non
     assert seen["headers"]["Authorization"].startswith("Basic ")
     assert (seen["timeout"], seen["method"], seen["url"], seen["data"]) == (
         2.5, "POST", "https://hooks.example.com/x", b"{}")
+
+
+@pytest.mark.parametrize(("url", "target", "userinfo"), [
+    ("https://user@hooks.example.com/x", "https://hooks.example.com/x", b"user:"),
+    ("https://:pw@hooks.example.com/x", "https://hooks.example.com/x", b":pw"),
+    ("https://a@b:p@hooks.example.com/x", "https://hooks.example.com/x", b"a@b:p"),
+])
+def test_credentials_of_every_shape_become_basic_auth(url: str, target: str,
+                                                      userinfo: bytes) -> None:
+    import base64
+
+    assert delivery_module.split_credentials(url) == (
+        target, "Basic " + base64.b64encode(userinfo).decode())
+
+
+def test_fields_read_as_text_are_delivered_too() -> None:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    poster = Poster()
+    d = _delivery(client, poster)
+    d.start_cursor()
+    entry = client.xadd(KEYS.outbox, {"event": json.dumps(
+        {"service": "s", "old_state": "fresh", "new_state": "stale"})})
+    d.step()
+    assert poster.ids() == [entry]
+
+
+def test_the_format_and_the_dashboard_link_reach_the_body() -> None:
+    client = fakeredis.FakeRedis()
+    poster = Poster()
+    d = Delivery(client, KEYS, HOOK, owner="m1", fmt="slack",
+                 dashboard_url="https://dash.example.com/", poster=poster, poll_s=0.02)
+    d.start_cursor()
+    _queue(client, "fresh", "stale")
+    d.step()
+    (call,) = poster.calls
+    assert set(call["body"]) == {"text"} and "https://dash.example.com/" in call["body"]["text"]
+    json_poster = Poster()
+    d = Delivery(client, KEYS, HOOK, owner="m1", fmt="json",
+                 dashboard_url="https://dash.example.com/", poster=json_poster)
+    client.delete(CURSOR)
+    d.start_cursor()
+    _queue(client, "stale", "fresh")
+    d.step()
+    assert json_poster.calls[0]["body"]["dashboard_url"] == "https://dash.example.com/"
+
+
+def test_each_log_line_names_the_webhook(caplog: pytest.LogCaptureFixture) -> None:
+    client = fakeredis.FakeRedis()
+    poster = Poster()
+    d = _delivery(client, poster, max_age_s=2)
+    d.start_cursor()
+    now_ms = redis_time_ms(client.time())
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "a",
+                                                   "new_state": "b"})}, id=f"{now_ms - 9000}-0")
+    bad = client.xadd(KEYS.outbox, {"event": "x"}).decode()
+    _queue(client, "fresh", "stale")
+    caplog.set_level(logging.INFO, logger="petsage_heartbeat.webhooks")
+    d.step()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"webhook {HOOK.shown}: dropped s a -> b, not delivered within 2 s",
+        f"webhook {HOOK.shown}: outbox entry {bad} is not JSON; skipped",
+        f"webhook {HOOK.shown}: delivered petsage fresh -> stale"]
+
+
+class _Clock:
+    """A client whose Redis clock stands still at ``now_ms``."""
+
+    def __init__(self, client: Any, now_ms: int) -> None:
+        self.client, self.now_ms = client, now_ms
+
+    def time(self) -> tuple[int, int]:
+        return self.now_ms // 1000, self.now_ms % 1000 * 1000
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_an_entry_exactly_max_age_old_is_still_posted() -> None:
+    client = fakeredis.FakeRedis()
+    now_ms = redis_time_ms(client.time()) // 1000 * 1000
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "b",
+                                                   "new_state": "c"})}, id=f"{now_ms - 2001}-0")
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "a",
+                                                   "new_state": "b"})}, id=f"{now_ms - 2000}-0")
+    client.set(CURSOR, "0-1")
+    poster = Poster()
+    _delivery(_Clock(client, now_ms), poster, max_age_s=2).step()
+    assert poster.ids() == [f"{now_ms - 2000}-0"]  # the one a millisecond older: dropped
+
+
+@pytest.mark.parametrize("how", ["lease lost", "stopped"])
+def test_a_back_off_cut_short_never_drops_an_entry_for_its_age(how: str) -> None:
+    """The wait that ends (lease lost, or stopping) leaves the entry for the next holder:
+    not dropped as too old by the back-off's time, with the cursor moved past it."""
+    client = fakeredis.FakeRedis()
+    now_ms = redis_time_ms(client.time())
+    entry = client.xadd(KEYS.outbox, {"event": json.dumps(
+        {"service": "s", "old_state": "a", "new_state": "b"})}, id=f"{now_ms - 500}-0").decode()
+    client.set(CURSOR, "0-1")
+    poster = Poster(*[500] * 5)
+    d = _delivery(client, poster, max_age_s=1, backoff_s=(1.0,))
+    stepping = threading.Thread(target=d.step)
+    stepping.start()
+    wait_for(lambda: poster.calls, 5, what="a first POST")
+    if how == "stopped":
+        d.stop()
+    else:
+        client.set(LOCK, "m2")
+    stepping.join(5)
+    assert client.get(CURSOR) == b"0-1" and poster.ids() == [entry]
+
+
+def test_a_store_down_when_stopping_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+    flaky = _Down(fakeredis.FakeRedis())
+    d = _delivery(flaky, Poster())
+    d.stop()
+    d.run()  # the release fails: the lease expires on its own
+    long = _Down(fakeredis.FakeRedis())
+    d = _delivery(long, Poster())
+    caplog.set_level(logging.WARNING, logger="petsage_heartbeat.webhooks")
+    original = _Down.__getattr__
+
+    def refuse_long(self: _Down, name: str) -> Any:
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise ConnectionError("y" * 300)
+        return refuse
+
+    _Down.__getattr__ = refuse_long  # type: ignore[method-assign]
+    try:
+        d.start()
+        wait_for(lambda: caplog.records, 5, what="a line")
+    finally:
+        _stopped(d)
+        _Down.__getattr__ = original  # type: ignore[method-assign]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == f"webhook {HOOK.shown}: cannot read the outbox: " + "y" * 200
