@@ -16,6 +16,7 @@ import redis
 import yaml
 
 from tests.support.helpers import (
+    INTERVAL_S,
     REPO,
     STARTUP_S,
     Proc,
@@ -24,6 +25,7 @@ from tests.support.helpers import (
     cli_argv,
     heartbeat_env,
     wait_for,
+    with_headroom,
 )
 from tests.support.processes import run as run_process
 from tests.support.processes import spawn, stop
@@ -144,7 +146,8 @@ def test_a_stopping_worker_is_never_diagnosed_with_zero_queued(
              what="fresh")
     worker.stop(signal.SIGTERM)
     reasons = []
-    deadline = time.monotonic() + 3.0
+    # Diagnosed once late (1.5 intervals): watched for the stale threshold plus headroom.
+    deadline = time.monotonic() + with_headroom(3 * INTERVAL_S)
     while time.monotonic() < deadline:
         report = read_heartbeat(client, "petsage")
         if report.diagnosis == "no_consumer":
