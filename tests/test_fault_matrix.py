@@ -8,9 +8,11 @@ within the stale threshold plus one interval of the fault, then that they hold.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +26,15 @@ from tests.support.helpers import (
     Proc,
     RedisServer,
     celery_argv,
+    cli_argv,
     heartbeat_env,
     wait_for,
 )
 from tests.support.processes import run as run_process
 from worker import State, read_heartbeat
+from worker.core.names import Keys
 from worker.publish.health_checks import ERROR_CHARS
+from worker.read.diagnosis import REFUSAL_NOTE_S
 
 pytestmark = pytest.mark.e2e
 INTERVAL_S = 0.5
@@ -97,14 +102,18 @@ def split(own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> Iterator
         store.close()
 
 
-def _expect(pipe: Pipeline, states: set[State], diagnosis: str, *, since: float) -> None:
-    """The state and diagnosis within DEADLINE_S of ``since``, still so one interval later."""
+def _expect(pipe: Pipeline, states: set[State], diagnosis: str, *, since: float,
+            deadline_s: float = DEADLINE_S, before: frozenset[str | None] | None = None) -> None:
+    """The state and diagnosis within ``deadline_s`` of ``since``, still so one interval
+    later; with ``before``, every reading until then is fresh or says one of those."""
     def right() -> tuple[State, str | None] | None:
         report = pipe.report()
+        if before is not None and report[1] is not None:
+            assert report[1] in before | {diagnosis}, report
         return report if report[0] in states and report[1] == diagnosis else None
 
-    wait_for(right, max(DEADLINE_S - (time.monotonic() - since), 0.05), interval_s=0.02,
-             what=f"{'/'.join(sorted(states))} {diagnosis} within {DEADLINE_S}s of the fault")
+    wait_for(right, max(deadline_s - (time.monotonic() - since), 0.05), interval_s=0.02,
+             what=f"{'/'.join(sorted(states))} {diagnosis} within {deadline_s}s of the fault")
     time.sleep(INTERVAL_S)  # the diagnosis must not flip between two readings
     state, said = pipe.report()
     assert state in states and said == diagnosis, (state, said)
@@ -121,7 +130,11 @@ def _running(pipe: Pipeline) -> float:
 def test_beat_down(pipeline: Pipeline, sig: signal.Signals) -> None:
     _running(pipeline)
     os.kill(pipeline.roles["beat"].proc.pid, sig)
-    _expect(pipeline, {State.STALE}, "beat_down", since=time.monotonic())
+    # Until no refused publish can still be noted, beat's silence may be the broker's:
+    # beat_or_broker, never a confident other hop; then beat_down.
+    _expect(pipeline, {State.STALE}, "beat_down", since=time.monotonic(),
+            deadline_s=INTERVAL_S + REFUSAL_NOTE_S + INTERVAL_S,
+            before=frozenset({"beat_or_broker"}))
 
 
 @pytest.mark.parametrize("fault", ["killed", "main_stopped", "pool_child_stopped"])
@@ -166,7 +179,8 @@ def test_store_full(pipeline: Pipeline) -> None:
     admin = pipeline.store.client()
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", 1)
-    _expect(pipeline, {State.STALE}, "store_refuses_writes", since=time.monotonic())
+    _expect(pipeline, {State.STALE}, "store_refuses_writes", since=time.monotonic(),
+            before=frozenset())  # every reading not fresh says so, late ones too
     admin.config_set("maxmemory", 0)
     pipeline.fresh()
     for proc in pipeline.procs:  # each says it in a line, none died or dumped a traceback
@@ -235,6 +249,78 @@ def test_heartbeats_expiring_in_a_backlog(own_redis: RedisServer, procs: list[Pr
         _expect(pipe, {State.LATE, State.STALE}, "worker_slow", since=expired)
     finally:
         sys.path.remove(str(sample))
+
+
+def test_a_store_filling_up_says_store_refuses_writes_in_every_reading_not_fresh(
+        pipeline: Pipeline) -> None:
+    """The store is the broker and something else fills it: it swings about its limit,
+    taking one write and refusing the next; no reading blames beat or the worker."""
+    _running(pipeline)
+    admin = pipeline.store.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 2_000_000)
+    stop = threading.Event()
+
+    def fill() -> None:
+        filler = pipeline.store.client()
+        n = 0
+        while not stop.is_set():
+            try:
+                filler.set(f"filler:{n}", "x" * 1000)
+                n += 1
+            except redis.ResponseError:  # OOM: try again, as an application would
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    readings: list[tuple[State, str | None]] = []
+    try:
+        end = time.monotonic() + 4 * STALE_S
+        while time.monotonic() < end:
+            readings.append(pipeline.report())
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+    not_fresh = [r for r in readings if r[0] is not State.FRESH]
+    assert any(state is State.STALE for state, _ in not_fresh), readings
+    assert {said for _, said in not_fresh} == {"store_refuses_writes"}, not_fresh
+
+
+def _incidents(client: redis.Redis) -> list[dict[str, str]]:
+    return [{k.decode(): v.decode() for k, v in fields.items()}
+            for _, fields in client.xrange(Keys().incidents("petsage"))]
+
+
+def test_a_broker_outage_is_never_blamed_on_beat_by_a_reading_or_an_incident(
+        split: Pipeline) -> None:
+    """The broker alone killed, a monitor running: every reading through the outage, every
+    incident entry and every notification says beat_or_broker or broker_down, and the last
+    word is broker_down."""
+    _running(split)
+    split.procs.append(Proc(cli_argv("monitor"), split.env, split.tmp_path, "monitor"))
+    store = split.store.client()
+    wait_for(lambda: store.hget(Keys().observed("petsage"), "state") == b"fresh", 30,
+             what="the monitor's first judgement")
+    split.broker.kill()
+    killed = time.monotonic()
+    said: list[tuple[str, str | None]] = []
+    while time.monotonic() - killed < DEADLINE_S + 4 * INTERVAL_S:
+        done = run_process(cli_argv("check", "--json"), env=split.env, capture_output=True,
+                           text=True, timeout=30, check=False)
+        reading = json.loads(done.stdout)
+        said.append((reading["state"], reading["diagnosis"]))
+        time.sleep(0.1)
+    assert not [s for s in said if s[1] not in (None, "beat_or_broker", "broker_down")], said
+    assert said[-1] == ("stale", "broker_down"), said
+    entries = _incidents(store)
+    assert entries and all(e["diagnosis"] in ("beat_or_broker", "broker_down")
+                           for e in entries), entries
+    assert entries[-1]["diagnosis"] == "broker_down", entries
+    assert store.hget(Keys().observed("petsage"), "diagnosis") == b"broker_down"
+    notes = [json.loads(f[b"event"]) for _, f in store.xrange(Keys().outbox)]
+    assert notes and notes[-1]["diagnosis"] == "broker_down", notes
+    assert all(n["diagnosis"] in ("beat_or_broker", "broker_down") for n in notes), notes
 
 
 def test_the_matrix_covers_every_diagnosis() -> None:

@@ -214,7 +214,7 @@ def test_bodies() -> None:
              "diagnosis": "no_consumer", "reason": "r", "age_s": "31.500", "seq": "7",
              "since_ms": 1_700_000_000_000, "incident": "1-0"}
     body = event_body("5-0", event, "https://dash.example.com/")
-    assert body == {"id": "5-0", "service": "billing", "old_state": "fresh",
+    assert body == {"id": "5-0", "kind": "transition", "service": "billing", "old_state": "fresh",
                     "new_state": "stale", "diagnosis": "no_consumer", "reason": "r",
                     "age_s": 31.5, "seq": 7, "since": "2023-11-14T22:13:20.000+00:00",
                     "since_ms": 1_700_000_000_000, "incident": "1-0",
@@ -222,6 +222,12 @@ def test_bodies() -> None:
     assert render("slack", body) == {"text": text_line(body)}
     assert "billing fresh -> stale (no_consumer)" in text_line(body)
     assert render("json", body) is body
+    amended = event_body("6-0", {**event, "kind": "diagnosis", "old_state": "stale",
+                                 "old_diagnosis": "beat_or_broker", "diagnosis": "broker_down"},
+                         None)
+    assert amended["kind"] == "diagnosis" and amended["old_diagnosis"] == "beat_or_broker"
+    assert text_line(amended) == ("PetSage heartbeat: billing still stale, diagnosis "
+                                  "beat_or_broker -> broker_down: r")
 
 
 class FakeReceiver:

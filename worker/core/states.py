@@ -39,6 +39,7 @@ class Diagnosis(enum.StrEnum):
     """
 
     BEAT_DOWN = "beat_down"  #: beat has not published on time
+    BEAT_OR_BROKER = "beat_or_broker"  #: beat's publish is overdue, too recently to say why
     NO_CONSUMER = "no_consumer"  #: beat publishes, but no worker runs the heartbeat
     WORKER_SLOW = "worker_slow"  #: a worker runs heartbeats, too late to be fresh
     CHECK_FAILED = "check_failed"  #: the pipeline works; a check reported degraded or error

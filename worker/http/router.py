@@ -27,7 +27,7 @@ from worker.core.errors import ConfigError
 from worker.core.names import SERVICE_PATTERN, Keys, validate_service
 from worker.core.redis_clients import make_client
 from worker.core.settings import Settings
-from worker.core.states import State
+from worker.core.states import Diagnosis, State
 from worker.core.urls import redact
 from worker.http import dashboard
 from worker.http.metrics import CONTENT_TYPE, scrape
@@ -99,8 +99,10 @@ class HealthResponse(BaseModel):
         ..., examples=["fresh"], description="The heartbeat's state on the Redis clock.")
     age_s: float | None = Field(None, examples=[2.1],
                                 description="Seconds since the last heartbeat.")
-    diagnosis: str | None = Field(None, examples=[None],
-                                  description="Which hop broke, when not fresh.")
+    diagnosis: str | None = Field(
+        None, examples=[None],
+        description="Which hop broke, when not fresh: " + ", ".join(d.value for d in Diagnosis)
+                    + " (beat_or_broker: beat or the broker, not known yet).")
 
 
 class ErrorResponse(BaseModel):

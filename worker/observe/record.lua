@@ -8,6 +8,10 @@
 -- ('0': return them, on a Redis Cluster where the outbox is in another slot), then one
 -- JSON judgement per service: service, to, diagnosis, reason, at (when the state began,
 -- ms), seen (the Redis clock of the judgement, ms), age, seq.
+-- An ongoing state that is not fresh whose diagnosis changes (the hop becomes known:
+-- beat_or_broker, then broker_down) is one more entry, kind 'diagnosis' (from = to, with
+-- old_diagnosis), and, unless silenced, one notification of kind 'diagnosis'. A change to
+-- beat_or_broker (less known than what was recorded) is not recorded.
 -- Returns per service: the recorded state, the new incident's id or '', the notification
 -- (JSON) or ''.
 local maxlen, ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -18,8 +22,10 @@ local out = {}
 for i = 0, n / 3 - 1 do
   local obs, inc, sil = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local j = cjson.decode(ARGV[6 + i])
-  local cur = redis.call('HMGET', obs, 'state', 'seen_ms', 'at_ms', 'notified')
+  local cur = redis.call('HMGET', obs, 'state', 'seen_ms', 'at_ms', 'notified', 'diagnosis',
+    'notified_diagnosis')
   local state, seen, since, notified = cur[1], tonumber(cur[2]), tonumber(cur[3]), cur[4]
+  local diagnosis, notified_diagnosis = cur[5] or '', cur[6]
   if seen and j.seen < seen then
     -- Judged before the last recorded change (a slower monitor): it says nothing new.
     out[i + 1] = {state or '', '', ''}
@@ -42,25 +48,54 @@ for i = 0, n / 3 - 1 do
       redis.call('HSET', obs, 'state', j.to, 'at_ms', at, 'seen_ms', j.seen,
         'diagnosis', j.diagnosis)
       redis.call('PEXPIRE', obs, ttl)
-      state, since = j.to, at
+      state, since, diagnosis = j.to, at, j.diagnosis
+    elseif state ~= 'fresh' and j.diagnosis ~= '' and j.diagnosis ~= diagnosis
+        and j.diagnosis ~= 'beat_or_broker' then
+      -- The same state, its hop now known (or changed): amend the record with an entry.
+      recorded = redis.call('XADD', inc, 'MAXLEN', '~', maxlen, '*', 'kind', 'diagnosis',
+        'from', state, 'to', state, 'old_diagnosis', diagnosis, 'diagnosis', j.diagnosis,
+        'reason', j.reason, 'at_ms', j.seen, 'seen_ms', j.seen, 'age_s', j.age, 'seq', j.seq,
+        'monitor', monitor)
+      redis.call('HSET', obs, 'diagnosis', j.diagnosis, 'seen_ms', j.seen)
+      redis.call('PEXPIRE', obs, ttl)
+      redis.call('PEXPIRE', inc, ttl)
+      diagnosis = j.diagnosis
     elseif redis.call('PTTL', obs) < ttl / 2 then
       -- A service steady for weeks keeps its record: refreshed when half its TTL is gone.
       redis.call('PEXPIRE', obs, ttl)
       redis.call('PEXPIRE', inc, ttl)
     end
     local note = ''
+    if notified_diagnosis == false and notified == state then
+      -- A record from before diagnosis notes: what was notified is taken as known.
+      notified_diagnosis = diagnosis
+      redis.call('HSET', obs, 'notified_diagnosis', diagnosis)
+    end
     if notified ~= state and redis.call('EXISTS', sil) == 0 then
       -- Not silenced, and the last state notified is not this one: also when a silence
       -- ended while the state differs from what was notified before it (held back).
       if notified or state ~= 'fresh' then
-        note = cjson.encode({service = j.service, old_state = notified or 'unknown',
-          new_state = state, diagnosis = j.diagnosis, reason = j.reason, age_s = j.age,
-          seq = j.seq, since_ms = since, seen_ms = j.seen, incident = recorded})
+        note = cjson.encode({kind = 'transition', service = j.service,
+          old_state = notified or 'unknown', new_state = state, diagnosis = diagnosis,
+          reason = j.reason, age_s = j.age, seq = j.seq, since_ms = since, seen_ms = j.seen,
+          incident = recorded})
         if outbox then
           redis.call('XADD', outbox, 'MAXLEN', '~', outmax, '*', 'event', note)
         end
       end
-      redis.call('HSET', obs, 'notified', state)
+      redis.call('HSET', obs, 'notified', state, 'notified_diagnosis', diagnosis)
+    elseif notified == state and state ~= 'fresh' and diagnosis ~= ''
+        and notified_diagnosis ~= diagnosis and redis.call('EXISTS', sil) == 0 then
+      -- The state was notified with another diagnosis (just now amended, or during a
+      -- silence that has ended): say the hop, once.
+      note = cjson.encode({kind = 'diagnosis', service = j.service, old_state = state,
+        new_state = state, old_diagnosis = notified_diagnosis or '', diagnosis = diagnosis,
+        reason = j.reason, age_s = j.age, seq = j.seq, since_ms = since, seen_ms = j.seen,
+        incident = recorded})
+      if outbox then
+        redis.call('XADD', outbox, 'MAXLEN', '~', outmax, '*', 'event', note)
+      end
+      redis.call('HSET', obs, 'notified_diagnosis', diagnosis)
     end
     out[i + 1] = {state, recorded, note}
   end

@@ -14,15 +14,22 @@ def _iso(ms: Any) -> str | None:
 
 def event_body(notification_id: str, event: dict[str, Any],
                dashboard_url: str | None) -> dict[str, Any]:
-    """The JSON body: one transition, as the monitors recorded it."""
+    """The JSON body: one transition, or one diagnosis amended, as the monitors recorded it.
+
+    ``kind`` is ``transition`` (a state change) or ``diagnosis`` (the same state, its hop
+    now known: ``old_diagnosis`` is the one notified before); notifications queued before
+    kinds existed are transitions.
+    """
     age = event.get("age_s")
     try:
         age_s = float(age) if age not in (None, "") else None
     except (TypeError, ValueError):
         age_s = None
     seq = event.get("seq")
-    return {
+    kind = "diagnosis" if event.get("kind") == "diagnosis" else "transition"
+    body: dict[str, Any] = {
         "id": notification_id,
+        "kind": kind,
         "service": event.get("service"),
         "old_state": event.get("old_state"),
         "new_state": event.get("new_state"),
@@ -35,13 +42,21 @@ def event_body(notification_id: str, event: dict[str, Any],
         "incident": event.get("incident") or None,
         "dashboard_url": dashboard_url,
     }
+    if kind == "diagnosis":
+        body["old_diagnosis"] = event.get("old_diagnosis") or None
+    return body
 
 
 def text_line(body: dict[str, Any]) -> str:
     """One human line for chat: service, old -> new, diagnosis and why."""
-    diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
-    line = (f"PetSage heartbeat: {body['service']} {body['old_state']} -> "
-            f"{body['new_state']}{diagnosis}: {body['reason']}")
+    if body.get("kind") == "diagnosis":
+        line = (f"PetSage heartbeat: {body['service']} still {body['new_state']}, diagnosis "
+                f"{body.get('old_diagnosis') or 'unknown'} -> {body['diagnosis']}: "
+                f"{body['reason']}")
+    else:
+        diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
+        line = (f"PetSage heartbeat: {body['service']} {body['old_state']} -> "
+                f"{body['new_state']}{diagnosis}: {body['reason']}")
     if body.get("dashboard_url"):
         line += f" <{body['dashboard_url']}|dashboard>"
     return line

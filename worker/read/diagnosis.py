@@ -11,7 +11,10 @@ round trip, on the same Redis clock), name the most likely broken hop:
 | ``broker_down`` | beat is alive but the broker refused its last publish (beat's marker |
 | | notes the failure within the stale threshold) |
 | ``never_seen`` | no heartbeat and no beat publish were ever recorded |
-| ``beat_down`` | beat's last publish is as overdue as the heartbeat (or never recorded) |
+| ``beat_or_broker`` | beat's last publish is late, but overdue by less than a refused publish |
+| | takes to be noted (``REFUSAL_NOTE_S``): beat stopped, or the broker refuses it |
+| ``beat_down`` | beat's last publish is overdue by more than that, with no refusal noted |
+| | since (or never recorded) |
 | ``no_consumer`` | beat publishes on time but no worker runs the task (dead, stuck, or |
 | | not consuming the ``heartbeat`` queue) |
 | ``worker_slow`` | heartbeats wait over an interval in the queue (the worker discards them as |
@@ -30,6 +33,19 @@ from worker.core.states import Diagnosis, State, Thresholds
 
 MAX_MARKER_BYTES = 4096
 """Readers fetch at most this much of beat's marker."""
+
+REFUSAL_NOTE_S = 2.0
+"""How long after beat's publish was due a publish the broker refuses is noted in the marker.
+
+A refused publish blocks beat for the broker client's retries before beat can note it:
+Celery's default ``task_publish_retry_policy`` (3 retries, 0 s, 0.2 s and 0.4 s apart) is
+0.6 s against a broker that refuses connections, and each tick publishes two heartbeat
+entries (the service's and the node broadcast), so the service's note lands about 1.2 s
+after it was due (measured: 1.2 s at a 0.5 s interval). 2 s leaves room for a loaded host.
+Until then an overdue beat is ``beat_or_broker``; a note within it says ``broker_down``,
+none says ``beat_down``. A broker that drops packets instead makes each connect attempt wait
+``broker_connection_timeout`` (4 s): then the note comes later than this, and beat reads as
+``beat_down`` until it lands."""
 
 
 def _json_object(raw: Any) -> dict[str, Any] | None:
@@ -147,27 +163,48 @@ def diagnose(state: State, *, now_ms: int | None, age_s: float | None,
     failure = publish_failure(marker)
     if failure is not None and now_ms is not None:
         failed_s = max(now_ms - failure[0], 0) / 1000
-        # Each refused publish blocks beat for the broker client's retries, so notes come
-        # further apart than publishes: beat counts as alive up to the stale threshold.
-        if failed_s <= thresholds.stale_after_s:
+        if failed_s <= refusal_window_s(_interval(marker, payload), thresholds):
             return Diagnosis.BROKER_DOWN, (f"beat is running but the broker refused its "
                                            f"publish {failed_s:.1f}s ago: {failure[1]}")
     return _pipeline_hop(state, now_ms=now_ms, payload=payload, marker=marker,
-                         thresholds=thresholds, discard=discard)
+                         thresholds=thresholds, discard=discard,
+                         noted=failure is not None)
+
+
+def refusal_window_s(interval_s: float, thresholds: Thresholds) -> float:
+    """How long a note of a refused publish says beat is alive.
+
+    Each refused publish blocks beat for the broker client's retries, so notes come further
+    apart than publishes: up to an interval plus ``REFUSAL_NOTE_S``. A note counts for that
+    long, and never less than the stale threshold.
+    """
+    return max(thresholds.stale_after_s, interval_s + REFUSAL_NOTE_S)
 
 
 def _pipeline_hop(state: State, *, now_ms: int | None, payload: dict[str, Any] | None,
                   marker: dict[str, Any] | None, thresholds: Thresholds,
-                  discard: dict[str, Any] | None) -> tuple[Diagnosis, str]:
-    """Beat, the queue or the worker, from beat's marker and the worker's discard note."""
+                  discard: dict[str, Any] | None, noted: bool = False) -> tuple[Diagnosis, str]:
+    """Beat, the queue or the worker, from beat's marker and the worker's discard note.
+
+    ``noted``: the marker holds a refused publish since the last publish (too old to count
+    as ``broker_down`` any more): beat stopped noting, so it is not ``beat_or_broker``.
+    """
     published_ms = None if marker is None else marker.get("published_at_ms")
     beat_age_s = (None if published_ms is None or now_ms is None
                   else max(now_ms - published_ms, 0) / 1000)
     if marker is None and state is State.MISSING:
         return Diagnosis.NEVER_SEEN, "no heartbeat and no publish by beat were ever recorded"
-    if beat_age_s is None or beat_age_s > thresholds.late_after_s:
-        return Diagnosis.BEAT_DOWN, ("beat has recorded no publish" if beat_age_s is None
-                                     else f"beat last published {beat_age_s:.1f}s ago")
+    if beat_age_s is None:
+        return Diagnosis.BEAT_DOWN, "beat has recorded no publish"
+    if beat_age_s > thresholds.late_after_s:
+        interval_s = _interval(marker, payload)  # beat's own schedule first
+        overdue_s = beat_age_s - interval_s
+        if not noted and overdue_s <= REFUSAL_NOTE_S:
+            return Diagnosis.BEAT_OR_BROKER, (
+                f"beat last published {beat_age_s:.1f}s ago, {max(overdue_s, 0):.1f}s past "
+                f"due, within the {REFUSAL_NOTE_S:g}s a refused publish takes to be noted: "
+                "beat stopped, or the broker refuses its publishes")
+        return Diagnosis.BEAT_DOWN, f"beat last published {beat_age_s:.1f}s ago"
     depth = None if marker is None else marker.get("queue_depth")
     queued = _queued(depth)
     # Recent by when the worker discarded it (published + waited), not when it was
@@ -192,9 +229,14 @@ def _pipeline_hop(state: State, *, now_ms: int | None, payload: dict[str, Any] |
     return Diagnosis.NO_CONSUMER, f"beat published {beat_age_s:.1f}s ago{queued}, but {consumer}"
 
 
-WRITE_SUSPECTS = frozenset({Diagnosis.BEAT_DOWN, Diagnosis.NEVER_SEEN, Diagnosis.NO_CONSUMER})
-"""Diagnoses from the keys alone that a store refusing writes also produces: for these the
-reader asks the store (``store_writes``) before it answers."""
+WRITE_SUSPECTS = frozenset({Diagnosis.BEAT_DOWN, Diagnosis.BEAT_OR_BROKER, Diagnosis.NEVER_SEEN,
+                            Diagnosis.NO_CONSUMER, Diagnosis.BROKER_DOWN,
+                            Diagnosis.WORKER_SLOW})
+"""Diagnoses from the keys alone that a store refusing writes also produces: for these (every
+one but a failed check's, late or stale or missing alike) the reader asks the store
+(``store_writes``) before it answers. A store that is also the broker refuses beat's
+publishes and marker notes and the worker's writes by turns as its memory moves about the
+limit, so the keys alone say any of these."""
 
 
 def _queued(depth: int | None) -> str:

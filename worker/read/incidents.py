@@ -52,14 +52,19 @@ INCIDENTS_SCRIPT = lua_script(__package__, "incidents.lua")
 
 
 class Transition(NamedTuple):
-    """One entry of an incident stream."""
+    """One entry of an incident stream: a transition, or a diagnosis amended."""
 
     id: str
     from_state: str
     to_state: str
     diagnosis: str
     reason: str
-    at_ms: int  #: when the new state began (Redis clock)
+    at_ms: int  #: when the new state began (Redis clock); a diagnosis: when it was known
+    kind: str = "transition"  #: ``transition``, or ``diagnosis`` (same state, hop now known)
+
+
+VAGUE_DIAGNOSES = frozenset({"", "beat_or_broker"})
+"""Diagnoses that name no one hop: an outage's diagnosis is the last other one named in it."""
 
 
 class Outage(NamedTuple):
@@ -67,7 +72,7 @@ class Outage(NamedTuple):
 
     started_ms: int
     ended_ms: int | None  #: None while it lasts
-    diagnosis: str  #: the diagnosis when it started (the broken hop)
+    diagnosis: str  #: the broken hop: the last one named during it (``_amend``)
     reason: str
 
 
@@ -136,7 +141,27 @@ def _transitions(entries: Any) -> list[Transition]:
         except (KeyError, ValueError):
             continue  # not a transition the monitors wrote
         out.append(Transition(as_text(entry_id), f.get("from", ""), f.get("to", ""),
-                              f.get("diagnosis", ""), f.get("reason", ""), at_ms))
+                              f.get("diagnosis", ""), f.get("reason", ""), at_ms,
+                              f.get("kind") or "transition"))
+    return out
+
+
+def _amend(outages: list[Outage], entries: list[Transition]) -> list[Outage]:
+    """Each outage with the last hop named during it: the one it started with, unless a
+    diagnosis entry or a transition between down states named another since
+    (``beat_or_broker``, which names no one hop, never replaces a named one)."""
+    out = []
+    for outage in outages:
+        amended = outage
+        for entry in entries:
+            inside = entry.at_ms >= outage.started_ms and (
+                outage.ended_ms is None or entry.at_ms < outage.ended_ms)
+            if (inside and entry.to_state in DOWN_STATES and entry.diagnosis
+                    and entry.diagnosis != amended.diagnosis
+                    and (entry.diagnosis not in VAGUE_DIAGNOSES
+                         or amended.diagnosis in VAGUE_DIAGNOSES)):
+                amended = amended._replace(diagnosis=entry.diagnosis, reason=entry.reason)
+        out.append(amended)
     return out
 
 
@@ -173,6 +198,8 @@ def summarize(service: str, record: dict[str, str], transitions: list[Transition
     """
     state = record.get("state") or None
     first_ms = _int(record.get("first_ms"))
+    entries = transitions
+    transitions = [t for t in entries if t.kind != "diagnosis"]
     if not transitions:
         return _steady(service, record, silence, now_ms)
     # The timeline: (start, state) segments, oldest first, the last lasting until now.
@@ -194,6 +221,8 @@ def summarize(service: str, record: dict[str, str], transitions: list[Transition
                                   record.get("diagnosis", ""), cause.reason if cause else ""))
         elif was_down and not down and outages:
             outages[-1] = outages[-1]._replace(ended_ms=at_ms)
+    outages = _amend(outages, [t for t in entries if t.kind == "diagnosis"
+                               or (t.from_state in DOWN_STATES and t.to_state in DOWN_STATES)])
     uptime: dict[str, float | None] = {}
     covered: dict[str, float] = {}
     counts: dict[str, int] = {}

@@ -13,6 +13,7 @@ user) can't be seen from the reader's connection; the worker logs ``NOPERM`` the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from worker.core.redis_io import as_text, execute_many
@@ -20,6 +21,14 @@ from worker.core.redis_io import as_text, execute_many
 FULL_RATIO = 0.98
 """Memory use at or above this share of ``maxmemory`` counts as full: a heartbeat write
 needs little, and used memory moves with client buffers between two readings."""
+
+REFUSING_RATIO = 0.9
+"""Memory use at or above this share of ``maxmemory`` counts as full when the store has
+also refused writes for memory (``errorstat_OOM`` in ``INFO``): a store that is also the
+broker swings about its limit as queued messages come and go, taking one write and
+refusing the next, and a reading may fall in a dip."""
+
+_COUNT = re.compile(r"count'?\s*[=:]\s*(\d+)")
 
 
 def parse_info(reply: Any) -> dict[str, str]:
@@ -46,11 +55,23 @@ def refusal(info: dict[str, str]) -> str | None:
                                                                  "0"))
     except ValueError:
         return None
-    if (limit > 0 and info.get("maxmemory_policy") == "noeviction"
-            and used >= limit * FULL_RATIO):
+    if limit <= 0 or info.get("maxmemory_policy") != "noeviction":
+        return None
+    if used >= limit * FULL_RATIO:
         return (f"the store is at its memory limit ({used} of maxmemory {limit} bytes, "
                 "policy noeviction): free memory or raise maxmemory")
+    refused = oom_refusals(info)
+    if refused and used >= limit * REFUSING_RATIO:
+        return (f"the store is at its memory limit ({used} of maxmemory {limit} bytes, "
+                f"policy noeviction) and has refused {refused} write(s) for memory since it "
+                "started: free memory or raise maxmemory")
     return None
+
+
+def oom_refusals(info: dict[str, str]) -> int:
+    """How many commands the store refused for memory (``errorstat_OOM``), 0 if unknown."""
+    found = _COUNT.search(info.get("errorstat_OOM", ""))
+    return int(found.group(1)) if found else 0
 
 
 def ask_refusal(client: Any) -> str | None:
