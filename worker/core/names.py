@@ -11,6 +11,9 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
     petsage:hb:{petsage}:incidents stream, one entry per state transition (monitor), capped
     petsage:hb:{petsage}:observed  hash: the state the monitors last recorded and notified
     petsage:hb:{petsage}:silence   string, JSON: why and until when notifications are held
+    petsage:hb:{petsage}:entries   hash: beat entry name -> its record (JSON: schedule, next
+                                   due, last run's check-ins; docs/entries.md)
+    petsage:hb:{petsage}:entry_runs stream: every check-in of the entries' runs, capped
     petsage:hb:outbox              stream: notifications waiting for the webhooks
     petsage:hb:webhook:{ID}:cursor the last outbox entry delivered to webhook ID (a hash of
                                    its URL: the URL itself, which may hold a secret, is
@@ -151,11 +154,20 @@ class Keys:
         """``service``'s silence (JSON: until, reason); it expires when the silence ends."""
         return self._join("{" + validate_service(service) + "}", "silence")
 
+    def entries(self, service: str) -> str:
+        """The records of the beat entries of ``service``'s app (hash: name -> JSON)."""
+        return self._join("{" + validate_service(service) + "}", "entries")
+
+    def entry_runs(self, service: str) -> str:
+        """The capped stream of check-ins of ``service``'s beat entries."""
+        return self._join("{" + validate_service(service) + "}", "entry_runs")
+
     def service_keys(self, service: str) -> list[str]:
         """Every key of ``service`` (``forget`` deletes them all)."""
         return [self.latest(service), self.history(service), self.beat(service),
                 self.discarded(service), self.nodes(service), self.incidents(service),
-                self.observed(service), self.silence(service)]
+                self.observed(service), self.silence(service), self.entries(service),
+                self.entry_runs(service)]
 
     def monitor_keys(self, services: list[str]) -> list[str]:
         """The record script's keys: observed, incidents and silence of each service."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from worker.core.entries import parse_entries_filter
 from worker.core.errors import ConfigError
 from worker.core.names import (
     DEFAULT_PREFIX,
@@ -159,6 +160,9 @@ class Settings(NamedTuple):
     #: A link to the dashboard that notifications carry (``HEARTBEAT_DASHBOARD_URL``).
     dashboard_url: str | None = None
     incidents_len: int = DEFAULT_INCIDENTS_LEN
+    #: Which beat entries of the app are watched (``HEARTBEAT_ENTRIES``): a regular
+    #: expression matched against whole names; None watches every entry.
+    entries: str | None = None
 
     @property
     def incidents_ttl_ms(self) -> int:
@@ -275,6 +279,7 @@ class Settings(NamedTuple):
             urls_defaulted=not broker_raw and not store_raw,
             queue=queue,
             node_retention_s=node_retention_s,
+            entries=parse_entries_filter(env.get("HEARTBEAT_ENTRIES", "")),
         )
 
 

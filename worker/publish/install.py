@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from celery.signals import (
@@ -32,6 +34,10 @@ from celery.signals import (
     beat_init,
     before_task_publish,
     celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    task_rejected,
+    task_revoked,
     worker_shutdown,
 )
 from kombu.common import Broadcast
@@ -52,6 +58,9 @@ from worker.core.urls import REDIS_SCHEMES
 from worker.publish.beat_guard import guard_publishes
 from worker.publish.beat_marker import MARKER_TIMEOUT_S, BeatMarker
 from worker.publish.consumer import DEFAULT_CONSUMER
+from worker.publish.entry_beat import EntryWatch, Selector, selector
+from worker.publish.entry_store import EntryStore
+from worker.publish.entry_worker import EntryCheckins
 from worker.publish.health_checks import load_check_specs
 from worker.publish.queue_bound import QueueBound
 from worker.publish.tasks import HeartbeatRuntime, register_tasks
@@ -60,6 +69,14 @@ logger = logging.getLogger(__name__)
 
 SCHEDULE_ENTRY = "petsage-heartbeat"
 """The beat schedule entry of the service heartbeat (the node one adds ``-nodes``)."""
+
+ENTRY_SYNC_MAX_S = 5.0
+"""Beat reads its live schedule for the watch at least this often (or every interval)."""
+
+
+def _own_entry(name: str) -> bool:
+    """The heartbeat's own entries and Celery's (``celery.backend_cleanup``): not watched."""
+    return name in (SCHEDULE_ENTRY, SCHEDULE_ENTRY + "-nodes") or name.startswith("celery.")
 
 
 def settings_for_app(app: Any) -> Settings:
@@ -91,12 +108,18 @@ def heartbeat_queue(settings: Settings) -> Queue:
                  queue_arguments=queue_arguments(settings.interval_s))
 
 
-def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
+def install_heartbeat(app: Any, settings: Settings | None = None, *,
+                      entries: Iterable[str] | str | re.Pattern[str] | None = None) -> Settings:
     """Add the heartbeat to ``app``; returns the settings it uses.
 
     ``settings`` defaults to the environment (``HEARTBEAT_*``), with the app's
     ``broker_url`` when ``CELERY_BROKER_URL`` is not set. Raises ``ConfigError`` (one line)
     for a bad setting or an unloadable ``HEARTBEAT_CHECKS`` entry.
+
+    Every entry of the app's beat schedule is watched (docs/entries.md) but the heartbeat's
+    own and Celery's ``celery.*``; ``entries`` narrows that to some names, or to those a
+    regular expression matches whole (default: ``HEARTBEAT_ENTRIES``, or every entry). An
+    entry opts out with ``options={"heartbeat": False}``.
     """
     settings = settings or settings_for_app(app)
     load_check_specs(settings.checks)
@@ -105,7 +128,8 @@ def install_heartbeat(app: Any, settings: Settings | None = None) -> Settings:
     _add_queue(app, settings)
     _add_route(app, settings)
     _add_schedule(app, settings)
-    _connect_beat(app, settings)
+    watch = selector(entries if entries is not None else settings.entries)
+    _connect_beat(app, settings, watch)
     _connect_worker(app, settings, runtime)
     if app.conf.worker_consumer in (None, DEFAULT_CONSUMER):
         app.conf.worker_consumer = "worker.publish.consumer:HeartbeatConsumer"
@@ -152,7 +176,7 @@ def _add_schedule(app: Any, settings: Settings) -> None:
     app.conf.beat_schedule = schedule
 
 
-def _connect_beat(app: Any, settings: Settings) -> None:
+def _connect_beat(app: Any, settings: Settings, watch: Selector) -> None:
     """In beat only: stamp each heartbeat's headers, record each publish in the marker, and
     turn a publish the broker refuses into one log line and a marker note."""
 
@@ -171,6 +195,12 @@ def _connect_beat(app: Any, settings: Settings) -> None:
         marker.measure_offset()
         guard_publishes(sender.scheduler, marker.record_failure)
         expires_ms = round(settings.interval_s * 1000)
+        entry_watch = EntryWatch(
+            EntryStore(client, settings.keys, settings.service, retention_s=settings.retention_s),
+            skip=_own_entry, watch=watch, beat_id=marker.beat_id,
+            sync_every_s=min(settings.interval_s, ENTRY_SYNC_MAX_S),
+            depth_of=None if bound is None else bound.depth)
+        entry_watch.attach(sender.scheduler)
 
         def stamp(sender: str | None = None, headers: dict[str, Any] | None = None,
                   **_: Any) -> None:
@@ -178,6 +208,8 @@ def _connect_beat(app: Any, settings: Settings) -> None:
                 headers[PUBLISHED_AT_HEADER] = round(marker.redis_now_ms(), 3)
                 headers[EXPIRES_HEADER] = expires_ms
                 headers[SERVICE_HEADER] = settings.service
+            else:
+                entry_watch.stamp(headers)
 
         def record(sender: str | None = None, **_: Any) -> None:
             if sender == HEALTH_TASK:
@@ -207,3 +239,11 @@ def _connect_worker(app: Any, settings: Settings, runtime: HeartbeatRuntime) -> 
 
     celeryd_after_setup.connect(add_node_queue, weak=False)
     worker_shutdown.connect(forget_node, weak=False)
+
+    checkins = EntryCheckins(lambda: EntryStore(
+        make_client(settings.redis_url, timeout_s=settings.redis_timeout_s, retries=0),
+        settings.keys, settings.service, retention_s=settings.retention_s))
+    task_prerun.connect(checkins.on_prerun, weak=False)
+    task_postrun.connect(checkins.on_postrun, weak=False)
+    task_revoked.connect(checkins.on_revoked, weak=False)
+    task_rejected.connect(checkins.on_rejected, weak=False)

@@ -28,6 +28,7 @@ class QueueBound:
 
     def __init__(self, client: redis.Redis, queue: str,
                  max_messages: int = QUEUE_MAX_MESSAGES) -> None:
+        self._client = client
         self._script = client.register_script(TRIM_SCRIPT)
         self._keys = queue_lists(queue)
         self._max = max_messages
@@ -45,3 +46,14 @@ class QueueBound:
             return None
         self._failing = False
         return depth
+
+    def depth(self, queue: str) -> int | None:
+        """The messages waiting in another queue of the same broker (an entry's own queue),
+        or None if the broker failed: one round trip, never raised."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for name in queue_lists(queue):
+                pipe.llen(name)
+            return sum(int(n) for n in pipe.execute())
+        except Exception:  # an unknown depth is said as such
+            return None
