@@ -43,6 +43,9 @@ _SLIM_FALSE = (
     "length] row has the value b'', refused as not JSON before any payload exists")
 _NO_PAYLOAD_NO_THRESHOLDS = 'a [type, length] row holds no payload: no thresholds are applied to it'
 _ZIP_DEFAULT = "strict=None and no strict are zip's default (strict=False)"
+_HEADER_CASE = "urllib's Request stores a header name capitalized, whatever its case"
+_POST_WITH_DATA = 'a urllib Request with data is a POST without being told'
+_NONE_FALSE = 'None is false, as False is: the flag is only ever tested for truth'
 _ZIP_ONE_REPLY_EACH = (
     "strict=None and no strict are zip's default (strict=False); the pipeline returns one reply"
     ' per command')
@@ -113,6 +116,43 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'on one Redis the script already wrote this index entry, and ZADD GT of the same score '
         'changes nothing; on a cluster, a refused write re-adds the stored (newer) ts_ms with '
         'GT: nothing either, unless an earlier index write was lost, which this then repairs'),
+    'worker.observe.delivery.x_post__mutmut_5': (
+        'headers = {"content-type": "application/json",', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_6': (
+        'headers = {"CONTENT-TYPE": "application/json",', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_10': (
+        '"user-agent": f"petsage-heartbeat/{__version__}"}', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_11': (
+        '"USER-AGENT": f"petsage-heartbeat/{__version__}"}', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_15': (
+        'headers["authorization"] = authorization', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_16': (
+        'headers["AUTHORIZATION"] = authorization', _HEADER_CASE),
+    'worker.observe.delivery.x_post__mutmut_20': (
+        'target, data=body, method=None, headers=headers)', _POST_WITH_DATA),
+    'worker.observe.delivery.x_post__mutmut_24': (
+        'target, data=body, headers=headers)', _POST_WITH_DATA),
+    'worker.observe.delivery.xǁDeliveryǁ__init____mutmut_23': (
+        'self._store_down = None', _NONE_FALSE),
+    'worker.observe.delivery.xǁDeliveryǁrun__mutmut_9': (
+        'self._store_down = None', _NONE_FALSE),
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_14': (
+        'event = json.loads(raw or b"XXXX")',
+        "b'' and b'XXXX' are both not JSON: a missing event is skipped either way"),
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_56': (
+        'if int(entry.split("-", )[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_57': (
+        'if int(entry.rsplit("-", 1)[0]) < now_ms - self.max_age_ms:',
+        "a stream id holds one '-': its first piece is the same from either end"),
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_59': (
+        'if int(entry.split("-", 2)[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_73': (
+        'self.webhook.shown, what, self.max_age_ms / 1000)',
+        "'%d' formats a float as its whole part, as // gives it"),
+    'worker.observe.delivery.xǁDeliveryǁ_wait__mutmut_4': (
+        'while (left := deadline - time.monotonic()) >= 0:',
+        'a monotonic clock reading exactly the deadline (to the nanosecond) only adds one '
+        'renewal of the lease'),
     'worker.read.diagnosis.x_diagnose__mutmut_17': (
         'assert payload is not None or age_s is not None  # late or stale with a payload',
         'an assertion of what judging guarantees (late and stale reports have both); no input '

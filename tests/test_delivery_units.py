@@ -618,3 +618,30 @@ def test_a_store_down_when_stopping_does_not_raise(caplog: pytest.LogCaptureFixt
         _Down.__getattr__ = original  # type: ignore[method-assign]
     (line,) = [r.getMessage() for r in caplog.records]
     assert line == f"webhook {HOOK.shown}: cannot read the outbox: " + "y" * 200
+
+
+def test_refusals_and_retries_are_each_one_whole_line(caplog: pytest.LogCaptureFixture) -> None:
+    client = fakeredis.FakeRedis()
+    poster = Poster(503, 404)
+    d = _delivery(client, poster, backoff_s=(0.01,))
+    d.start_cursor()
+    _queue(client, "fresh", "stale")
+    caplog.set_level(logging.WARNING, logger="petsage_heartbeat.webhooks")
+    d.step()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"webhook {HOOK.shown}: petsage fresh -> stale not delivered (HTTP 503); retry 1 in "
+        "0.01 s",
+        f"webhook {HOOK.shown}: dropped petsage fresh -> stale: the receiver refused it "
+        "(HTTP 404)"]
+
+
+def test_a_back_off_counts_towards_the_age_to_the_millisecond() -> None:
+    client = fakeredis.FakeRedis()
+    now_ms = redis_time_ms(client.time())
+    entry = client.xadd(KEYS.outbox, {"event": json.dumps(
+        {"service": "s", "old_state": "a", "new_state": "b"})}, id=f"{now_ms - 1000}-0").decode()
+    client.set(CURSOR, "0-1")
+    poster = Poster(500)
+    d = _delivery(_Clock(client, now_ms), poster, max_age_s=2, backoff_s=(1.0,))
+    d.step()  # one second of back-off: exactly two seconds old, still posted
+    assert poster.ids() == [entry, entry] and d.delivered == 1

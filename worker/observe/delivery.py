@@ -161,8 +161,7 @@ class Delivery(threading.Thread):
         """Deliver what waits after the cursor, while this monitor holds the lease."""
         if not self.hold():
             return
-        raw = self.client.get(self._cursor_key)
-        cursor = as_text(raw) if raw is not None else self.start_cursor()
+        cursor = self.start_cursor()  # one that expired or was deleted starts again
         entries = self.client.xrange(self.keys.outbox, f"({cursor}", "+", count=50)
         if not entries:
             return
