@@ -32,9 +32,16 @@ that has run no heartbeat while beat keeps publishing; a beat that stopped publi
 dead beat, broker or store, or another worker, never fails a worker's liveness, and an
 unreachable store never fails any liveness.
 
+--entry NAME probes one beat entry of the service's app instead (docs/entries.md): OK for
+ok, pending or running; WARNING for retrying or duplicate; CRITICAL for failed, overrun,
+not_started, missed or removed, for an entry that is not watched ("missing", naming the
+entries that are), and for a NAME no entry can have (empty, control characters, over 200
+characters: one line, exit 2); UNKNOWN when the store can't be asked.
+
 examples:
   petsage-heartbeat check
   petsage-heartbeat check --service billing --json
+  petsage-heartbeat check --entry "nightly export"
   petsage-heartbeat check --liveness --node "$POD_NAME" --stale-after 120 --timeout 2
   petsage-heartbeat check --liveness --beat --stale-after 120 --timeout 2
 """
@@ -46,9 +53,16 @@ exit codes (Nagios plugin convention), the worst service's:
   2 CRITICAL  the worst is stale or missing, or no service has published under the prefix
   3 UNKNOWN   unreachable, invalid, timed out, or a bad flag or setting
 
+--entries lists the beat entries of the service's app instead (every indexed service's
+with --all), worst first: state, diagnosis, last success, next due, last duration and
+queue wait. The exit code is the worst entry's (0 ok, pending, running; 1 retrying,
+duplicate; 2 failed, overrun, not_started, missed, removed, or no entry watched at all;
+3 the store can't be asked).
+
 examples:
   petsage-heartbeat status
   petsage-heartbeat status --all
+  petsage-heartbeat status --entries
   petsage-heartbeat status --all --json | jq '.[] | select(.state != "fresh")'
 """
 
@@ -65,12 +79,17 @@ state "unknown"), in the background, with these variables set:
   PETSAGE_DIAGNOSIS  the broken hop when not fresh (empty when fresh)
   PETSAGE_EXIT_CODE  the new state's Nagios exit code
 
+--entries reports the beat entries' state changes instead (every --poll seconds), one
+line each, or one JSON object with --json; --exec gets PETSAGE_ENTRY as well, and
+PETSAGE_NEW_STATE is an entry state, missing or unreachable.
+
 exit codes:
   0 stopped (Ctrl-C or SIGTERM); an unreachable store is a transition, and watch goes on
   2 a bad flag or setting (one line on standard error)
 
 examples:
   petsage-heartbeat watch --all
+  petsage-heartbeat watch --entries
   petsage-heartbeat watch --exec 'notify-send "$PETSAGE_SERVICE is $PETSAGE_NEW_STATE"'
 """
 
@@ -203,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
     component.add_argument("--node", metavar="NODE",
                            help="probe this worker node (Celery node name or its host part)")
     component.add_argument("--beat", action="store_true", help="probe beat (its marker)")
+    component.add_argument("--entry", metavar="NAME",
+                           help="probe this beat entry of the service's app (its name)")
     check.add_argument("--liveness", action="store_true",
                        help="with --node or --beat: fail only for a fault in that component")
     _reader_flags(check, timeout_s=2.0)
@@ -211,6 +232,9 @@ def _parser() -> argparse.ArgumentParser:
                      "Show one service, or every service in the fleet index, worst first.",
                      _STATUS_EPILOG)
     _which(status)
+    status.add_argument("--entries", action="store_true",
+                        help="the beat entries of the service's app (of every service with "
+                             "--all), worst first")
     _reader_flags(status, timeout_s=5.0)
 
     watch = command("watch", "report state transitions as they happen",
@@ -218,6 +242,8 @@ def _parser() -> argparse.ArgumentParser:
                     "and on a timer, so fresh -> late -> stale shows with no message at all.",
                     _WATCH_EPILOG)
     _which(watch)
+    watch.add_argument("--entries", action="store_true",
+                       help="report the beat entries' state changes instead of the service's")
     watch.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                        help="run CMD (via sh) on each transition, details in PETSAGE_* variables")
     watch.add_argument("--poll", type=float, default=0.5, metavar="S",
@@ -304,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"petsage-heartbeat {exc.command}" if exc.command else "petsage-heartbeat"
         return fail(exc.command, f"{exc.command + ': ' if exc.command else ''}{exc}; "
                                  f"see '{where} --help'")
+    if args.command == "check" and args.entry is not None:
+        return _check_entry(args)
     if args.command == "check":
         from worker.cli.check import run_check
 
@@ -313,26 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          unreachable_ok=args.unreachable_ok, node=args.node, beat=args.beat,
                          liveness=args.liveness)
     if args.command == "status":
-        import gc
-
-        from worker.cli.status import run_status
-
-        # A short-lived process that judges thousands of acyclic payloads: the cyclic GC
-        # would find nothing and costs about a third of a 10,000-service read. Decided
-        # here, at the entry point of this process only, never in the library.
-        gc.disable()
-
-        code = run_status(redis_url=args.redis, service=args.service, all_services=args.all,
-                          prefix=args.prefix, timeout_s=args.timeout, as_json=args.json)
-        if argv is None:
-            # The command line, not a caller in this process: leave without tearing down
-            # the fleet's objects one by one (a third of a second at 100,000 services).
-            import os
-
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        return code
+        return _status(args, argv)
     if args.command in ("silence", "unsilence", "forget"):
         from worker.cli import silence as admin
 
@@ -377,7 +386,60 @@ def _watch(args: argparse.Namespace) -> int:
                                      prefix=args.prefix)
     except ConfigError as exc:
         return fail("watch", str(exc))
+    if args.entries:
+        from worker.cli.entries import run_watch_entries
+
+        return run_watch_entries(settings, all_services=args.all, exec_cmd=args.exec_cmd,
+                                 as_json=args.json, timeout_s=args.timeout, poll_s=args.poll)
     from worker.cli.watch import run_watch
 
     return run_watch(settings, all_services=args.all, exec_cmd=args.exec_cmd,
                      as_json=args.json, timeout_s=args.timeout, poll_s=args.poll)
+
+
+def _check_entry(args: argparse.Namespace) -> int:
+    """``check --entry NAME``: the flags that judge the service heartbeat don't apply."""
+    given = [flag for flag, value in (("--late-after", args.late_after),
+                                      ("--stale-after", args.stale_after),
+                                      ("--liveness", args.liveness or None)) if value is not None]
+    if given:
+        return fail("check", f"{', '.join(given)} can't be used with --entry: an entry is "
+                             "judged on its own schedule and tolerances (options.heartbeat: "
+                             "grace_s, max_runtime_s); see docs/entries.md")
+    from worker.cli.entries import run_check_entry
+
+    return run_check_entry(name=args.entry, redis_url=args.redis, service=args.service,
+                           prefix=args.prefix, timeout_s=args.timeout, as_json=args.json,
+                           unreachable_ok=args.unreachable_ok)
+
+
+def _status(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``status``: the service or the fleet, or with ``--entries`` their beat entries."""
+    import gc
+
+    from worker.cli.status import run_status
+
+    # A short-lived process that judges thousands of acyclic payloads: the cyclic GC
+    # would find nothing and costs about a third of a 10,000-service read. Decided
+    # here, at the entry point of this process only, never in the library.
+    gc.disable()
+
+    if args.entries:
+        from worker.cli.entries import run_status_entries
+
+        code = run_status_entries(redis_url=args.redis, service=args.service,
+                                  all_services=args.all, prefix=args.prefix,
+                                  timeout_s=args.timeout, as_json=args.json)
+    else:
+        code = run_status(redis_url=args.redis, service=args.service,
+                          all_services=args.all, prefix=args.prefix,
+                          timeout_s=args.timeout, as_json=args.json)
+    if argv is None:
+        # The command line, not a caller in this process: leave without tearing down
+        # the fleet's objects one by one (a third of a second at 100,000 services).
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
