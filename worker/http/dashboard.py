@@ -1,4 +1,5 @@
-"""The dashboard page: one row per service and a chart of queue lag and run time.
+"""The dashboard page: one row per service and a chart of queue lag and run time, then
+the beat entries of each service that has any.
 
 Rendered on the server as plain HTML and inline SVG (no framework, nothing loaded from
 the internet), so it reads without JavaScript; a few lines of script re-fetch the rows
@@ -12,7 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from worker.core.entries import EntryState
 from worker.core.states import State
+from worker.read.entries import EntriesReport, EntryReport
+from worker.read.entry_scrape import EntriesFleet, last_run_ms
 from worker.read.incidents import IncidentSummary
 from worker.read.nodes import node_counts
 from worker.read.reader import HeartbeatReport
@@ -26,6 +30,15 @@ HISTORY_POINTS = 60
 _COLOURS = {
     State.FRESH: "#1a7f37", State.LATE: "#bf8700", State.STALE: "#cf222e",
     State.MISSING: "#8250df", State.INVALID: "#6e7781", State.UNREACHABLE: "#24292f",
+}
+
+
+_ENTRY_COLOURS = {
+    EntryState.OK: "#1a7f37", EntryState.PENDING: "#6e7781", EntryState.RUNNING: "#0969da",
+    EntryState.RETRYING: "#bf8700", EntryState.DUPLICATE: "#bf8700",
+    EntryState.FAILED: "#cf222e", EntryState.OVERRUN: "#cf222e",
+    EntryState.NOT_STARTED: "#cf222e", EntryState.MISSED: "#cf222e",
+    EntryState.REMOVED: "#8250df",
 }
 
 
@@ -158,8 +171,85 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
     return "\n".join(out)
 
 
-def page(body_rows: str) -> str:
-    """The whole page around ``body_rows`` (which say it when the store is unreachable)."""
+def _number(value: Any) -> float | None:
+    return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+
+
+def _span_s(ms: float) -> str:
+    seconds = abs(ms) / 1000
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _when(ms: Any, now_ms: int | None, *, future: bool) -> str:
+    """A Redis-clock time as a cell: how long ago (or from now), the UTC time as a title."""
+    at = _number(ms)
+    if at is None:
+        return '<td class="muted">-</td>'
+    stamp = f"{datetime.fromtimestamp(at / 1000, UTC):%Y-%m-%d %H:%M:%S}Z"
+    if now_ms is None:
+        text = stamp
+    elif future:
+        text = f"in {_span_s(at - now_ms)}" if at >= now_ms else f"{_span_s(now_ms - at)} overdue"
+    else:
+        text = f"{_span_s(now_ms - at)} ago"
+    return f'<td title="{html.escape(stamp)}">{html.escape(text)}</td>'
+
+
+def _entry_row(entry: EntryReport, now_ms: int | None) -> str:
+    """One entry: every field is escaped, names and schedules being the user's text."""
+    rec = entry.record
+    schedule = str(rec.get("schedule") or "-")
+    tz = rec.get("tz")
+    cells = [
+        f'<td class="entry">{html.escape(entry.name)}</td>',
+        f'<td><span class="state" style="background:{_ENTRY_COLOURS[entry.state]}">'
+        f"{html.escape(entry.state.value)}</span></td>",
+        f"<td>{html.escape(entry.diagnosis or '-')}</td>",
+        f"<td>{html.escape(schedule)}"
+        + (f' <span class="muted">{html.escape(str(tz))}</span>' if tz else "") + "</td>",
+        _when(rec.get("last_success_ms"), now_ms, future=False),
+        _when(rec.get("next_due_ms"), now_ms, future=True),
+        f"<td>{_fmt_ms(last_run_ms(rec, 'duration_ms'))}</td>",
+        f"<td>{_fmt_ms(last_run_ms(rec, 'queue_wait_ms'))}</td>",
+        f'<td class="reason">{html.escape(entry.reason)}</td>',
+    ]
+    return (f'<tr data-entry="{html.escape(entry.name)}" data-state="{entry.state.value}">'
+            f'{"".join(cells)}</tr>')
+
+
+def _entry_section(report: EntriesReport) -> str:
+    body = "\n".join(_entry_row(entry, report.now_ms) for entry in report.entries)
+    service = html.escape(report.service)
+    return (f'<section class="entries" data-service="{service}">'
+            f"<h2>Beat entries of {service}</h2>"
+            "<table><thead><tr><th>entry</th><th>state</th><th>diagnosis</th>"
+            "<th>schedule</th><th>last success</th><th>next due</th><th>last duration</th>"
+            "<th>queue wait</th><th>reason</th></tr></thead>"
+            f"<tbody>\n{body}\n</tbody></table></section>")
+
+
+def entry_sections(entries: EntriesFleet) -> str:
+    """The beat entries of each service that has any, one table each, worst entry first;
+    a note when some could not be read or were left out by the bound."""
+    out = [_entry_section(report) for report in entries.reports if report.entries]
+    if entries.problem is not None:
+        out.append('<p class="banner">entries not read: '
+                   f"{html.escape(entries.problem)}</p>")
+    if entries.omitted:
+        out.append(f'<p class="muted">{entries.omitted} entries of other services left out '
+                   "(the bound of one read)</p>")
+    return "\n".join(out)
+
+
+def page(body_rows: str, entries_html: str = "") -> str:
+    """The whole page around ``body_rows`` (which say it when the store is unreachable) and
+    the entries' sections."""
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -181,24 +271,32 @@ td.reason, td.banner {{ white-space: normal; }}
 .service {{ font-weight: 600; }}
 .warn {{ color: #bf8700; font-weight: 600; }}
 .silenced {{ color: #6639ba; font-weight: 600; font-size: .85em; }}
+h2 {{ font-size: 1.05rem; margin: 1.4rem 0 .4rem; }}
+.entry {{ font-weight: 600; white-space: normal; word-break: break-word; }}
 </style></head>
 <body>
 <h1>PetSage heartbeat</h1>
 <p class="muted">Ages on the Redis clock. Updated <span id="updated">{generated}</span>;
 refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>,
-Prometheus: <a href="metrics">metrics</a>.</p>
+<a href="api/entries">api/entries</a>, Prometheus: <a href="metrics">metrics</a>.</p>
 <table><thead><tr><th>service</th><th>state</th><th>diagnosis</th><th>age</th><th>seq</th>
 <th>worker</th><th>nodes fresh</th><th>queue lag</th><th>duration</th><th>lag / duration</th>
 <th>last 24 h</th><th>reason</th>
 </tr></thead><tbody id="fleet">
 {body_rows}
 </tbody></table>
+<div id="entries">
+{entries_html}
+</div>
 <script>
 async function refresh() {{
   try {{
     const response = await fetch("dashboard/rows", {{cache: "no-store"}});
     if (!response.ok) throw new Error("HTTP " + response.status);
     document.getElementById("fleet").innerHTML = await response.text();
+    const entries = await fetch("dashboard/entries", {{cache: "no-store"}});
+    if (!entries.ok) throw new Error("HTTP " + entries.status);
+    document.getElementById("entries").innerHTML = await entries.text();
     document.getElementById("updated").textContent = new Date().toISOString();
   }} catch (error) {{
     document.getElementById("updated").textContent = "refresh failed: " + error.message;

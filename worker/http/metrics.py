@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from worker.core.entries import EntryState
 from worker.core.states import State
+from worker.read.entry_scrape import EntriesFleet, last_run_ms
 from worker.read.fleet import Fleet
 from worker.read.incidents import WINDOWS, IncidentSummary
 from worker.read.reader import HeartbeatReport
@@ -57,11 +59,39 @@ RECORD_FAMILIES: tuple[tuple[str, str], ...] = (
 """Families from the monitors' record (``worker.read.incidents``); uptime, outages and
 MTTR have a ``window`` label (24h, 7d, 30d) and only services a monitor has judged."""
 
+ENTRY_PREFIX = "petsage_entry"
+"""Name prefix of the beat entries' families (docs/entries.md)."""
+
+ENTRY_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("read_up", "gauge", "1 if the entries of every service with entries were read this "
+                         "scrape, else 0"),
+    ("omitted", "gauge", "Entries left out of this scrape by its bound"),
+    ("up", "gauge", "1 if the entry does its job (ok, pending, running, retrying, "
+                    "duplicate), else 0"),
+    ("state", "gauge", "1 for the entry's current state, 0 for the others"),
+    ("diagnosis", "gauge", "1 for the diagnosed broken hop of the entry (only when it has one)"),
+    ("last_success_timestamp_seconds", "gauge", "Redis-clock time the entry's last "
+                                                "successful run ended"),
+    ("next_due_timestamp_seconds", "gauge", "Redis-clock time the entry's next run is due"),
+    ("duration_seconds", "gauge", "Run time of the entry's last run (of its last success "
+                                  "while a run is under way)"),
+    ("queue_wait_seconds", "gauge", "Dispatch-to-start wait of the entry's last run (of its "
+                                    "last success while a run waits)"),
+    ("runs_total", "counter", "Check-ins of the entry's runs by outcome, since it was "
+                              "first watched"),
+)
+"""The beat entries' families, in the order they are written: name, type and help text.
+Every entry's series carry ``service`` and ``entry`` (the entry's name, escaped)."""
+
+RUN_OUTCOMES = ("dispatched", "succeeded", "failed", "retrying", "revoked", "rejected")
+"""The ``outcome`` label values of ``petsage_entry_runs_total`` (the record's ``counts``)."""
+
 _NODE_STATES = (State.FRESH, State.LATE, State.STALE)
 
 
 def _label(value: str) -> str:
-    """A label value escaped for the text format (node names come from the store)."""
+    """A label value escaped for the text format (node and entry names come from the
+    store)."""
     if "\\" in value or '"' in value or "\n" in value:
         value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
@@ -71,9 +101,11 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None) -> bytes:
+def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None,
+               entries: EntriesFleet | None = None) -> bytes:
     """The whole scrape: ``store_up``, then every family with one sample per service, then
-    the monitors' record of each service when ``records`` has been read."""
+    the monitors' record of each service when ``records`` has been read, then the beat
+    entries when ``entries`` has been read."""
     lines = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
              f"# TYPE {PREFIX}_store_up gauge",
              f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]
@@ -89,6 +121,12 @@ def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None) 
                 lines.append(f"# HELP {PREFIX}_{name} {doc}")
                 lines.append(f"# TYPE {PREFIX}_{name} gauge")
                 lines += recorded[name]
+        if entries is not None:
+            entry_lines = entry_samples(entries)
+            for name, kind, doc in ENTRY_FAMILIES:
+                lines.append(f"# HELP {ENTRY_PREFIX}_{name} {doc}")
+                lines.append(f"# TYPE {ENTRY_PREFIX}_{name} {kind}")
+                lines += entry_lines[name]
     lines.append("")
     return "\n".join(lines).encode()
 
@@ -178,13 +216,72 @@ def record_samples(reports: list[HeartbeatReport],
     return out
 
 
+def _seconds(value: object) -> str | None:
+    """Milliseconds of a record as seconds, None when the record has no number there."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return _number(value / 1000)
+
+
+def entry_samples(entries: EntriesFleet) -> dict[str, list[str]]:
+    """The sample lines of the entries' families: every entry of every service read.
+
+    A removed entry keeps its series (state ``removed``, ``up`` 0) until ``forget``
+    deletes the service's keys; its series then end at the next scrape.
+    """
+    out: dict[str, list[str]] = {name: [] for name, _, _ in ENTRY_FAMILIES}
+    p = ENTRY_PREFIX
+    out["read_up"].append(f"{p}_read_up {0.0 if entries.problem else 1.0}")
+    out["omitted"].append(f"{p}_omitted {_number(entries.omitted)}")
+    up, state, diagnosis, runs = (out[n] for n in ("up", "state", "diagnosis", "runs_total"))
+    for report in entries.reports:
+        service = report.service  # validated: no escaping needed
+        for entry in report.entries:
+            # Names are checked by the reader (printable, 1-200 characters); escaped here.
+            name = _label(entry.name)
+            labels = f'entry="{name}",service="{service}"'
+            up.append(f"{p}_up{{{labels}}} {1.0 if entry.state.is_up else 0.0}")
+            for each in EntryState:
+                state.append(f'{p}_state{{{labels},state="{each.value}"}} '
+                             f"{1.0 if each is entry.state else 0.0}")
+            if entry.diagnosis:
+                diagnosis.append(f'{p}_diagnosis{{diagnosis="{_label(entry.diagnosis)}",'
+                                 f"{labels}}} 1.0")
+            record = entry.record
+            for family, value_ms in (
+                    ("last_success_timestamp_seconds", record.get("last_success_ms")),
+                    ("next_due_timestamp_seconds", record.get("next_due_ms")),
+                    ("duration_seconds", last_run_ms(record, "duration_ms")),
+                    ("queue_wait_seconds", last_run_ms(record, "queue_wait_ms"))):
+                value = _seconds(value_ms)
+                if value is not None:
+                    out[family].append(f"{p}_{family}{{{labels}}} {value}")
+            counts = record.get("counts")
+            counts = counts if isinstance(counts, dict) else {}
+            if record:  # an unreadable record has no counts to tell
+                for outcome in RUN_OUTCOMES:
+                    count = counts.get(outcome)
+                    number = (float(count) if isinstance(count, int | float)
+                              and not isinstance(count, bool) else 0.0)
+                    runs.append(f'{p}_runs_total{{entry="{name}",outcome="{outcome}",'
+                                f'service="{service}"}} '
+                                f"{_number(number)}")
+    return out
+
+
 def scrape(fleet: Callable[[], Fleet],
            records: Callable[[list[str]], dict[str, IncidentSummary] | None] | None = None,
-           ) -> bytes:
+           entries: Callable[[list[str]], EntriesFleet] | None = None) -> bytes:
     """One scrape's body, reading through ``fleet`` (the shared read in ``serve``) and,
-    given ``records``, the monitors' record of the services it found."""
+    given ``records``, the monitors' record of the services it found, and given
+    ``entries``, their beat entries."""
     read = fleet()
     found = None
-    if records is not None and read.store_problem is None:
-        found = records([r.service for r in read.reports])
-    return exposition(read, found)
+    entries_read = None
+    if read.store_problem is None:
+        names = [r.service for r in read.reports]
+        if records is not None:
+            found = records(names)
+        if entries is not None:
+            entries_read = entries(names)
+    return exposition(read, found, entries_read)

@@ -32,6 +32,8 @@ from worker.core.urls import redact
 from worker.http import dashboard
 from worker.http.metrics import CONTENT_TYPE, scrape
 from worker.http.shared_read import SharedRead
+from worker.read.entries import read_entries
+from worker.read.entry_scrape import EntriesFleet, read_fleet_entries
 from worker.read.fleet import read_fleet
 from worker.read.history import read_histories
 from worker.read.incidents import IncidentSummary, read_incidents
@@ -122,6 +124,23 @@ class FleetResponse(BaseModel):
         ..., description="One summary per service, worst first, each with ``history``: its "
                          "last heartbeats, oldest first (``ts_ms``, ``seq``, ``queue_depth`` "
                          "integers; ``lag_ms``, ``duration_ms`` floats; null when unknown).")
+
+
+class EntriesResponse(BaseModel):
+    """``/api/entries``: whether the store answered, and the service's beat entries."""
+
+    store_up: bool = Field(..., description="False when the store could not be asked (503).")
+    store_problem: str | None = Field(None, description="Why the store could not be asked.")
+    service: str = Field(..., examples=["petsage"], description="The service read.")
+    now_ms: int | None = Field(None, description="The Redis clock of the read (epoch ms).")
+    entries: list[dict[str, Any]] = Field(
+        ..., description="Every watched entry, worst first: ``name``, ``state`` (missed, "
+                         "not_started, overrun, failed, removed, duplicate, retrying, running, "
+                         "pending, ok), ``diagnosis``, ``reason``, ``task``, ``schedule``, "
+                         "``kind``, ``tz``, ``queue``, ``grace_s``, ``max_runtime_s``, "
+                         "``next_due_ms``, ``last_success_ms``, ``last_duration_ms``, "
+                         "``last_queue_wait_ms``, ``removed_ms``, ``counts``, ``run`` "
+                         "(docs/entries.md).")
 
 
 def health_response(report: HeartbeatReport) -> HealthResponse:
@@ -268,16 +287,17 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
-def _api_query(request: Request) -> tuple[str | None, int]:
-    """``/api/heartbeats``' ``service`` and ``limit``; HTTP 400 for anything else."""
+def _query_service(request: Request, accepted: tuple[str, ...]) -> str | None:
+    """The ``service`` query parameter, checked; HTTP 400 for an unknown or repeated
+    parameter or an invalid name."""
     params = request.query_params
-    unknown = sorted(set(params) - set(API_PARAMETERS))
+    unknown = sorted(set(params) - set(accepted))
     if unknown:
         names = ", ".join(_shown(name) for name in unknown[:5])
         plural = "s" if len(unknown) > 1 else ""
         raise HTTPException(status_code=400, detail=f"unknown query parameter{plural} {names}; "
-                                                    f"accepted: {', '.join(API_PARAMETERS)}")
-    for name in API_PARAMETERS:
+                                                    f"accepted: {', '.join(accepted)}")
+    for name in accepted:
         given = len(params.getlist(name))
         if given > 1:
             raise HTTPException(status_code=400, detail=f"query parameter {name} is given "
@@ -288,6 +308,38 @@ def _api_query(request: Request) -> tuple[str | None, int]:
             validate_service(service, source="service")
         except ConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+    return service
+
+
+ENTRIES_PARAMETERS = ("service",)
+"""The query parameters ``/api/entries`` accepts; any other is refused with 400."""
+
+_ENTRIES_DESCRIPTION = """
+The beat entries of one service, worst first, each with its state, the hop that broke
+(`diagnosis`), one line of why, its schedule and its last run (docs/entries.md).
+
+- `?service=NAME`: the service (default: the configured `HEARTBEAT_SERVICE`). An invalid
+  name (accepted: 1-64 characters of A-Z a-z 0-9 . _ -) is **400**, as is any other
+  parameter; a service with no watched entry gives `entries: []`.
+
+**200** when the store answered; **503** when it could not be asked (`store_up: false`,
+`store_problem` says why, `entries: []`).
+"""
+_ENTRIES_OPENAPI: dict[str, Any] = {"parameters": [
+    {"name": "service", "in": "query", "required": False, "schema": _SERVICE_SCHEMA,
+     "description": "The service (default: the configured one)."},
+]}
+_ENTRIES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": EntriesResponse, "description": "The store answered"},
+    400: {"model": ErrorResponse, "description": "An unknown, repeated or invalid parameter"},
+    503: {"model": EntriesResponse, "description": "The store could not be asked"},
+}
+
+
+def _api_query(request: Request) -> tuple[str | None, int]:
+    """``/api/heartbeats``' ``service`` and ``limit``; HTTP 400 for anything else."""
+    service = _query_service(request, API_PARAMETERS)
+    params = request.query_params
     text = params.get("limit")
     if text is None:
         return service, dashboard.HISTORY_POINTS
@@ -298,7 +350,8 @@ def _api_query(request: Request) -> tuple[str | None, int]:
 
 
 def create_app() -> FastAPI:
-    """The stand-alone app: the router, ``/metrics``, ``/`` and ``/api/heartbeats``.
+    """The stand-alone app: the router, ``/metrics``, ``/``, ``/api/heartbeats`` and
+    ``/api/entries``.
 
     No ``/docs`` or ``/redoc``: FastAPI's pages load their scripts from a public CDN, so
     they are blank offline and reach another host; ``/openapi.json`` stays.
@@ -309,8 +362,21 @@ def create_app() -> FastAPI:
     app.include_router(router)
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(scrape(source.fleet, lambda names: _records(names)[1]),
+        return Response(scrape(source.fleet, lambda names: _records(names)[1], _entries),
                         media_type=CONTENT_TYPE)
+
+    @app.get("/api/entries", summary="The beat entries of one service, worst first",
+             description=_ENTRIES_DESCRIPTION, response_model=None,
+             responses=_ENTRIES_RESPONSES, openapi_extra=_ENTRIES_OPENAPI)
+    def api_entries(request: Request) -> JSONResponse:
+        service = _query_service(request, ENTRIES_PARAMETERS) or source.settings.service
+        report = read_entries(source.client(), service, keys=source.keys())
+        problem = None if report.error is None else (
+            f"Redis could not be asked: {redact(report.error)[:200]}")
+        return JSONResponse({
+            "store_up": problem is None, "store_problem": problem, "service": service,
+            "now_ms": report.now_ms, "entries": [e.as_json() for e in report.entries],
+        }, status_code=200 if problem is None else 503)
 
     @app.get("/api/heartbeats", summary="Every service's heartbeat, with recent history",
              description=_API_DESCRIPTION, response_model=None, responses=_API_RESPONSES,
@@ -339,10 +405,16 @@ def create_app() -> FastAPI:
         return dashboard.rows(reports, histories, store_problem=problem, records=records,
                               now_ms=now_ms), problem
 
+    def _entry_sections() -> str:
+        reports, problem = _fleet()
+        if problem is not None:
+            return ""  # the rows' banner says the store is unreachable
+        return dashboard.entry_sections(_entries([r.service for r in reports]))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         body, _ = _rows()
-        return HTMLResponse(dashboard.page(body))
+        return HTMLResponse(dashboard.page(body, _entry_sections()))
 
     @app.get("/dashboard/rows", response_class=HTMLResponse, include_in_schema=False)
     def dashboard_rows() -> HTMLResponse:
@@ -350,7 +422,16 @@ def create_app() -> FastAPI:
         headers = {"X-Store-Problem": "1"} if problem else {}
         return HTMLResponse(body, headers=headers)
 
+    @app.get("/dashboard/entries", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard_entries() -> HTMLResponse:
+        return HTMLResponse(_entry_sections())
+
     return app
+
+
+def _entries(services: list[str]) -> EntriesFleet:
+    """The beat entries of ``services`` (those that have any), bounded; never raises."""
+    return read_fleet_entries(source.client(), services, source.keys())
 
 
 def _version() -> str:

@@ -145,3 +145,46 @@ def _flat(raw: Any) -> list[Any]:
     if isinstance(raw, list) and raw and isinstance(raw[0], tuple | list):
         return [x for pair in raw for x in pair]
     return raw if isinstance(raw, list) else []
+
+
+def entries_commands(service: str, keys: Keys) -> list[tuple[Any, ...]]:
+    """The commands ``read_entries`` sends for ``service``, for a caller that pipelines
+    many services in one round trip (``entries_from_replies`` judges their replies)."""
+    return [
+        ("TIME",),
+        ("HGETALL", keys.entries(service)),
+        ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
+        ("ZREVRANGE", keys.nodes(service), 0, 999, "WITHSCORES"),
+    ]
+
+
+def entries_from_replies(service: str, replies: list[Any]) -> EntriesReport:
+    """The report of ``service`` from the replies to ``entries_commands``; never raises.
+
+    Judged exactly as ``read_entries`` judges them (same evidence, same order).
+    """
+    try:
+        time_reply, raw_entries, marker_raw, nodes_raw = replies
+        for reply in (time_reply, raw_entries):
+            if isinstance(reply, BaseException):
+                raise reply
+        now_ms = redis_time_ms(time_reply)
+    except Exception as exc:  # a wrong type at the key, a missing reply
+        return EntriesReport(service, None, (), f"{type(exc).__name__}: {exc}"[:200])
+    ev = evidence(now_ms, None if isinstance(marker_raw, BaseException) else marker_raw,
+                  [] if isinstance(nodes_raw, BaseException) else _flat(nodes_raw), None)
+    reports = []
+    for raw_name, raw_value in _pairs(raw_entries)[:MAX_ENTRIES_READ]:
+        name = as_text(raw_name)
+        if entry_name_problem(name) is not None:
+            continue
+        record = _record(raw_value)
+        if record is None:
+            reports.append(EntryReport(name, EntryState.FAILED, "invalid",
+                                       "the stored record is unreadable", {}))
+            continue
+        judged = judge(record, ev)
+        reports.append(EntryReport(name, judged.state, judged.diagnosis, judged.reason, record))
+    rank = {state: i for i, state in enumerate(ENTRY_SEVERITY)}
+    reports.sort(key=lambda r: (rank[r.state], r.name))
+    return EntriesReport(service, now_ms, tuple(reports), None)
