@@ -69,7 +69,8 @@ def run_check_entry(*, name: str, redis_url: str | None, service: str | None,
     try:
         validate_entry_name(name, source="--entry")
     except ConfigError as exc:
-        print("CRITICAL - petsage-heartbeat: " + " ".join(str(exc).split()), flush=True)
+        # The name is shown by its repr: one line, its controls escaped, blanks kept.
+        print(f"CRITICAL - petsage-heartbeat: {exc}", flush=True)
         return REFUSED_NAME_EXIT
 
     def probe() -> EntriesReport:

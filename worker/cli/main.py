@@ -231,19 +231,15 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", "table of one service or the fleet, worst first",
                      "Show one service, or every service in the fleet index, worst first.",
                      _STATUS_EPILOG)
-    _which(status)
-    status.add_argument("--entries", action="store_true",
-                        help="the beat entries of the service's app (of every service with "
-                             "--all), worst first")
+    _which(status, entries="the beat entries of the service's app (of every service with "
+                           "--all), worst first")
     _reader_flags(status, timeout_s=5.0)
 
     watch = command("watch", "report state transitions as they happen",
                     "Print each state transition when it happens: on a heartbeat arriving "
                     "and on a timer, so fresh -> late -> stale shows with no message at all.",
                     _WATCH_EPILOG)
-    _which(watch)
-    watch.add_argument("--entries", action="store_true",
-                       help="report the beat entries' state changes instead of the service's")
+    _which(watch, entries="report the beat entries' state changes instead of the service's")
     watch.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                        help="run CMD (via sh) on each transition, details in PETSAGE_* variables")
     watch.add_argument("--poll", type=float, default=0.5, metavar="S",
@@ -304,11 +300,12 @@ def _store_flags(cmd: argparse.ArgumentParser) -> None:
                      help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
 
 
-def _which(cmd: argparse.ArgumentParser) -> None:
+def _which(cmd: argparse.ArgumentParser, *, entries: str) -> None:
     which = cmd.add_mutually_exclusive_group()
     which.add_argument("--service", metavar="S",
                        help="service (env HEARTBEAT_SERVICE, default petsage)")
     which.add_argument("--all", action="store_true", help="every service in the fleet index")
+    cmd.add_argument("--entries", action="store_true", help=entries)
 
 
 def _reader_flags(cmd: argparse.ArgumentParser, *, timeout_s: float) -> None:
