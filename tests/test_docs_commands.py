@@ -146,7 +146,7 @@ RUN: dict[str, Expect] = {
     "petsage-heartbeat unsilence billing": Expect(r"^billing (unsilenced|was not silenced)"),
     "petsage-heartbeat forget old-billing": Expect(
         r"^petsage-heartbeat: service 'old-billing' is not known to the store", exit_code=2),
-    "promtool check rules deploy/prometheus/alerts.yml": Expect(r"SUCCESS: 5 rules found"),
+    "promtool check rules deploy/prometheus/alerts.yml": Expect(r"SUCCESS: 12 rules found"),
     "promtool test rules deploy/prometheus/alerts_test.yml": Expect(r"^  SUCCESS$"),
 }
 

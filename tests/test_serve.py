@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.helpers import (
     REPO,
@@ -101,6 +102,24 @@ def test_alert_rules_pass_promtool_unit_tests() -> None:
         done = run_process([promtool, *argv], cwd=rules, capture_output=True, text=True,
                            timeout=60, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_rule_is_tested_firing_and_respects_silences() -> None:
+    rules = REPO / "deploy" / "prometheus"
+    shipped = yaml.safe_load((rules / "alerts.yml").read_text())
+    tests = yaml.safe_load((rules / "alerts_test.yml").read_text())
+    fired = {case["alertname"] for test in tests["tests"]
+             for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    for group in shipped["groups"]:
+        for rule in group["rules"]:
+            assert rule["alert"] in fired, f"{rule['alert']} is never tested firing"
+            if "service" in rule["expr"] or rule["alert"].startswith("PetsageEntry"):
+                assert "unless on(service) petsage_heartbeat_silenced == 1" in rule["expr"], \
+                    rule["alert"]
+    entry_rules = [r for g in shipped["groups"] for r in g["rules"]
+                   if r["alert"].startswith("PetsageEntry")]
+    assert {"PetsageEntryMissed", "PetsageEntryFailed", "PetsageEntryNotStarted",
+            "PetsageEntryOverrun"} <= {r["alert"] for r in entry_rules}
 
 
 def _chromium(url: str, tmp_path: Path, *extra: str) -> str:
