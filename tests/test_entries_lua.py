@@ -1,0 +1,42 @@
+"""``entries.lua`` through its store on fakeredis: a check-in of a run that is not the
+entry's last dispatched one goes to the stream only, never rewriting the entry; the record
+and the stream expire after the retention; times on the Redis clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fakeredis
+
+from worker.core.names import Keys
+from worker.core.redis_io import redis_time_ms
+from worker.publish.entry_store import EntryStore
+
+KEYS = Keys()
+
+
+def _record(client: Any) -> dict[str, Any]:
+    return json.loads(client.hget(KEYS.entries("petsage"), "nightly") or b"{}")
+
+
+def test_a_check_in_of_another_run_never_rewrites_the_entry() -> None:
+    client = fakeredis.FakeRedis()
+    store = EntryStore(client, KEYS, "petsage", retention_s=600)
+    before = redis_time_ms(client.time())
+    now = store.dispatched("nightly", "run-2", due_in_ms=0, next_due_in_ms=60_000,
+                           beat_id="b1", depth=None)
+    assert before <= now <= redis_time_ms(client.time())
+    store.started("nightly", "run-2", "w@h")
+    store.finished("nightly", "run-1", "failed", error_type="E", error="old")  # a late one
+    store.started("nightly", "run-0", "w@h")
+    record = _record(client)
+    assert record["run"]["id"] == "run-2" and "outcome" not in record["run"]
+    assert "last_failure_ms" not in record and record["run"]["attempts"] == 1
+    assert record["run"]["dispatched_ms"] == now
+    events = [f[b"event"] for _, f in client.xrange(KEYS.entry_runs("petsage"))]
+    assert events == [b"dispatched", b"started", b"finish_unmatched", b"start_unmatched"]
+    store.finished("nightly", "run-2", "succeeded")
+    assert _record(client)["run"]["outcome"] == "succeeded"
+    for key in (KEYS.entries("petsage"), KEYS.entry_runs("petsage")):
+        assert 590_000 < client.pttl(key) <= 600_000
