@@ -25,6 +25,7 @@ from tests.support.helpers import (
 from tests.support.processes import run as run_process
 from tests.support.publishing import backdate, publish
 from worker.core.names import Keys
+from worker.publish.entry_store import EntrySpec, EntryStore
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -141,8 +142,26 @@ def test_dashboard_renders_in_headless_chromium(served: str, own_redis: RedisSer
         publish(client, "api")
     publish(client, "billing")
     backdate(client, "billing", 45)
+    # A beat entry whose name is markup: the page must show it as text, never run it.
+    hostile = '<script>document.title="owned"</script><img src=x onerror=alert(1)>'
+    store = EntryStore(client, Keys(), "api", retention_s=600)
+    store.sync([EntrySpec(hostile, "app.task", "every 60s", "interval", None, "celery", 30.0,
+                          None, 60.0, 60_000)])
+    store.dispatched(hostile, "t1", due_in_ms=0, next_due_in_ms=60_000, beat_id="b",
+                     depth=0)
+    store.started(hostile, "t1", "w@h")
+    store.finished(hostile, "t1", "failed", error_type="ValueError", error="<b>bold</b>")
     # Virtual time long enough for the page's own refresh (every 3 s) to run once.
     dom = _chromium(served + "/", tmp_path, "--virtual-time-budget=4500", "--dump-dom")
+    section = re.search(r'<section class="entries" data-service="api">.*?</section>', dom,
+                        re.S)
+    assert section is not None  # rendered, and still there after the refresh
+    assert "&lt;script&gt;document.title=\"owned\"&lt;/script&gt;&lt;img src=x " \
+        "onerror=alert(1)&gt;" in section.group(0)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in section.group(0)
+    elements = re.sub(r'="[^"]*"', "", dom)  # attribute values are text, not elements
+    assert "<img" not in elements and elements.count("<script") == 1  # the page's own only
+    assert "<title>PetSage heartbeat</title>" in dom
     assert re.search(r'<tr data-service="api" data-state="fresh">.*?>fresh<', dom, re.S)
     assert re.search(r'<tr data-service="billing" data-state="stale">.*?>stale<', dom, re.S)
     stale_row = dom[dom.index('data-service="billing"'):]
