@@ -146,6 +146,12 @@ RUN: dict[str, Expect] = {
     "petsage-heartbeat unsilence billing": Expect(r"^billing (unsilenced|was not silenced)"),
     "petsage-heartbeat forget old-billing": Expect(
         r"^petsage-heartbeat: service 'old-billing' is not known to the store", exit_code=2),
+    'petsage-heartbeat check --entry "nightly export"': Expect(
+        r'^CRITICAL - petsage entry "nightly export" missing: no beat entry is watched for '
+        r"service petsage \(", exit_code=2),
+    "petsage-heartbeat status --entries": Expect(
+        r"\Ano beat entry is watched for service petsage\n\Z", exit_code=2),
+    "petsage-heartbeat status --all --entries --json": Expect(r"\A\[\]\n\Z", exit_code=2),
     "promtool check rules deploy/prometheus/alerts.yml": Expect(r"SUCCESS: 12 rules found"),
     "promtool test rules deploy/prometheus/alerts_test.yml": Expect(r"^  SUCCESS$"),
 }
@@ -165,6 +171,11 @@ COVERED: dict[str, tuple[str, str]] = {
                   "its own that calls install_heartbeat()"),
     "celery -A petsage worker -Q celery,heartbeat.petsage": (
         _OWN_APP, "the same worker, on the sample app, with its queue and the heartbeat's"),
+    "petsage-heartbeat watch --entries": (
+        "tests/test_entries_cli_e2e.py::test_check_status_and_watch_of_the_sample_apps_entries",
+        "the same command with --json, a short --poll and --redis, against real beat and "
+        "worker processes of the sample app (the fleet here has no entries to report), "
+        "stopped by SIGTERM"),
     "petsage-heartbeat serve": (
         "tests/test_serve.py::test_health_metrics_and_store_outage_over_http",
         "serve with --port on a free port (the default, 9808, may be taken); the curl "
