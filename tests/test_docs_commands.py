@@ -144,6 +144,11 @@ RUN: dict[str, Expect] = {
     'petsage-heartbeat silence billing --for 2h --reason "database migration"': Expect(
         r"^billing silenced until \S+ \(7200 s\): database migration;"),
     "petsage-heartbeat unsilence billing": Expect(r"^billing (unsilenced|was not silenced)"),
+    'petsage-heartbeat silence billing --entry "nightly export" --for 1d --reason "known bug"':
+        Expect(r"^petsage-heartbeat: entry 'nightly export' of 'billing' is not watched",
+               exit_code=2),
+    'petsage-heartbeat unsilence billing --entry "nightly export"': Expect(
+        r"^petsage-heartbeat: entry 'nightly export' of 'billing' is not watched", exit_code=2),
     "petsage-heartbeat forget old-billing": Expect(
         r"^petsage-heartbeat: service 'old-billing' is not known to the store", exit_code=2),
     'petsage-heartbeat check --entry "nightly export"': Expect(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from worker.core.errors import UsageError
@@ -147,14 +147,18 @@ _SILENCE_EPILOG = """\
 While silenced, the monitors hold notifications back (a state that differs from the last
 one notified is notified when the silence ends), petsage_heartbeat_silenced is 1 and the
 shipped alert rules stay quiet; check and status still say the true state, with a note.
+--entry NAME silences one beat entry of the service's app instead: its transitions are
+recorded, its notifications held back (docs/incidents.md).
 
 exit codes:
   0 done
   1 the store could not be asked
-  2 a bad flag, duration or service name, or a service the store doesn't know
+  2 a bad flag, duration, service or entry name, or a service or entry the store doesn't
+    know
 
 examples:
   petsage-heartbeat silence billing --for 2h --reason "database migration"
+  petsage-heartbeat silence billing --entry "nightly export" --for 1d
   petsage-heartbeat unsilence billing
 """
 
@@ -271,18 +275,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="log level (default INFO: each transition and delivery)")
     _store_flags(monitor)
 
-    silence = command("silence", "hold a service's notifications and alerts for a while",
-                      "Silence one service for a duration.", _SILENCE_EPILOG)
-    silence.add_argument("service", metavar="SERVICE")
-    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
-                         help="how long: 90s, 15m, 2h, 1d, 1h30m")
-    silence.add_argument("--reason", default="", metavar="TEXT", help="why (shown everywhere)")
-    _store_flags(silence)
-
-    unsilence = command("unsilence", "end a service's silence now",
-                        "End one service's silence now.", _SILENCE_EPILOG)
-    unsilence.add_argument("service", metavar="SERVICE")
-    _store_flags(unsilence)
+    _silence_commands(command)
 
     forget = command("forget", "retire a service: delete its keys and index entry",
                      "Retire one service: delete its keys and remove it from the fleet "
@@ -292,6 +285,26 @@ def _parser() -> argparse.ArgumentParser:
                         help="forget it even though it is still fresh or late")
     _store_flags(forget)
     return parser
+
+
+def _silence_commands(command: Callable[[str, str, str, str], _Parser]) -> None:
+    """``silence`` and ``unsilence``: one service, or one beat entry of its app."""
+    silence = command("silence", "hold a service's notifications and alerts for a while",
+                      "Silence one service for a duration.", _SILENCE_EPILOG)
+    silence.add_argument("service", metavar="SERVICE")
+    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                         help="how long: 90s, 15m, 2h, 1d, 1h30m")
+    silence.add_argument("--reason", default="", metavar="TEXT", help="why (shown everywhere)")
+    silence.add_argument("--entry", metavar="NAME",
+                         help="silence this beat entry of the service's app only")
+    _store_flags(silence)
+
+    unsilence = command("unsilence", "end a service's silence now",
+                        "End one service's silence now.", _SILENCE_EPILOG)
+    unsilence.add_argument("service", metavar="SERVICE")
+    unsilence.add_argument("--entry", metavar="NAME",
+                           help="end the silence of this beat entry only")
+    _store_flags(unsilence)
 
 
 def _store_flags(cmd: argparse.ArgumentParser) -> None:
@@ -344,9 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         common = {"service": args.service, "redis_url": args.redis, "prefix": args.prefix}
         if args.command == "silence":
-            return admin.run_silence(duration=args.duration, reason=args.reason, **common)
+            return admin.run_silence(duration=args.duration, reason=args.reason,
+                                     entry=args.entry, **common)
         if args.command == "unsilence":
-            return admin.run_unsilence(**common)
+            return admin.run_unsilence(entry=args.entry, **common)
         return admin.run_forget(yes=args.yes, **common)
     import logging
 

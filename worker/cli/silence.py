@@ -3,6 +3,10 @@
 A silence holds notifications back and quiets the shipped alert rules until it ends (its
 key expires on the Redis clock); probes still say the true state, with a note. ``forget``
 retires a service: its keys and its place in the index go.
+
+``--entry NAME`` silences one beat entry of the service's app instead: a field of the
+service's ``entry_silence`` hash, its end on the Redis clock (``entry_silence.lua``); the
+monitors hold that entry's notifications back and record its transitions.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.core.entries import validate_entry_name
 from worker.core.errors import ConfigError
 from worker.core.exits import fail
 from worker.core.names import Keys, validate_service
@@ -26,6 +31,7 @@ MAX_SILENCE_S = 365 * 86_400
 _DURATION = re.compile(r"(?:(\d{1,6})d)?(?:(\d{1,7})h)?(?:(\d{1,9})m)?(?:(\d{1,10})s?)?")
 
 SILENCE_SCRIPT = lua_script(__package__, "silence.lua")
+ENTRY_SILENCE_SCRIPT = lua_script(__package__, "entry_silence.lua")
 
 
 def parse_duration(text: str, *, source: str = "--for") -> int:
@@ -52,10 +58,24 @@ def _known(client: Any, keys: Keys, service: str) -> bool:
         client.exists(*keys.service_keys(service)))
 
 
+def _entry_known(client: Any, keys: Keys, service: str, entry: str) -> bool:
+    """Whether ``entry`` is watched for ``service`` (in its entries), or silenced."""
+    return bool(client.hexists(keys.entries(service), entry)) or bool(
+        client.hexists(keys.entry_silence(service), entry))
+
+
+def _unknown_entry(command: str, service: str, entry: str) -> int:
+    return fail(command, f"entry {entry!r} of {service!r} is not watched (not in its beat "
+                         "entries); accepted: an entry 'petsage-heartbeat status --entries' "
+                         "lists")
+
+
 def _setup(command: str, redis_url: str | None, prefix: str | None,
-           service: str) -> tuple[Settings, Any] | int:
+           service: str, entry: str | None = None) -> tuple[Settings, Any] | int:
     try:
         validate_service(service, source="service")
+        if entry is not None:
+            validate_entry_name(entry, source="--entry")
         settings = Settings.from_env(None, redis_url=redis_url, prefix=prefix)
     except ConfigError as exc:
         return fail(command, str(exc))
@@ -69,16 +89,19 @@ def _unknown(command: str, service: str) -> int:
 
 
 def run_silence(*, service: str, duration: str, reason: str, redis_url: str | None,
-                prefix: str | None) -> int:
-    """Silence ``service`` for ``duration``; print until when."""
+                prefix: str | None, entry: str | None = None) -> int:
+    """Silence ``service`` (or its beat entry ``entry``) for ``duration``; print until when."""
     try:
         seconds = parse_duration(duration)
     except ConfigError as exc:
         return fail("silence", str(exc))
-    setup = _setup("silence", redis_url, prefix, service)
+    setup = _setup("silence", redis_url, prefix, service, entry)
     if isinstance(setup, int):
         return setup
     settings, client = setup
+    if entry is not None:
+        return _silence_entry(client, settings.keys, service, entry, seconds=seconds,
+                              reason=reason)
     try:
         if not _known(client, settings.keys, service):
             return _unknown("silence", service)
@@ -93,12 +116,33 @@ def run_silence(*, service: str, duration: str, reason: str, redis_url: str | No
     return 0
 
 
-def run_unsilence(*, service: str, redis_url: str | None, prefix: str | None) -> int:
-    """End ``service``'s silence now."""
-    setup = _setup("unsilence", redis_url, prefix, service)
+def _silence_entry(client: Any, keys: Keys, service: str, entry: str, *, seconds: int,
+                   reason: str) -> int:
+    try:
+        if not _known(client, keys, service):
+            return _unknown("silence", service)
+        if not _entry_known(client, keys, service, entry):
+            return _unknown_entry("silence", service, entry)
+        until_ms = int(client.eval(ENTRY_SILENCE_SCRIPT, 1, keys.entry_silence(service),
+                                   seconds * 1000, reason[:300], entry))
+    except Exception as exc:
+        return fail("silence", f"Redis could not be asked: {redact(str(exc))[:200]}",
+                    runtime=True)
+    why = f": {reason[:300]}" if reason else ""
+    print(f"{service} entry {entry!r} silenced until {_iso(until_ms)} ({seconds} s){why}; its "
+          "notifications are held back until then; its transitions are still recorded")
+    return 0
+
+
+def run_unsilence(*, service: str, redis_url: str | None, prefix: str | None,
+                  entry: str | None = None) -> int:
+    """End ``service``'s silence (or its beat entry ``entry``'s) now."""
+    setup = _setup("unsilence", redis_url, prefix, service, entry)
     if isinstance(setup, int):
         return setup
     settings, client = setup
+    if entry is not None:
+        return _unsilence_entry(client, settings.keys, service, entry)
     try:
         if not _known(client, settings.keys, service):
             return _unknown("unsilence", service)
@@ -108,6 +152,21 @@ def run_unsilence(*, service: str, redis_url: str | None, prefix: str | None) ->
                     runtime=True)
     print(f"{service} unsilenced; a transition held back is notified at the monitor's next "
           "round" if removed else f"{service} was not silenced")
+    return 0
+
+
+def _unsilence_entry(client: Any, keys: Keys, service: str, entry: str) -> int:
+    try:
+        if not _known(client, keys, service):
+            return _unknown("unsilence", service)
+        if not _entry_known(client, keys, service, entry):
+            return _unknown_entry("unsilence", service, entry)
+        removed = client.hdel(keys.entry_silence(service), entry)
+    except Exception as exc:
+        return fail("unsilence", f"Redis could not be asked: {redact(str(exc))[:200]}",
+                    runtime=True)
+    print(f"{service} entry {entry!r} unsilenced; a transition held back is notified at the "
+          "monitor's next round" if removed else f"{service} entry {entry!r} was not silenced")
     return 0
 
 

@@ -14,6 +14,10 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
     petsage:hb:{petsage}:entries   hash: beat entry name -> its record (JSON: schedule, next
                                    due, last run's check-ins; docs/entries.md)
     petsage:hb:{petsage}:entry_runs stream: every check-in of the entries' runs, capped
+    petsage:hb:{petsage}:entry_incidents stream, one entry per entry transition (monitor)
+    petsage:hb:{petsage}:entry_observed hash: entry name -> the state the monitors last
+                                   recorded and notified for it (JSON)
+    petsage:hb:{petsage}:entry_silence hash: entry name -> its silence (JSON: until, reason)
     petsage:hb:outbox              stream: notifications waiting for the webhooks
     petsage:hb:webhook:{ID}:cursor the last outbox entry delivered to webhook ID (a hash of
                                    its URL: the URL itself, which may hold a secret, is
@@ -162,12 +166,31 @@ class Keys:
         """The capped stream of check-ins of ``service``'s beat entries."""
         return self._join("{" + validate_service(service) + "}", "entry_runs")
 
+    def entry_incidents(self, service: str) -> str:
+        """The capped stream of transitions of ``service``'s beat entries (the monitors)."""
+        return self._join("{" + validate_service(service) + "}", "entry_incidents")
+
+    def entry_observed(self, service: str) -> str:
+        """The monitors' record of ``service``'s entries (hash: entry name -> JSON)."""
+        return self._join("{" + validate_service(service) + "}", "entry_observed")
+
+    def entry_silence(self, service: str) -> str:
+        """The silences of ``service``'s entries (hash: entry name -> JSON: until, reason)."""
+        return self._join("{" + validate_service(service) + "}", "entry_silence")
+
+    def entry_monitor_keys(self, service: str) -> list[str]:
+        """The entry record script's keys: the entries' record, their incident stream,
+        the service's silence and the entries' silences."""
+        return [self.entry_observed(service), self.entry_incidents(service),
+                self.silence(service), self.entry_silence(service)]
+
     def service_keys(self, service: str) -> list[str]:
         """Every key of ``service`` (``forget`` deletes them all)."""
         return [self.latest(service), self.history(service), self.beat(service),
                 self.discarded(service), self.nodes(service), self.incidents(service),
                 self.observed(service), self.silence(service), self.entries(service),
-                self.entry_runs(service)]
+                self.entry_runs(service), self.entry_incidents(service),
+                self.entry_observed(service), self.entry_silence(service)]
 
     def monitor_keys(self, services: list[str]) -> list[str]:
         """The record script's keys: observed, incidents and silence of each service."""

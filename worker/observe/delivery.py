@@ -192,7 +192,9 @@ class Delivery(threading.Thread):
             return True
         body = render(self.fmt, event_body(entry, event, self.dashboard_url))
         data = json.dumps(body).encode()
-        what = f"{event.get('service')} {event.get('old_state')} -> {event.get('new_state')}"
+        named = f" entry {event['entry']!r}" if isinstance(event.get("entry"), str) else ""
+        what = (f"{event.get('service')}{named} {event.get('old_state')} -> "
+                f"{event.get('new_state')}")
         attempt = 0
         while True:
             if int(entry.split("-", 1)[0]) < now_ms - self.max_age_ms:

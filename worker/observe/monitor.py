@@ -3,7 +3,8 @@
 Judging runs on this thread and never waits for a webhook: each webhook has its own
 delivery thread (``worker.observe.delivery``). Several monitors may run at once for high
 availability; ``record.lua`` makes each transition one entry and one notification however
-many of them saw it.
+many of them saw it. Each round also judges the beat entries of every indexed service that
+has any (``worker.observe.entry_record``), recorded and notified once the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from typing import Any
 
 from worker.core.settings import Settings
 from worker.observe.delivery import Delivery
+from worker.observe.entry_record import EntryRecorded, EntryRounds
 from worker.observe.record import Recorded, record
 from worker.read.fleet import read_fleet
 
 log = logging.getLogger("petsage_heartbeat.monitor")
+
+
+ENTRIES_BUDGET = 0.5
+"""The share of a round the entries' reads may take; the rest is read in turns."""
 
 
 def monitor_id() -> str:
@@ -40,6 +46,10 @@ class Monitor:
         self.stopping = threading.Event()
         self.rounds = 0
         self._problem: str | None = None
+        self.entry_rounds = EntryRounds(client, settings.keys, monitor_id=self.owner,
+                                        incidents_len=settings.incidents_len,
+                                        ttl_ms=settings.incidents_ttl_ms)
+        self.entries_recorded: list[EntryRecorded] = []  #: the last round's entries
         self.deliveries = [
             Delivery(client, settings.keys, hook, owner=self.owner,
                      fmt=settings.webhook_format, dashboard_url=settings.dashboard_url,
@@ -61,10 +71,17 @@ class Monitor:
         else:
             self._say_problem(fleet.store_problem)
             return []
+        try:
+            entries = self.entry_rounds.judge([r.service for r in fleet.reports],
+                                              ENTRIES_BUDGET * self.every_s)
+        except Exception as exc:  # the services are recorded; the entries next round
+            self._say_problem(f"Redis refused the entries' record: {exc}")
+            return recorded
         if self._problem is not None:
             log.warning("monitor: the store answers again")
             self._problem = None
         self.rounds += 1
+        self.entries_recorded = entries
         for each in recorded:
             note = each.notification
             if each.incident:
@@ -72,6 +89,15 @@ class Monitor:
                          each.incident, "" if note else ", not notified")
             elif note is not None:
                 log.info("monitor: %s is %s, notified", each.service, each.state)
+        for entry in entries:
+            note = entry.notification
+            if entry.incident:
+                log.info("monitor: %s entry %r is %s (incident %s)%s", entry.service,
+                         entry.entry, entry.state, entry.incident,
+                         "" if note else ", not notified")
+            elif note is not None:
+                log.info("monitor: %s entry %r is %s, notified", entry.service, entry.entry,
+                         entry.state)
         return recorded
 
     def _say_problem(self, problem: str) -> None:

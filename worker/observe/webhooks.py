@@ -16,6 +16,9 @@ def event_body(notification_id: str, event: dict[str, Any],
                dashboard_url: str | None) -> dict[str, Any]:
     """The JSON body: one transition, or one diagnosis amended, as the monitors recorded it.
 
+    A beat entry's transition has ``entry`` (its name) and entry states; a service's has
+    no ``entry``.
+
     ``kind`` is ``transition`` (a state change) or ``diagnosis`` (the same state, its hop
     now known: ``old_diagnosis`` is the one notified before); notifications queued before
     kinds existed are transitions.
@@ -44,6 +47,9 @@ def event_body(notification_id: str, event: dict[str, Any],
     }
     if kind == "diagnosis":
         body["old_diagnosis"] = event.get("old_diagnosis") or None
+    if isinstance(event.get("entry"), str):
+        # A beat entry's transition: its name (the states are entry states then).
+        body["entry"] = event["entry"]
     return body
 
 
@@ -53,6 +59,10 @@ def text_line(body: dict[str, Any]) -> str:
         line = (f"PetSage heartbeat: {body['service']} still {body['new_state']}, diagnosis "
                 f"{body.get('old_diagnosis') or 'unknown'} -> {body['diagnosis']}: "
                 f"{body['reason']}")
+    elif isinstance(body.get("entry"), str):
+        diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
+        line = (f"PetSage heartbeat: {body['service']} entry {body['entry']!r} "
+                f"{body['old_state']} -> {body['new_state']}{diagnosis}: {body['reason']}")
     else:
         diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
         line = (f"PetSage heartbeat: {body['service']} {body['old_state']} -> "
