@@ -211,8 +211,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="log level of the celery processes (default WARNING)")
 
     check = command("check", "probe one service: Nagios exit code 0/1/2/3",
-                    "Probe one service's heartbeat: one line (or --json) and the Nagios exit "
-                    "code. One round trip to Redis under one deadline; imports no Celery.",
+                    "Probe one service's heartbeat, or one beat entry of its app (--entry): "
+                    "one line (or --json) and the Nagios exit code. One round trip to Redis "
+                    "under one deadline; imports no Celery.",
                     _CHECK_EPILOG)
     check.add_argument("--service", metavar="S",
                        help="service (env HEARTBEAT_SERVICE, default petsage)")
