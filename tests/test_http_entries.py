@@ -256,3 +256,16 @@ def test_the_dashboard_shows_entries_with_every_field_escaped(app: TestClient) -
         assert "ValueError boom" in cells[8]
     assert page.count("<script") == 1  # the page's own refresh
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external loads
+
+
+def test_an_unreadable_record_is_failed_invalid_with_no_counts(
+        app: TestClient, client: fakeredis.FakeRedis) -> None:
+    client.hset(Keys().entries("petsage"), "broken", b"{not json")
+    got = _samples(app.get("/metrics").text)
+    broken = 'entry="broken",service="petsage"'
+    assert got[f'petsage_entry_state{{{broken},state="failed"}}'] == "1.0"
+    assert got[f'petsage_entry_diagnosis{{diagnosis="invalid",{broken}}}'] == "1.0"
+    assert not any(key.startswith("petsage_entry_runs_total{entry=\"broken\"") for key in got)
+    row = re.search(r'<tr data-entry="broken" data-state="failed">.*?</tr>',
+                    app.get("/dashboard/entries").text, re.S)
+    assert row is not None and "the stored record is unreadable" in row.group(0)

@@ -34,7 +34,7 @@ from worker.http.metrics import CONTENT_TYPE, scrape
 from worker.http.shared_read import SharedRead
 from worker.read.entries import read_entries
 from worker.read.entry_scrape import EntriesFleet, read_fleet_entries
-from worker.read.fleet import read_fleet
+from worker.read.fleet import fleet_services, read_fleet
 from worker.read.history import read_histories
 from worker.read.incidents import IncidentSummary, read_incidents
 from worker.read.reader import HeartbeatReport, read_heartbeat
@@ -406,10 +406,11 @@ def create_app() -> FastAPI:
                               now_ms=now_ms), problem
 
     def _entry_sections() -> str:
-        reports, problem = _fleet()
-        if problem is not None:
-            return ""  # the rows' banner says the store is unreachable
-        return dashboard.entry_sections(_entries([r.service for r in reports]))
+        try:  # the index only: the rows have read the fleet already
+            services = fleet_services(source.client(), source.keys())
+        except Exception:  # the rows' banner says the store is unreachable
+            return ""
+        return dashboard.entry_sections(_entries(services))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
