@@ -211,6 +211,9 @@ NOT_RUNNABLE: dict[str, str] = {
                                           "suite inside itself; its flags are checked here",
     ".venv/bin/python -m bench.mutation --survivors": "mutation testing again, of what "
                                                       "survived; its flags are checked here",
+    ".venv/bin/python -m bench.mutation --module worker/observe/delivery.py":
+        "mutation testing of one module: minutes of CPU, the suite inside itself; its flags "
+        "are checked here",
     ".venv/bin/python -m bench.lua_mutations": "runs parts of the suite inside itself; its "
                                                "flags are checked here",
     ".venv/bin/pip install -q -e '.[test,mutation]'": "installs from the package index into "
