@@ -106,38 +106,11 @@ def evidence(now_ms: int, marker_raw: Any, nodes_raw: Any, interval_s: float | N
 def read_entries(client: Any, service: str, *, keys: Keys | None = None,
                  names: set[str] | None = None) -> EntriesReport:
     """Every beat entry of ``service`` (or those in ``names``), judged; never raises."""
-    keys = keys or Keys()
-    commands = [
-        ("TIME",),
-        ("HGETALL", keys.entries(service)),
-        ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
-        ("ZREVRANGE", keys.nodes(service), 0, 999, "WITHSCORES"),
-    ]
     try:
-        time_reply, raw_entries, marker_raw, nodes_raw = execute_many(client, commands)
-        for reply in (time_reply, raw_entries):
-            if isinstance(reply, BaseException):
-                raise reply
-        now_ms = redis_time_ms(time_reply)
-    except Exception as exc:  # unreachable, refused, a wrong type at the key
+        replies = execute_many(client, entries_commands(service, keys or Keys()))
+    except Exception as exc:  # unreachable, refused
         return EntriesReport(service, None, (), f"{type(exc).__name__}: {exc}"[:200])
-    ev = evidence(now_ms, None if isinstance(marker_raw, BaseException) else marker_raw,
-                  [] if isinstance(nodes_raw, BaseException) else _flat(nodes_raw), None)
-    reports = []
-    for raw_name, raw_value in _pairs(raw_entries)[:MAX_ENTRIES_READ]:
-        name = as_text(raw_name)
-        if entry_name_problem(name) is not None or (names is not None and name not in names):
-            continue
-        record = _record(raw_value)
-        if record is None:
-            reports.append(EntryReport(name, EntryState.FAILED, "invalid",
-                                       "the stored record is unreadable", {}))
-            continue
-        judged = judge(record, ev)
-        reports.append(EntryReport(name, judged.state, judged.diagnosis, judged.reason, record))
-    rank = {state: i for i, state in enumerate(ENTRY_SEVERITY)}
-    reports.sort(key=lambda r: (rank[r.state], r.name))
-    return EntriesReport(service, now_ms, tuple(reports), None)
+    return entries_from_replies(service, replies, names=names)
 
 
 def _flat(raw: Any) -> list[Any]:
@@ -158,11 +131,10 @@ def entries_commands(service: str, keys: Keys) -> list[tuple[Any, ...]]:
     ]
 
 
-def entries_from_replies(service: str, replies: list[Any]) -> EntriesReport:
-    """The report of ``service`` from the replies to ``entries_commands``; never raises.
-
-    Judged exactly as ``read_entries`` judges them (same evidence, same order).
-    """
+def entries_from_replies(service: str, replies: list[Any], *,
+                         names: set[str] | None = None) -> EntriesReport:
+    """The report of ``service`` (or its entries in ``names``) from the replies to
+    ``entries_commands``; never raises. ``read_entries`` is this after one round trip."""
     try:
         time_reply, raw_entries, marker_raw, nodes_raw = replies
         for reply in (time_reply, raw_entries):
@@ -176,7 +148,7 @@ def entries_from_replies(service: str, replies: list[Any]) -> EntriesReport:
     reports = []
     for raw_name, raw_value in _pairs(raw_entries)[:MAX_ENTRIES_READ]:
         name = as_text(raw_name)
-        if entry_name_problem(name) is not None:
+        if entry_name_problem(name) is not None or (names is not None and name not in names):
             continue
         record = _record(raw_value)
         if record is None:
