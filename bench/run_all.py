@@ -329,7 +329,8 @@ def main() -> int:
               ["bench.memory_bench", "--heartbeats", "2000" if quick else "10000"],
               ["bench.fleet_bench", "--sizes", "1000,10000" if quick else "1000,10000,100000",
                "--runs", "3" if quick else "7"],
-              ["bench.monitor_bench", "--runs", "3" if quick else "7"]]
+              ["bench.monitor_bench", "--runs", "3" if quick else "7"],
+              ["bench.entries_bench", "--rounds", "3" if quick else "8"]]
     if args.soak_seconds:
         others.append(["bench.soak", "--seconds", str(args.soak_seconds)])
     for module in others:  # each starts its own redis-server (and celery where it needs it)
