@@ -4,7 +4,8 @@ Attached to whatever scheduler beat runs (Celery's ``PersistentScheduler``, RedB
 django-celery-beat's ``DatabaseScheduler``) through the two methods every scheduler has:
 
 * ``tick``: at most every ``sync_every_s`` the watched entries are read from the
-  scheduler's live ``schedule`` and, when anything changed (or once a minute), written as
+  scheduler's whole live schedule (``entry_sources``: RedBeat's and django-celery-beat's
+  ``schedule`` hold only some entries) and, when anything changed (or once a minute), written as
   the whole watched set, so an entry added, changed or removed while beat runs is seen
   within one sync, and a removed one is marked ``removed``, never dropped in silence;
 * ``apply_async``: each dispatch of a watched entry carries a message header naming the
@@ -21,7 +22,8 @@ import contextvars
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from worker.core.entries import (
@@ -33,6 +35,7 @@ from worker.core.entries import (
 from worker.core.errors import ConfigError
 from worker.core.urls import redact
 from worker.publish.entry_schedule import describe, due_in_s, kind_of, period_s, time_zone
+from worker.publish.entry_sources import EntrySource, Listed, source_for
 from worker.publish.entry_store import EntrySpec, EntryStore
 
 logger = logging.getLogger(__name__)
@@ -84,10 +87,12 @@ class EntryWatch:
         self._digest: tuple[Any, ...] | None = None
         self._warned: set[str] = set()
         self._failing = False
+        self._source: EntrySource | None = None
         self.watched: dict[str, EntrySpec] = {}
 
     def attach(self, scheduler: Any) -> None:
         """Wrap ``scheduler``'s ``tick`` and ``apply_async``."""
+        source = self._source = source_for(scheduler)
         tick = scheduler.tick
         apply_async = scheduler.apply_async
 
@@ -100,8 +105,8 @@ class EntryWatch:
             if not isinstance(name, str) or name not in self.watched:
                 return apply_async(entry, *args, **kwargs)
             try:
-                due_in = min(due_in_s(entry.schedule, entry.last_run_at or entry.default_now()),
-                             0.0)
+                last = source.last_run_at(entry)
+                due_in = 0.0 if last is None else min(due_in_s(entry.schedule, last), 0.0)
                 next_in = due_in_s(entry.schedule, entry.default_now())
             except Exception:  # the schedule said it was due a moment ago: say "now"
                 due_in = next_in = 0.0
@@ -130,12 +135,14 @@ class EntryWatch:
             self._dispatched(dispatch, task_id)
 
     def specs(self, scheduler: Any) -> dict[str, EntrySpec]:
-        """The watched entries of ``scheduler``'s live schedule, each described."""
+        """The watched entries of ``scheduler``'s whole live schedule, each described."""
+        source = self._source if self._source is not None else source_for(scheduler)
         out: dict[str, EntrySpec] = {}
-        for name, entry in list(scheduler.schedule.items()):
-            if not isinstance(name, str) or self._skip(name) or not self._watch(name):
+        for entry in source.entries():
+            name = entry.name
+            if self._skip(name) or not self._watch(name) or name in out:
                 continue
-            spec = self._spec(scheduler, name, entry)
+            spec = self._spec(scheduler, entry)
             if spec is None:
                 continue
             if len(out) >= MAX_ENTRIES:
@@ -145,7 +152,8 @@ class EntryWatch:
             out[name] = spec
         return out
 
-    def _spec(self, scheduler: Any, name: str, entry: Any) -> EntrySpec | None:
+    def _spec(self, scheduler: Any, entry: Listed) -> EntrySpec | None:
+        name = entry.name
         problem = entry_name_problem(name)
         if problem is not None:
             self._warn(name, f"beat entry {name[:60]!r} is not watched: {problem}")
@@ -153,8 +161,8 @@ class EntryWatch:
         schedule = entry.schedule
         try:
             period = period_s(schedule)
-            tolerance = tolerances(getattr(entry, "options", None) or {}, period, name)
-            next_in = due_in_s(schedule, entry.last_run_at or entry.default_now())
+            tolerance = tolerances(entry.options, period, name)
+            next_in = _next_due_in_s(entry)
         except ConfigError as exc:
             self._warn(name, f"{exc}; the entry is not watched")
             return None
@@ -166,7 +174,8 @@ class EntryWatch:
             return None
         return EntrySpec(
             name=name, task=str(entry.task)[:ENTRY_TEXT_MAX], schedule=describe(schedule),
-            kind=kind_of(schedule), tz=time_zone(schedule), queue=_queue(scheduler, entry),
+            kind=kind_of(schedule), tz=time_zone(schedule),
+            queue=_queue(scheduler, entry.task, entry.options),
             grace_s=tolerance.grace_s, max_runtime_s=tolerance.max_runtime_s,
             period_s=None if period is None else round(period, 3),
             next_due_in_ms=round(next_in * 1000))
@@ -219,13 +228,22 @@ class EntryWatch:
             logger.warning("%s", text)
 
 
-def _queue(scheduler: Any, entry: Any) -> str | None:
-    """The queue a dispatch of ``entry`` goes to, as the app's router says."""
-    options = getattr(entry, "options", None) or {}
+def _next_due_in_s(entry: Listed) -> float:
+    """Seconds until beat runs ``entry`` next: 0 for one that never ran and runs at once
+    (RedBeat), never before a start time its scheduler holds it back to."""
+    next_in = 0.0 if entry.last_run_at is None else due_in_s(entry.schedule, entry.last_run_at)
+    if entry.not_before is not None:
+        now = datetime.now(entry.not_before.tzinfo)
+        next_in = max(next_in, (entry.not_before - now).total_seconds())
+    return next_in
+
+
+def _queue(scheduler: Any, task: str, options: Mapping[str, Any]) -> str | None:
+    """The queue a dispatch of ``task`` with ``options`` goes to, as the app's router says."""
     queue = options.get("queue")
     if queue is None:
         try:
-            route = scheduler.app.amqp.router.route(dict(options), entry.task)
+            route = scheduler.app.amqp.router.route(dict(options), task)
             queue = route.get("queue")
         except Exception:  # no route is no harm: the depth stays unknown
             queue = None

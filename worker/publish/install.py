@@ -169,9 +169,9 @@ def _add_schedule(app: Any, settings: Settings) -> None:
                                 "options": {"queue": settings.queue}}
     schedule[SCHEDULE_ENTRY + "-nodes"] = {
         "task": NODE_TASK, "schedule": settings.interval_s,
-        # Declared on publish (a fanout exchange no worker declared yet would refuse it on
-        # RabbitMQ); the per-worker queues are each worker's own business.
-        "options": {"queue": fanout, "declare": [fanout.exchange]},
+        # Plain values only: RedBeat stores an entry as JSON, django-celery-beat as a row.
+        # Beat sends it to the fanout queue itself (``_send_nodes_to_fanout``).
+        "options": {"queue": fanout.name},
     }
     app.conf.beat_schedule = schedule
 
@@ -183,6 +183,7 @@ def _connect_beat(app: Any, settings: Settings, watch: Selector) -> None:
     def start_marker(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
+        _send_nodes_to_fanout(sender.scheduler, node_queue(settings))
         client = make_client(settings.redis_url, timeout_s=MARKER_TIMEOUT_S, retries=0)
         marker = BeatMarker(client, settings.keys, settings.service,
                             interval_s=settings.interval_s, stale_after_s=settings.stale_after_s,
@@ -219,6 +220,21 @@ def _connect_beat(app: Any, settings: Settings, watch: Selector) -> None:
         after_task_publish.connect(record, weak=False)
 
     beat_init.connect(start_marker, weak=False)
+
+
+def _send_nodes_to_fanout(scheduler: Any, fanout: Broadcast) -> None:
+    """Send each node heartbeat to the fanout queue, its exchange declared on publish (on
+    RabbitMQ a fanout exchange no worker declared yet would refuse it); the per-worker
+    queues are each worker's own business. The entry itself holds only the queue's name."""
+    apply_async = scheduler.apply_async
+
+    def routed(entry: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(entry, "task", None) == NODE_TASK:
+            entry.options = {**(entry.options or {}), "queue": fanout,
+                             "declare": [fanout.exchange]}
+        return apply_async(entry, *args, **kwargs)
+
+    scheduler.apply_async = routed
 
 
 def _connect_worker(app: Any, settings: Settings, runtime: HeartbeatRuntime) -> None:
