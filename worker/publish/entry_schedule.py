@@ -48,10 +48,13 @@ def describe(schedule: Any) -> str:
 
 
 def time_zone(schedule: Any) -> str | None:
-    """The time zone the schedule is evaluated in (the app's, or the schedule's own)."""
+    """The time zone the schedule is evaluated in: its ``tz`` (the app's, or the schedule's
+    own, as django-celery-beat's crontab has), in which a crontab matches its fields, not
+    the zone its clock happens to answer in; else the zone of its clock."""
     try:
-        now = schedule.now()
-        zone = now.tzinfo if now.tzinfo is not None else schedule.tz
+        zone = getattr(schedule, "tz", None)
+        if zone is None:
+            zone = schedule.now().tzinfo
     except Exception:  # a user's schedule class without an app
         return None
     return None if zone is None else str(zone)[:64]
