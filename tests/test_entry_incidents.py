@@ -150,6 +150,16 @@ def test_a_silenced_entry_is_recorded_not_notified_and_said_once_when_it_ends() 
     assert len(_outbox(client)) == 2
 
 
+def test_an_entry_first_seen_up_during_its_silence_says_its_first_change_from_there() -> None:
+    client = fakeredis.FakeRedis()
+    client.hset(KEYS.entry_silence("petsage"), "slow", json.dumps({"until_ms": 3000}))
+    _judge(client, 1000, slow="pending", stuck="not_started")
+    _judge(client, 2000, slow="overrun")
+    _judge(client, 3000, slow="overrun")
+    assert _outbox(client) == [("stuck", "unknown", "not_started"),
+                               ("slow", "pending", "overrun")]
+
+
 def test_a_silenced_service_holds_its_entries_notifications_too() -> None:
     client = fakeredis.FakeRedis()
     _judge(client, 1000, raises="ok")

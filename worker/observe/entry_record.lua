@@ -60,6 +60,10 @@ for i = 9, #ARGV do
       if at > seen then at = seen end
       r = {state = j.to, at_ms = at, seen_ms = seen, diagnosis = j.diagnosis,
            first_ms = at, first_state = j.to}
+      if verdict(j.to) == 'up' then
+        -- Up when first seen is no news, silenced or not: nothing is held back.
+        r.notified = j.to
+      end
       changed = true
     elseif j.to ~= 'running' and j.to ~= 'pending' and verdict(j.to) ~= verdict(r.state) then
       if tonumber(r.at_ms) and at < tonumber(r.at_ms) then at = tonumber(r.at_ms) end
