@@ -3,9 +3,11 @@ left running (``tests/support/processes.py``, ``_no_process_left`` in ``tests/co
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,17 @@ def test_run_is_subprocess_run() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (3, "in\n", "err\n")
     with pytest.raises(subprocess.CalledProcessError):
         run(["false"], check=True, timeout=30)
+
+
+def test_every_process_a_test_starts_goes_through_the_helper() -> None:
+    """``spawn`` and ``run`` (or ``Proc`` and ``RedisServer``, built on them) only: a process
+    started otherwise inherits pytest's ignored signals and is stopped by no deadline."""
+    tests = Path(__file__).resolve().parent
+    direct = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\(|"
+                        r"\bos\.(system|popen|spawn\w*|fork|posix_spawnp?)\(")
+    allowed = {tests / "support" / "processes.py", Path(__file__).resolve()}
+    found = [f"{path.relative_to(tests.parent)}:{n}: {line.strip()}"
+             for path in sorted(tests.rglob("*.py")) if path not in allowed
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if direct.search(line)]
+    assert found == [], found
