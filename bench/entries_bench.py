@@ -422,7 +422,7 @@ def bench_beat(url: str, names: list[str], rounds: int, client: redis.Redis) -> 
                 for kind, samples in syncs.items():
                     watch._last_sync = -float("inf")
                     if kind == "write":
-                        watch._digest = None
+                        watch._written = {}
                     t = time.perf_counter()
                     watch.maybe_sync(watched)
                     samples.append(time.perf_counter() - t)

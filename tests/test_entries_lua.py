@@ -40,3 +40,36 @@ def test_a_check_in_of_another_run_never_rewrites_the_entry() -> None:
     assert _record(client)["run"]["outcome"] == "succeeded"
     for key in (KEYS.entries("petsage"), KEYS.entry_runs("petsage")):
         assert 590_000 < client.pttl(key) <= 600_000
+
+
+def _records(client: Any) -> dict[str, Any]:
+    raw = client.hgetall(KEYS.entries("petsage")).items()
+    return {k.decode(): json.loads(v) for k, v in raw}
+
+
+def _spec(name: str, schedule: str = "every 60s") -> Any:
+    from worker.publish.entry_store import EntrySpec
+
+    return EntrySpec(name, "app.task", schedule, "interval", None, "celery", 30.0, None, 60.0,
+                     60_000)
+
+
+def test_a_sync_writes_only_what_it_is_given_and_prune_marks_the_rest_removed() -> None:
+    client = fakeredis.FakeRedis()
+    store = EntryStore(client, KEYS, "petsage", retention_s=600)
+    store.sync([_spec("a"), _spec("b"), _spec("c")])
+    store.sync([_spec("b", "every 30s")])  # a chunk: a and c untouched, b changed
+    records = _records(client)
+    assert records["b"]["schedule"] == "every 30s" and records["a"]["schedule"] == "every 60s"
+    assert not any("removed_ms" in r for r in records.values())
+    store.prune(["a", "b"])
+    records = _records(client)
+    assert "removed_ms" in records["c"] and "removed_ms" not in records["a"]
+    store.prune(["a", "b"])  # once: a second prune keeps the first removal time
+    assert json.loads(client.hget(KEYS.entries("petsage"), "c"))["removed_ms"] == (
+        records["c"]["removed_ms"])
+    store.sync([_spec("c")])  # back in the schedule
+    assert "removed_ms" not in json.loads(client.hget(KEYS.entries("petsage"), "c"))
+    events = [(f[b"event"], f[b"entry"]) for _, f in client.xrange(KEYS.entry_runs("petsage"))]
+    assert events == [(b"added", b"a"), (b"added", b"b"), (b"added", b"c"), (b"changed", b"b"),
+                      (b"removed", b"c"), (b"added", b"c")]

@@ -61,7 +61,7 @@ def client() -> fakeredis.FakeRedis:
     store.started("cleanup", "t2", "w1@host")  # the retry: the same task id, no dispatch
     store.finished("cleanup", "t2", "succeeded")
     _run(store, HOSTILE, "t4", "succeeded")
-    store.sync([_spec("nightly export"), _spec("cleanup"), _spec(HOSTILE)])  # "gone" removed
+    store.prune(["nightly export", "cleanup", HOSTILE])  # "gone" removed
     return fake
 
 

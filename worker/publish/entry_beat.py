@@ -19,6 +19,7 @@ Nothing here may stop beat: a store that fails is one log line per outage.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import re
 import time
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 REFRESH_S = 60.0
 """An unchanged schedule is written again this often (next due times, a flushed store)."""
+
+SYNC_CHUNK = 100
+"""Entries written by one sync script: a few milliseconds of Redis each."""
 
 MAX_ENTRIES = 1000
 """At most this many entries of one app are watched; the rest are named in one line."""
@@ -84,7 +88,7 @@ class EntryWatch:
             "petsage_entry", default=None)
         self._last_sync = -float("inf")
         self._last_write = -float("inf")
-        self._digest: tuple[Any, ...] | None = None
+        self._written: dict[str, tuple[Any, ...]] = {}  #: name -> what the store holds
         self._warned: set[str] = set()
         self._failing = False
         self._source: EntrySource | None = None
@@ -181,7 +185,11 @@ class EntryWatch:
             next_due_in_ms=round(next_in * 1000))
 
     def maybe_sync(self, scheduler: Any) -> None:
-        """Write the watched set when it changed, or when a minute passed; never raises."""
+        """Write what changed in the watched set (all of it once a minute); never raises.
+
+        Changed entries go in chunks of ``SYNC_CHUNK`` a script, so no call holds Redis
+        for long at 1,000 entries; the names alone then mark what left the schedule.
+        """
         now = time.monotonic()
         if now - self._last_sync < self._sync_every_s:
             return
@@ -191,13 +199,21 @@ class EntryWatch:
         except Exception as exc:  # a scheduler whose schedule can't be read this time
             self._warn("schedule", f"beat's schedule could not be read ({type(exc).__name__})")
             return
-        digest = tuple((s.name, s.task, s.schedule, s.queue, s.grace_s, s.max_runtime_s)
-                       for s in specs.values())
         self.watched = specs
-        if digest == self._digest and now - self._last_write < REFRESH_S:
-            return
-        if self._write(lambda: self._store.sync(list(specs.values()))):
-            self._digest = digest
+        refresh = now - self._last_write >= REFRESH_S
+        changed = [spec for name, spec in specs.items()
+                   if refresh or self._written.get(name) != _identity(spec)]
+        for start in range(0, len(changed), SYNC_CHUNK):
+            chunk = changed[start:start + SYNC_CHUNK]
+            if not self._write(functools.partial(self._store.sync, chunk)):
+                return
+            self._written.update((spec.name, _identity(spec)) for spec in chunk)
+        if refresh or set(self._written) != set(specs):
+            if not self._write(lambda: self._store.prune(list(specs))):
+                return
+            self._written = {name: self._written[name] for name in specs
+                             if name in self._written}
+        if refresh:
             self._last_write = now
 
     def _dispatched(self, dispatch: Dispatch, task_id: str) -> None:
@@ -226,6 +242,12 @@ class EntryWatch:
         if key not in self._warned:
             self._warned.add(key)
             logger.warning("%s", text)
+
+
+def _identity(spec: EntrySpec) -> tuple[Any, ...]:
+    """What a sync writes of an entry, but its next due time (set by each dispatch)."""
+    return (spec.task, spec.schedule, spec.kind, spec.tz, spec.queue, spec.grace_s,
+            spec.max_runtime_s, spec.period_s)
 
 
 def _next_due_in_s(entry: Listed) -> float:

@@ -56,10 +56,15 @@ class EntryStore:
                                 args=[args[0], self._retention_ms, RUNS_STREAM_LEN, *args[1:]]))
 
     def sync(self, specs: Sequence[EntrySpec]) -> int:
-        """Register ``specs`` as the whole watched schedule; others are marked removed."""
+        """Register or update ``specs`` (some or all of the watched entries)."""
         text = json.dumps([spec.as_json() for spec in specs], separators=(",", ":"),
                           ensure_ascii=False, allow_nan=False)
         return self._call("sync", text)
+
+    def prune(self, names: Sequence[str]) -> int:
+        """Mark every entry not in ``names`` (the whole watched set) removed."""
+        return self._call("prune", json.dumps(list(names), separators=(",", ":"),
+                                              ensure_ascii=False))
 
     def dispatched(self, name: str, task_id: str, *, due_in_ms: int, next_due_in_ms: int,
                    beat_id: str, depth: int | None) -> int:
