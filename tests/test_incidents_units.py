@@ -63,7 +63,8 @@ def test_uptime_outages_and_mttr_over_each_window() -> None:
         _t(NOW - 2 * H, "invalid", "fresh"),
     ]
     s = summarize("svc", record, transitions, None, NOW)
-    assert s.monitored and s.state == "fresh" and s.since_ms == NOW - 2 * H
+    assert s.service == "svc" and s.monitored and s.state == "fresh"
+    assert s.since_ms == NOW - 2 * H
     assert s.first_ms == NOW - 10 * D
     assert s.covered_s == {"24h": 86_400.0, "7d": 604_800.0, "30d": 864_000.0}
     assert s.uptime == {"24h": round(22 / 24, 6), "7d": round(1 - 5 / 168, 6),
@@ -126,6 +127,7 @@ def test_a_steady_service() -> None:
     assert up.covered_s == {"24h": 86_400.0, "7d": 172_800.0, "30d": 172_800.0}
     assert up.outages == {"24h": 0, "7d": 0, "30d": 0} and up.recent == ()
     assert up.since_ms == NOW - 2 * D and up.state == "late" and up.monitored
+    assert up.service == "svc"
     down = summarize("svc", {"state": "missing", "first_ms": str(NOW - H), "at_ms": str(NOW - H),
                              "diagnosis": "beat_down"}, [], None, NOW)
     assert down.uptime == {"24h": 0.0, "7d": 0.0, "30d": 0.0}
@@ -237,6 +239,7 @@ def test_read_incidents_gives_each_service_its_own_record_over_several_calls() -
     client.set(KEYS.silence("s2"), json.dumps({"until_ms": now + H, "reason": "two"}))
     _, found = read_incidents(client, KEYS, services)
     assert list(found) == services
+    assert all(found[name].service == name for name in services)
     for i, service in enumerate(services):
         s = found[service]
         if i % 3:
