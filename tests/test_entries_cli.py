@@ -51,6 +51,7 @@ class DictStore:
         self.now_ms = now_ms
         self.entries: dict[str, dict[str, Any]] = {}  # service -> name -> record
         self.markers: dict[str, dict[str, Any]] = {}
+        self.silences: dict[str, dict[str, Any]] = {}  # service -> name -> stored silence
         self.down: str | None = None  # an error message: every call raises it
         self.round_trips = 0
 
@@ -81,6 +82,9 @@ class DictStore:
             if verb == "HGETALL" and key == KEYS.entries(service):
                 return {n.encode(): json.dumps(r).encode()
                         for n, r in self.entries[service].items()}
+            if verb == "HGETALL" and key == KEYS.entry_silence(service):
+                return {n.encode(): json.dumps(v).encode()
+                        for n, v in self.silences.get(service, {}).items()}
             if verb == "GETRANGE" and key == KEYS.beat(service):
                 return json.dumps(self.markers[service]).encode()
         return [] if verb == "ZREVRANGE" else {} if verb == "HGETALL" else b""
@@ -241,8 +245,9 @@ def test_check_entry_json_is_the_report_with_service_and_exit_code(
     assert data["service"] == "petsage" and data["name"] == "raises"
     assert (data["state"], data["diagnosis"], data["exit_code"]) == ("failed", "task_failed", 2)
     assert data["run"]["error_type"] == "OperationalError"
+    assert data["silence"] is None  # as ``check --json`` says of a service not silenced
     report = read_entries(store, "petsage")
-    assert {k: v for k, v in data.items() if k not in ("service", "exit_code")} == (
+    assert {k: v for k, v in data.items() if k not in ("service", "exit_code", "silence")} == (
         report.entries[0].as_json())
 
 
@@ -374,7 +379,8 @@ def test_status_entries_with_none_watched_or_the_store_down(
     code, out = _run(capsys, "status", "--entries", "--all", "--json")
     assert code == 3 and json.loads(out) == [{
         "service": "*", "name": None, "state": "unreachable", "diagnosis": None,
-        "reason": "Redis could not be asked: ConnectionError: Error 111", "exit_code": 3}]
+        "reason": "Redis could not be asked: ConnectionError: Error 111", "exit_code": 3,
+        "silence": None}]
 
 
 def test_status_all_entries_reads_every_indexed_service_worst_first(

@@ -117,10 +117,20 @@ def test_every_alert_rule_is_tested_firing_and_respects_silences() -> None:
             if "service" in rule["expr"] or rule["alert"].startswith("PetsageEntry"):
                 assert "unless on(service) petsage_heartbeat_silenced == 1" in rule["expr"], \
                     rule["alert"]
+            if "petsage_entry_" in rule["expr"] or rule["alert"].startswith("PetsageEntry"):
+                # A silenced entry is quiet; the other entries of its service are not.
+                assert "unless on(service, entry) petsage_entry_silenced == 1" in rule["expr"], \
+                    rule["alert"]
     entry_rules = [r for g in shipped["groups"] for r in g["rules"]
                    if r["alert"].startswith("PetsageEntry")]
     assert {"PetsageEntryMissed", "PetsageEntryFailed", "PetsageEntryNotStarted",
             "PetsageEntryOverrun"} <= {r["alert"] for r in entry_rules}
+    # Each entry rule is tested quiet for a silenced entry while another entry fires.
+    silenced_quiet = {case["alertname"] for test in tests["tests"]
+                      if any(s["series"].startswith("petsage_entry_silenced{")
+                             and s["values"].startswith("1") for s in test["input_series"])
+                      for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
+    assert {r["alert"] for r in entry_rules} <= silenced_quiet
 
 
 def _chromium(url: str, tmp_path: Path, *extra: str) -> str:

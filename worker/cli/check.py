@@ -32,7 +32,13 @@ from worker.read.liveness import (
 )
 from worker.read.nodes import PROBE_NODES_LIMIT, matches
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
-from worker.read.render import NAGIOS_LABELS, nagios_line, silence_note, summary
+from worker.read.render import (
+    NAGIOS_LABELS,
+    nagios_line,
+    silence_json,
+    silence_note,
+    summary,
+)
 from worker.read.store_writes import parse_info
 
 T = TypeVar("T")
@@ -138,9 +144,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     if silence is not None and silence.until_ms <= now_ms:
         silence = None
     if as_json:
-        print(json.dumps({**summary(report), "exit_code": code, "silence": None if silence is None
-                          else {"until_ms": silence.until_ms, "reason": silence.reason,
-                                "remaining_s": round((silence.until_ms - now_ms) / 1000, 3)}}))
+        print(json.dumps({**summary(report), "exit_code": code,
+                          "silence": silence_json(silence, now_ms)}))
     else:
         line = nagios_line(report, None if silence is None else silence_note(silence, now_ms))
         print(line if code == report.exit_code else "OK - (unreachable tolerated) " + line)

@@ -104,7 +104,7 @@ def run_check_entry(*, name: str, redis_url: str | None, service: str | None,
             print(missing_line(report.service, name, reason))
         return 2
     if as_json:
-        print(json.dumps(entry_json(report.service, found)))
+        print(json.dumps(entry_json(report.service, found, report.now_ms)))
     else:
         print(entry_line(report.service, found, report.now_ms))
     return found.state.exit_code
@@ -169,7 +169,7 @@ def _print_status(pairs: list[tuple[str, EntryReport]], now: dict[str, int | Non
     problems = [(r.service, f"Redis could not be asked: {r.error}") for r in failed]
     if as_json:
         items = [problem_json(s, None, UNREACHABLE, why, 3) for s, why in problems]
-        items += [entry_json(s, e) for s, e in pairs]
+        items += [entry_json(s, e, now.get(s)) for s, e in pairs]
         print(json.dumps(items))
         return
     if not pairs and not problems:

@@ -17,7 +17,7 @@ from worker.core.entries import EntryState
 from worker.core.states import State
 from worker.read.entries import EntriesReport, EntryReport
 from worker.read.entry_scrape import EntriesFleet, last_run_ms
-from worker.read.incidents import IncidentSummary
+from worker.read.incidents import IncidentSummary, Silence
 from worker.read.nodes import node_counts
 from worker.read.reader import HeartbeatReport
 
@@ -126,12 +126,16 @@ def _state_cell(report: HeartbeatReport, record: IncidentSummary | None, now_ms:
             f"{report.state.value}</span>")
     silence = None if record is None else record.silence
     if silence is not None:
-        left_s = max(silence.until_ms - now_ms, 0) / 1000
-        left = f"{left_s:.0f} s" if left_s < 120 else f"{left_s / 60:.0f} min"
-        why = f": {silence.reason}" if silence.reason else ""
-        cell += (f'<br><span class="silenced">silenced {left} more'
-                 f"{html.escape(why)}</span>")
+        cell += _silenced(silence, now_ms)
     return cell + "</td>"
+
+
+def _silenced(silence: Silence, now_ms: int) -> str:
+    """``silenced 12 min more: reason`` under a state: a service's or an entry's silence."""
+    left_s = max(silence.until_ms - now_ms, 0) / 1000
+    left = f"{left_s:.0f} s" if left_s < 120 else f"{left_s / 60:.0f} min"
+    why = f": {silence.reason}" if silence.reason else ""
+    return f'<br><span class="silenced">silenced {left} more{html.escape(why)}</span>'
 
 
 def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
@@ -209,7 +213,9 @@ def _entry_row(entry: EntryReport, now_ms: int | None) -> str:
     cells = [
         f'<td class="entry">{html.escape(entry.name)}</td>',
         f'<td><span class="state" style="background:{_ENTRY_COLOURS[entry.state]}">'
-        f"{html.escape(entry.state.value)}</span></td>",
+        f"{html.escape(entry.state.value)}</span>"
+        + ("" if entry.silence is None or now_ms is None else _silenced(entry.silence, now_ms))
+        + "</td>",
         f"<td>{html.escape(entry.diagnosis or '-')}</td>",
         f"<td>{html.escape(schedule)}"
         + (f' <span class="muted">{html.escape(str(tz))}</span>' if tz else "") + "</td>",

@@ -70,6 +70,8 @@ ENTRY_FAMILIES: tuple[tuple[str, str, str], ...] = (
                     "duplicate), else 0"),
     ("state", "gauge", "1 for the entry's current state, 0 for the others"),
     ("diagnosis", "gauge", "1 for the diagnosed broken hop of the entry (only when it has one)"),
+    ("silenced", "gauge", "1 while an operator's silence of the entry holds its notifications "
+                          "and alert rules back, else 0"),
     ("last_success_timestamp_seconds", "gauge", "Redis-clock time the entry's last "
                                                 "successful run ended"),
     ("next_due_timestamp_seconds", "gauge", "Redis-clock time the entry's next run is due"),
@@ -233,7 +235,8 @@ def entry_samples(entries: EntriesFleet) -> dict[str, list[str]]:
     p = ENTRY_PREFIX
     out["read_up"].append(f"{p}_read_up {0.0 if entries.problem else 1.0}")
     out["omitted"].append(f"{p}_omitted {_number(entries.omitted)}")
-    up, state, diagnosis, runs = (out[n] for n in ("up", "state", "diagnosis", "runs_total"))
+    up, state, diagnosis, silenced, runs = (out[n] for n in (
+        "up", "state", "diagnosis", "silenced", "runs_total"))
     for report in entries.reports:
         service = report.service  # validated: no escaping needed
         for entry in report.entries:
@@ -247,6 +250,9 @@ def entry_samples(entries: EntriesFleet) -> dict[str, list[str]]:
             if entry.diagnosis:
                 diagnosis.append(f'{p}_diagnosis{{diagnosis="{_label(entry.diagnosis)}",'
                                  f"{labels}}} 1.0")
+            # Read with the records (``entries_commands``), on the same Redis clock.
+            silenced.append(f"{p}_silenced{{{labels}}} "
+                            f"{0.0 if entry.silence is None else 1.0}")
             record = entry.record
             for family, value_ms in (
                     ("last_success_timestamp_seconds", record.get("last_success_ms")),

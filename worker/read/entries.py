@@ -1,6 +1,7 @@
 """Read the beat entries of one service: one round trip, judged on the Redis clock.
 
-``TIME``, the entries' records, beat's marker and the worker nodes come back together, so
+``TIME``, the entries' records, beat's marker, the worker nodes and the entries' silences
+come back together, so
 every entry is judged against the same clock reading and the same evidence: when beat is
 down, every entry that is due says ``missed`` with ``beat_down``, one cause for all.
 Like the heartbeat's reader it never raises for bad data or a dead connection.
@@ -16,6 +17,8 @@ from worker.core.names import Keys
 from worker.core.redis_io import as_text, execute_many, redis_time_ms
 from worker.read.diagnosis import MAX_MARKER_BYTES, parse_marker, publish_failure
 from worker.read.entry_judge import Evidence, judge
+from worker.read.entry_silence import silences_from_reply
+from worker.read.incidents import Silence
 
 MAX_RECORD_BYTES = 16 * 1024
 """An entry record over this size is not ours: reported invalid, never decoded."""
@@ -35,6 +38,9 @@ class EntryReport(NamedTuple):
     diagnosis: str | None
     reason: str
     record: dict[str, Any]  #: the stored record (schedule, next due, last run ...)
+    #: the operator's silence of the entry (``silence SERVICE --entry NAME``) while it
+    #: lasts on the Redis clock: said beside the state, which it never changes
+    silence: Silence | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The report as ``--json``, ``/api/entries`` and the monitor give it."""
@@ -128,7 +134,12 @@ def entries_commands(service: str, keys: Keys) -> list[tuple[Any, ...]]:
         ("HGETALL", keys.entries(service)),
         ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
         ("ZREVRANGE", keys.nodes(service), 0, 999, "WITHSCORES"),
+        ("HGETALL", keys.entry_silence(service)),
     ]
+
+
+ENTRIES_COMMANDS = 5
+"""How many commands ``entries_commands`` gives for one service."""
 
 
 def entries_from_replies(service: str, replies: list[Any], *,
@@ -136,7 +147,7 @@ def entries_from_replies(service: str, replies: list[Any], *,
     """The report of ``service`` (or its entries in ``names``) from the replies to
     ``entries_commands``; never raises. ``read_entries`` is this after one round trip."""
     try:
-        time_reply, raw_entries, marker_raw, nodes_raw = replies
+        time_reply, raw_entries, marker_raw, nodes_raw, silences_raw = replies
         for reply in (time_reply, raw_entries):
             if isinstance(reply, BaseException):
                 raise reply
@@ -145,6 +156,9 @@ def entries_from_replies(service: str, replies: list[Any], *,
         return EntriesReport(service, None, (), f"{type(exc).__name__}: {exc}"[:200])
     ev = evidence(now_ms, None if isinstance(marker_raw, BaseException) else marker_raw,
                   [] if isinstance(nodes_raw, BaseException) else _flat(nodes_raw), None)
+    # A silence is extra: one that can't be read (a wrong type at the key) is none.
+    silences = ({} if isinstance(silences_raw, BaseException)
+                else silences_from_reply(silences_raw, now_ms))
     reports = []
     for raw_name, raw_value in _pairs(raw_entries)[:MAX_ENTRIES_READ]:
         name = as_text(raw_name)
@@ -153,10 +167,12 @@ def entries_from_replies(service: str, replies: list[Any], *,
         record = _record(raw_value)
         if record is None:
             reports.append(EntryReport(name, EntryState.FAILED, "invalid",
-                                       "the stored record is unreadable", {}))
+                                       "the stored record is unreadable", {},
+                                       silences.get(name)))
             continue
         judged = judge(record, ev)
-        reports.append(EntryReport(name, judged.state, judged.diagnosis, judged.reason, record))
+        reports.append(EntryReport(name, judged.state, judged.diagnosis, judged.reason, record,
+                                   silences.get(name)))
     rank = {state: i for i, state in enumerate(ENTRY_SEVERITY)}
     reports.sort(key=lambda r: (rank[r.state], r.name))
     return EntriesReport(service, now_ms, tuple(reports), None)

@@ -18,7 +18,7 @@ from worker.core.redis_io import execute_many
 from worker.read.entries import EntriesReport, entries_commands, entries_from_replies
 
 ENTRY_CHUNK_SERVICES = 25
-"""Services whose entries are read in one round trip (four commands each)."""
+"""Services whose entries are read in one round trip (five commands each)."""
 
 
 def read_entries_of(client: Any, services: Sequence[str], *, keys: Keys | None = None,

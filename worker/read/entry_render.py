@@ -14,7 +14,7 @@ from typing import Any
 
 from worker.core.entries import ENTRY_SEVERITY, EntryState
 from worker.read.entries import EntriesReport, EntryReport
-from worker.read.render import NAGIOS_LABELS
+from worker.read.render import NAGIOS_LABELS, silence_json, silence_note
 
 MISSING = "missing"
 """``check --entry``'s state for a name no entry of the service has: CRITICAL, exit 2."""
@@ -93,12 +93,16 @@ def entry_line(service: str, entry: EntryReport, now_ms: int | None) -> str:
     """``OK - petsage entry "nightly export" ok: the last run succeeded 3.1s ago | ...``.
 
     Performance data: the age of the last success, the last run's duration and queue wait,
-    each only when known.
+    each only when known. A silenced entry's line says so after its true state, as
+    ``check`` says it of a silenced service: ``(silenced for 1h 59m: reason)``.
     """
     label = NAGIOS_LABELS[entry.state.exit_code]
     text = f"{escape(service)} entry {quoted(entry.name)} {entry.state.value}: {entry.reason}"
     if entry.diagnosis:
         text += f" [{entry.diagnosis}]"
+    note = entry_silence_note(entry, now_ms)
+    if note:
+        text += f" ({note})"
     rec = entry.record
     perf = []
     success = _num(rec.get("last_success_ms"))
@@ -140,30 +144,44 @@ def unreachable_line(service: str, name: str, reason: str) -> str:
     return nagios_text(f"UNKNOWN - {service} entry {quoted(name)} {UNREACHABLE}: {reason}")
 
 
+def entry_silence_note(entry: EntryReport, now_ms: int | None) -> str | None:
+    """``silenced for 1h 59m: reason`` while the entry is silenced (``silence_note``, the
+    service's own), its reason escaped; else None."""
+    if entry.silence is None or now_ms is None:
+        return None
+    return escape(silence_note(entry.silence, now_ms))
+
+
 # --- JSON -----------------------------------------------------------------------------------
 
-def entry_json(service: str, entry: EntryReport) -> dict[str, Any]:
-    """``EntryReport.as_json()`` with the service and the exit code."""
-    return {"service": service, **entry.as_json(), "exit_code": entry.state.exit_code}
+def entry_json(service: str, entry: EntryReport, now_ms: int | None) -> dict[str, Any]:
+    """``EntryReport.as_json()`` with the service, the exit code and the entry's
+    ``silence`` (None, or its ``until_ms``, ``reason`` and ``remaining_s``, as ``check``
+    gives a service's)."""
+    silence = None if now_ms is None else silence_json(entry.silence, now_ms)
+    return {"service": service, **entry.as_json(), "exit_code": entry.state.exit_code,
+            "silence": silence}
 
 
 def problem_json(service: str, name: str | None, state: str, reason: str,
                  exit_code: int) -> dict[str, Any]:
     """A JSON object for what is no entry report: a missing entry, a store not asked."""
     return {"service": service, "name": name, "state": state, "diagnosis": None,
-            "reason": reason, "exit_code": exit_code}
+            "reason": reason, "exit_code": exit_code, "silence": None}
 
 
 # --- status --entries -----------------------------------------------------------------------
 
 def entry_row(entry: EntryReport, now_ms: int | None) -> tuple[str, ...]:
-    """One row of ``status --entries`` (without the service)."""
+    """One row of ``status --entries`` (without the service); a silenced entry's reason
+    ends with ``(silenced for 1h 59m: reason)``."""
     rec = entry.record
+    note = entry_silence_note(entry, now_ms)
     return (
         escape(entry.name), entry.state.value, entry.diagnosis or "-",
         ago(now_ms, rec.get("last_success_ms")), due(now_ms, rec.get("next_due_ms")),
         _ms(rec.get("last_duration_ms")), _ms(rec.get("last_queue_wait_ms")),
-        escape(entry.reason),
+        escape(entry.reason) + (f" ({note})" if note else ""),
     )
 
 

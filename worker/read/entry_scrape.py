@@ -6,9 +6,10 @@
 1. ``HLEN`` of every service's entries hash, ``ENTRY_COUNT_CHUNK`` to a round trip: only
    the services that have entries are read, and the bound is planned before any record
    is fetched.
-2. Services in name order until ``limit`` entries in all: their records, beat's marker and
-   the nodes (``entries_commands``), ``ENTRY_READ_CHUNK`` services to a round trip, so a
-   client holds at most that many services' records at a time. The entries of the
+2. Services in name order until ``limit`` entries in all: their records, beat's marker,
+   the nodes and the entries' silences (``entries_commands``), ``ENTRY_READ_CHUNK``
+   services to a round trip, so a client holds at most that many services' records at a
+   time. The entries of the
    services past the bound are counted in ``omitted``, never read.
 
 On a Redis Cluster each service is read on its own (its keys share one hash slot).
@@ -22,6 +23,7 @@ from worker.core.names import Keys
 from worker.core.redis_io import execute_many, is_cluster_client
 from worker.core.urls import redact
 from worker.read.entries import (
+    ENTRIES_COMMANDS,
     EntriesReport,
     entries_commands,
     entries_from_replies,
@@ -78,7 +80,8 @@ def read_fleet_entries(client: Any, services: list[str], keys: Keys | None = Non
                 chunk = chosen[start:start + ENTRY_READ_CHUNK]
                 commands = [c for s in chunk for c in entries_commands(s, keys)]
                 replies = execute_many(client, commands)
-                reports += [entries_from_replies(s, replies[4 * i:4 * i + 4])
+                n = ENTRIES_COMMANDS
+                reports += [entries_from_replies(s, replies[n * i:n * i + n])
                             for i, s in enumerate(chunk)]
     except Exception as exc:  # the reader reports, never raises
         return EntriesFleet([], 0, f"Redis could not be asked: {redact(str(exc))[:200]}")

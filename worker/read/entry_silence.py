@@ -40,9 +40,18 @@ def read_entry_silences(client: Any, service: str, *,
     keys = keys or Keys()
     time_reply, raw = execute_many(client, [("TIME",), ("HGETALL", keys.entry_silence(service))])
     now_ms = redis_time_ms(_raise(time_reply))
-    pairs = _raise(raw)
-    items = pairs.items() if isinstance(pairs, dict) else zip(pairs[0::2], pairs[1::2],
-                                                                strict=False)
+    return silences_from_reply(_raise(raw), now_ms)
+
+
+def silences_from_reply(pairs: Any, now_ms: int) -> dict[str, Silence]:
+    """The silences that hold at ``now_ms`` in an ``HGETALL`` reply of the ``entry_silence``
+    hash (a dict or a flat list); a field that is not a silence is none. Never raises."""
+    if isinstance(pairs, dict):
+        items: Any = pairs.items()
+    elif isinstance(pairs, list):
+        items = zip(pairs[0::2], pairs[1::2], strict=False)
+    else:
+        return {}
     out: dict[str, Silence] = {}
     for name, value in items:
         silence = parse_silence(value)

@@ -128,7 +128,7 @@ def parse_silence(raw: Any) -> Silence | None:
         data = json.loads(raw)
         return Silence(int(data["until_ms"]), str(data.get("reason", ""))[:300],
                        int(data.get("since_ms", 0)))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
         return None
 
 

@@ -189,6 +189,14 @@ def silence_note(silence: Silence, now_ms: int) -> str:
     return f"silenced for {_span(max(silence.until_ms - now_ms, 0) / 1000)}{why}"
 
 
+def silence_json(silence: Silence | None, now_ms: int) -> dict[str, Any] | None:
+    """``check --json``'s ``silence``: ``until_ms``, ``reason`` and ``remaining_s``, or None."""
+    if silence is None:
+        return None
+    return {"until_ms": silence.until_ms, "reason": silence.reason,
+            "remaining_s": round((silence.until_ms - now_ms) / 1000, 3)}
+
+
 def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
     """What ``status SERVICE`` prints under its table: uptime, outages, MTTR, silence."""
     if record.silence is not None:
