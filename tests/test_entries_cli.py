@@ -28,6 +28,7 @@ from worker.read.entry_render import (
     ago,
     due,
     entries_table,
+    entry_json,
     entry_line,
     entry_row,
     entry_transition,
@@ -38,6 +39,7 @@ from worker.read.entry_render import (
     span,
     state_exit_code,
 )
+from worker.read.incidents import Silence
 
 KEYS = Keys()
 NOW_MS = 1_700_000_000_000
@@ -190,6 +192,19 @@ def test_the_nagios_line_of_an_entry_with_and_without_perf_data() -> None:
         'CRITICAL - billing entry "x" failed: raised: a\\nb \u00a6 c [task_failed]')
 
 
+def test_a_silenced_entry_s_line_row_and_json() -> None:
+    silence = Silence(NOW_MS + 300_000, "deploy", NOW_MS - 1000)
+    failed = EntryReport("x", EntryState.FAILED, "task_failed", "raised", {}, silence)
+    assert entry_line("petsage", failed, NOW_MS) == (
+        'CRITICAL - petsage entry "x" failed: raised [task_failed] (silenced for 5m 0s: deploy)')
+    assert entry_row(failed, NOW_MS)[-1] == "raised (silenced for 5m 0s: deploy)"
+    assert entry_json("petsage", failed, NOW_MS)["silence"] == {
+        "until_ms": NOW_MS + 300_000, "reason": "deploy", "remaining_s": 300.0}
+    # Without the Redis clock, nothing is said of it (no clock, no remaining time).
+    assert entry_line("petsage", failed, None).endswith("raised [task_failed]")
+    assert entry_json("petsage", failed, None)["silence"] is None
+
+
 def test_the_table_rows_and_transition_lines() -> None:
     ok = _report("n\x1b", EntryState.OK, None, "fine", last_success_ms=NOW_MS - 3100,
                  next_due_ms=NOW_MS + 61_000, last_duration_ms=120, last_queue_wait_ms=4)
@@ -325,6 +340,108 @@ def test_a_store_that_hangs_is_unknown_within_the_timeout(
     gate.set()
     assert code == 3 and out.endswith("unreachable: Redis could not be asked: timed out "
                                       "after 0.2s\n")
+
+
+# --- a silenced entry -----------------------------------------------------------------------
+
+SILENCE_MS = 2 * 3600 * 1000 - 30_000
+"""A silence with 1h 59m 30s left: ``silenced for 1h 59m``."""
+
+
+def _silence(store: DictStore, service: str, name: str, left_ms: int = SILENCE_MS,
+             reason: str = "db migration") -> None:
+    store.silences.setdefault(service, {})[name] = {
+        "until_ms": store.now_ms + left_ms, "since_ms": store.now_ms - 60_000,
+        "reason": reason}
+
+
+def test_check_entry_of_a_silenced_entry_keeps_its_state_and_exit_code_and_says_so(
+        store: DictStore, capsys: pytest.CaptureFixture[str]) -> None:
+    store.put("petsage", "raises", **_failed(store))
+    store.put("petsage", "nightly export", **_succeeded(store))
+    _silence(store, "petsage", "raises")
+    assert _run(capsys, "check", "--entry", "raises") == (2, (
+        'CRITICAL - petsage entry "raises" failed: the last run raised 41.2s ago: '
+        "OperationalError could not connect to server [task_failed] "
+        "(silenced for 1h 59m: db migration)\n"))
+    assert store.round_trips == 1  # the silence came with the entries
+    # Another entry of the service is not silenced by it.
+    assert _run(capsys, "check", "--entry", "nightly export") == (0, (
+        'OK - petsage entry "nightly export" ok: the last run succeeded 3.1s ago | '
+        "last_success=3.100s;;;0 duration=1200ms;;;0 queue_wait=4ms;;;0\n"))
+    # A silence of an entry that is ok is said too, before the performance data.
+    _silence(store, "petsage", "nightly export", left_ms=90_000, reason="")
+    assert _run(capsys, "check", "--entry", "nightly export") == (0, (
+        'OK - petsage entry "nightly export" ok: the last run succeeded 3.1s ago '
+        "(silenced for 1m 30s) | "
+        "last_success=3.100s;;;0 duration=1200ms;;;0 queue_wait=4ms;;;0\n"))
+
+
+def test_check_entry_json_of_a_silenced_entry_has_the_silence_as_check_gives_it(
+        store: DictStore, capsys: pytest.CaptureFixture[str]) -> None:
+    store.put("petsage", "raises", **_failed(store))
+    _silence(store, "petsage", "raises")
+    code, out = _run(capsys, "check", "--entry", "raises", "--json")
+    data = json.loads(out)
+    assert (code, data["state"], data["exit_code"]) == (2, "failed", 2)
+    assert data["silence"] == {"until_ms": NOW_MS + SILENCE_MS, "reason": "db migration",
+                               "remaining_s": 7170.0}
+    report = read_entries(store, "petsage")
+    assert {k: v for k, v in data.items() if k not in ("service", "exit_code", "silence")} == (
+        report.entries[0].as_json())
+
+
+def test_an_ended_or_unreadable_entry_silence_is_none(
+        store: DictStore, capsys: pytest.CaptureFixture[str]) -> None:
+    store.put("petsage", "raises", **_failed(store))
+    _silence(store, "petsage", "raises", left_ms=0)  # ends now on the Redis clock
+    line = ('CRITICAL - petsage entry "raises" failed: the last run raised 41.2s ago: '
+            "OperationalError could not connect to server [task_failed]\n")
+    assert _run(capsys, "check", "--entry", "raises") == (2, line)
+    code, out = _run(capsys, "check", "--entry", "raises", "--json")
+    assert code == 2 and json.loads(out)["silence"] is None
+    store.silences["petsage"]["raises"] = {"reason": "no end"}
+    assert _run(capsys, "check", "--entry", "raises") == (2, line)
+    store.silences["petsage"]["raises"] = {"until_ms": float("inf")}
+    assert _run(capsys, "check", "--entry", "raises") == (2, line)
+
+
+def test_a_silence_reason_stays_one_line_and_never_starts_perf_data(
+        store: DictStore, capsys: pytest.CaptureFixture[str]) -> None:
+    store.put("petsage", "nightly export", **_succeeded(store))
+    _silence(store, "petsage", "nightly export", reason="a | b\nc\x1b")
+    code, out = _run(capsys, "check", "--entry", "nightly export")
+    assert code == 0 and out.count("\n") == 1
+    assert out == ('OK - petsage entry "nightly export" ok: the last run succeeded 3.1s ago '
+                   "(silenced for 1h 59m: a \u00a6 b\\nc\\x1b) | "
+                   "last_success=3.100s;;;0 duration=1200ms;;;0 queue_wait=4ms;;;0\n")
+
+
+def test_status_entries_says_a_silence_in_the_reason_and_its_json(
+        store: DictStore, capsys: pytest.CaptureFixture[str]) -> None:
+    store.put("petsage", "raises", **_failed(store))
+    store.put("petsage", "nightly export", **_succeeded(store))
+    _silence(store, "petsage", "raises")
+    code, out = _run(capsys, "status", "--entries")
+    assert code == 2  # the silence changes no state
+    rows = out.splitlines()
+    assert rows[1].split()[:3] == ["raises", "failed", "task_failed"]
+    assert rows[1].endswith("OperationalError could not connect to server "
+                            "(silenced for 1h 59m: db migration)")
+    assert rows[2].endswith("the last run succeeded 3.1s ago")
+    code, out = _run(capsys, "status", "--entries", "--json")
+    silences = {item["name"]: item["silence"] for item in json.loads(out)}
+    assert silences == {"raises": {"until_ms": NOW_MS + SILENCE_MS, "reason": "db migration",
+                                   "remaining_s": 7170.0},
+                        "nightly export": None}
+    # With --all, each service's silences are its own: the same name elsewhere is not.
+    store.put("billing", "raises", **_failed(store))
+    code, out = _run(capsys, "status", "--entries", "--all")
+    lines = [line for line in out.splitlines() if " raises " in line]
+    assert len(lines) == 2
+    assert [("silenced for" in line) for line in sorted(lines)] == [False, True]
+    assert sorted(lines)[1].startswith("petsage")
+
 
 
 # --- status --entries -----------------------------------------------------------------------
@@ -485,6 +602,28 @@ def test_watch_runs_the_hook_with_the_transition(store: DictStore, tmp_path: Any
     for hook in watcher.hooks:
         hook.wait(30)
     assert log.read_text() == "petsage|nightly export|failed|2\n"
+
+
+def test_the_entries_hook_gets_the_service_hook_s_variables(
+        store: DictStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # watch --help names one set of PETSAGE_* variables for both hooks; an entry has no
+    # age or seq, and a value in watch's own environment never reaches the hook.
+    monkeypatch.setenv("PETSAGE_SEQ", "42")
+    monkeypatch.setenv("PETSAGE_AGE_S", "9.9")
+    out = tmp_path / "env.txt"
+    watcher = _watcher(store, [], exec_cmd=(
+        f"env | grep '^PETSAGE_' | sort > {out}.tmp && mv {out}.tmp {out}"))
+    store.put("petsage", "nightly export", **_failed(store))
+    watcher.observe(watcher.read(store))
+    for hook in watcher.hooks:
+        hook.wait(30)
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert sorted(env) == sorted(f"PETSAGE_{name}" for name in (
+        "TIME", "SERVICE", "OLD_STATE", "NEW_STATE", "AGE_S", "SEQ", "REASON", "DIAGNOSIS",
+        "EXIT_CODE", "ENTRY"))
+    assert (env["PETSAGE_ENTRY"], env["PETSAGE_AGE_S"], env["PETSAGE_SEQ"]) == (
+        "nightly export", "", "")
+    assert (env["PETSAGE_NEW_STATE"], env["PETSAGE_EXIT_CODE"]) == ("failed", "2")
 
 
 def test_watch_polls_until_stopped(store: DictStore) -> None:

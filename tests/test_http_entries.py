@@ -269,3 +269,82 @@ def test_an_unreadable_record_is_failed_invalid_with_no_counts(
     row = re.search(r'<tr data-entry="broken" data-state="failed">.*?</tr>',
                     app.get("/dashboard/entries").text, re.S)
     assert row is not None and "the stored record is unreadable" in row.group(0)
+
+
+def _silence_entry(client: fakeredis.FakeRedis, service: str, name: str, left_ms: int,
+                   reason: str = "db migration") -> int:
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    client.hset(Keys().entry_silence(service), name, json.dumps(
+        {"until_ms": now_ms + left_ms, "since_ms": now_ms, "reason": reason}))
+    return now_ms + left_ms
+
+
+def test_metrics_say_which_entries_are_silenced_with_exact_lines(
+        app: TestClient, client: fakeredis.FakeRedis) -> None:
+    _silence_entry(client, "petsage", "nightly export", 3_600_000)
+    _silence_entry(client, "petsage", HOSTILE, 3_600_000)
+    _silence_entry(client, "petsage", "cleanup", -1000)  # ended on the Redis clock
+    _silence_entry(client, "petsage", "not an entry", 3_600_000)  # no series of its own
+    text = app.get("/metrics").text
+    lines = [line for line in text.splitlines() if line.startswith("petsage_entry_silenced")]
+    assert sorted(lines) == sorted([
+        'petsage_entry_silenced{entry="nightly export",service="petsage"} 1.0',
+        f'petsage_entry_silenced{{entry="{_label(HOSTILE)}",service="petsage"}} 1.0',
+        'petsage_entry_silenced{entry="cleanup",service="petsage"} 0.0',
+        'petsage_entry_silenced{entry="gone",service="petsage"} 0.0'])
+    assert ("# HELP petsage_entry_silenced 1 while an operator's silence of the entry holds "
+            "its notifications and alert rules back, else 0\n"
+            "# TYPE petsage_entry_silenced gauge\n") in text
+    # The silence changes no state: the silenced failed entry is still failed and down.
+    got = _samples(text)
+    export = 'entry="nightly export",service="petsage"'
+    assert got[f'petsage_entry_state{{{export},state="failed"}}'] == "1.0"
+    assert got[f"petsage_entry_up{{{export}}}"] == "0.0"
+
+
+def test_entry_silences_come_in_the_same_round_trips_as_the_entries(
+        client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.read.entry_scrape as entry_scrape
+
+    for service in ("a", "b"):
+        publish(client, service)
+        _store(client, service).sync([_spec("x")])
+    _silence_entry(client, "a", "x", 60_000)
+    calls: list[int] = []
+    real = entry_scrape.execute_many
+
+    def counted(target: object, commands: list[tuple[object, ...]]) -> list[object]:
+        calls.append(len(commands))
+        return real(target, commands)
+
+    monkeypatch.setattr(entry_scrape, "execute_many", counted)
+    read = read_fleet_entries(client, ["a", "b", "petsage"], Keys())
+    assert len(calls) == 2  # the HLEN pass, then one for the records and silences
+    silenced = {(r.service, e.name): e.silence is not None
+                for r in read.reports for e in r.entries}
+    assert silenced[("a", "x")] and not silenced[("b", "x")]
+    assert not any(v for (s, _), v in silenced.items() if s == "petsage")
+
+
+def test_a_silence_hash_of_the_wrong_type_is_no_silence_and_no_error(
+        app: TestClient, client: fakeredis.FakeRedis) -> None:
+    client.set(Keys().entry_silence("petsage"), "not a hash")
+    text = app.get("/metrics").text
+    assert "petsage_entry_read_up 1.0" in text
+    assert 'petsage_entry_silenced{entry="nightly export",service="petsage"} 0.0' in text
+
+
+def test_the_dashboard_says_an_entry_is_silenced_beside_its_state(
+        app: TestClient, client: fakeredis.FakeRedis) -> None:
+    _silence_entry(client, "petsage", "nightly export", 30 * 60_000, reason="<b>deploy</b>")
+    section = app.get("/dashboard/entries").text
+    row = re.search(r'<tr data-entry="nightly export" data-state="failed">(.*?)</tr>',
+                    section, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+    assert ">failed<" in cells[1]
+    assert re.search(r'<br><span class="silenced">silenced (29|30) min more: '
+                     r"&lt;b&gt;deploy&lt;/b&gt;</span>$", cells[1])
+    other = re.search(r'<tr data-entry="cleanup" data-state="ok">(.*?)</tr>', section, re.S)
+    assert other is not None and "silenced" not in other.group(1)

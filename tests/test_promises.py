@@ -136,7 +136,7 @@ def test_the_discard_note_expires_after_the_retention() -> None:
 
 
 HOOK_VARIABLES = ("TIME", "SERVICE", "OLD_STATE", "NEW_STATE", "AGE_S", "SEQ", "REASON",
-                  "DIAGNOSIS", "EXIT_CODE")
+                  "DIAGNOSIS", "EXIT_CODE", "ENTRY")
 
 
 def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
@@ -159,6 +159,7 @@ def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
     assert env["PETSAGE_DIAGNOSIS"] == "beat_down"
     assert float(env["PETSAGE_AGE_S"]) == pytest.approx(40, abs=1)
     assert "over 30s" in env["PETSAGE_REASON"] and env["PETSAGE_TIME"].startswith("20")
+    assert env["PETSAGE_ENTRY"] == ""  # the heartbeat's transition: no entry
     main_help = run_process(cli_argv("watch", "--help"), capture_output=True, text=True,
                             check=True).stdout
     for name in HOOK_VARIABLES:

@@ -250,7 +250,9 @@ class EntryWatcher:
     def _transition(self, event: dict[str, Any]) -> None:
         self.emit(json.dumps(event) if self.as_json else entry_transition_line(event))
         if self.exec_cmd:
-            env = dict(os.environ)
+            # The service watch's variables too (``watch --help``): an entry has no
+            # heartbeat age or seq, and none comes from watch's own environment.
+            env = {**os.environ, "PETSAGE_AGE_S": "", "PETSAGE_SEQ": ""}
             for key, value in event.items():
                 env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
             self.hooks = [h for h in self.hooks if h.poll() is None]

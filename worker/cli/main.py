@@ -78,10 +78,12 @@ state "unknown"), in the background, with these variables set:
   PETSAGE_REASON     one line: why this state
   PETSAGE_DIAGNOSIS  the broken hop when not fresh (empty when fresh)
   PETSAGE_EXIT_CODE  the new state's Nagios exit code
+  PETSAGE_ENTRY      the beat entry's name with --entries (empty for the heartbeat)
 
 --entries reports the beat entries' state changes instead (every --poll seconds), one
-line each, or one JSON object with --json; --exec gets PETSAGE_ENTRY as well, and
-PETSAGE_NEW_STATE is an entry state, missing or unreachable.
+line each, or one JSON object with --json; --exec gets the same variables, PETSAGE_ENTRY
+set, PETSAGE_NEW_STATE an entry state, missing or unreachable, and PETSAGE_AGE_S and
+PETSAGE_SEQ empty.
 
 exit codes:
   0 stopped (Ctrl-C or SIGTERM); an unreachable store is a transition, and watch goes on

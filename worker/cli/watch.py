@@ -116,7 +116,9 @@ class Watcher:
             self._run_hook(event)
 
     def _run_hook(self, event: dict[str, Any]) -> None:
-        env = dict(os.environ)
+        # The same variables as ``watch --entries``' hooks, so one hook serves both: no
+        # entry here. Set, not left out, so none comes from watch's own environment.
+        env = {**os.environ, "PETSAGE_ENTRY": ""}
         for key, value in event.items():
             env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
         self.hooks = [h for h in self.hooks if h.poll() is None]
