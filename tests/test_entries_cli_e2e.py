@@ -6,48 +6,19 @@ worker`` processes of ``tests/sample_app/entries_app.py`` recorded in a real red
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.entries_app import STARTUP_S, app_env, start_beat, start_worker
 from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
 from tests.support.processes import run as run_process
 from worker.core.entries import EntryState
 from worker.read.entries import read_entries
 
 pytestmark = pytest.mark.e2e
-SAMPLE_APP = Path(__file__).parent / "sample_app"
-REPO = Path(__file__).resolve().parents[1]
-STARTUP_S = 120
-"""Beat and worker up and through their first dispatches, on a busy machine."""
-
-HEADROOM_S = 10.0
-"""Added to each promise (grace plus one period) for a busy machine."""
-
-
-def _env(url: str) -> dict[str, str]:
-    env = heartbeat_env(url, PETSAGE_APP_BROKER=url, HEARTBEAT_INTERVAL_S="1")
-    del env["CELERY_BROKER_URL"], env["HEARTBEAT_REDIS_URL"]  # from the app's own config
-    env["PYTHONPATH"] = os.pathsep.join([str(SAMPLE_APP), str(REPO)])
-    return env
-
-
-def _beat(env: dict[str, str], cwd: Path, name: str = "beat") -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", "entries_app", "beat", "--loglevel", "INFO",
-            "--schedule", str(cwd / f"{name}-schedule")]
-    return Proc(argv, env, cwd, name)
-
-
-def _worker(env: dict[str, str], cwd: Path, name: str = "worker") -> Proc:
-    """The app's worker: its own queue and the heartbeat's, three processes (one sleeps)."""
-    argv = [sys.executable, "-m", "celery", "-A", "entries_app", "worker", "--loglevel", "INFO",
-            "-Q", "celery,heartbeat.petsage", "--concurrency", "3", "--without-mingle",
-            "--without-gossip", "--hostname", f"{name}@%h"]
-    return Proc(argv, env, cwd, name)
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,11 +30,11 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_check_status_and_watch_of_the_sample_apps_entries(
         own_redis: RedisServer, procs: list[Proc], tmp_path: Path) -> None:
     url = own_redis.url
-    env = _env(url)
+    env = app_env(url)
     client = own_redis.client()
     watch = Proc(cli_argv("watch", "--entries", "--json", "--poll", "0.2", "--redis", url),
                  heartbeat_env(url), tmp_path, "watch")
-    procs += [watch, _beat(env, tmp_path), _worker(env, tmp_path)]
+    procs += [watch, start_beat(env, tmp_path), start_worker(env, tmp_path)]
 
     def states() -> dict[str, EntryState]:
         return {e.name: e.state for e in read_entries(client, "petsage").entries}

@@ -9,9 +9,7 @@ change (``silence petsage --entry``) is recorded, not posted.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.entries_app import HEADROOM_S, STARTUP_S, app_env, start_beat, start_worker
 from tests.support.helpers import Proc, RedisServer, cli_argv, heartbeat_env, wait_for
 from tests.support.processes import run as run_process
 from tests.support.receiver import Receiver
@@ -27,15 +26,7 @@ from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 
 pytestmark = pytest.mark.e2e
-SAMPLE_APP = Path(__file__).parent / "sample_app"
-REPO = Path(__file__).resolve().parents[1]
 KEYS = Keys()
-STARTUP_S = 120
-"""Beat, worker and monitors up and through their first dispatches, on a busy machine."""
-
-HEADROOM_S = 10.0
-"""Added to each promise (grace plus one period) for a busy machine."""
-
 REPEAT_WINDOW_S = 5.0
 """How long the test waits after the posts for a repeat to show (there must be none)."""
 
@@ -45,26 +36,6 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
-
-
-def _env(url: str) -> dict[str, str]:
-    env = heartbeat_env(url, PETSAGE_APP_BROKER=url, HEARTBEAT_INTERVAL_S="1")
-    del env["CELERY_BROKER_URL"], env["HEARTBEAT_REDIS_URL"]  # from the app's own config
-    env["PYTHONPATH"] = os.pathsep.join([str(SAMPLE_APP), str(REPO)])
-    return env
-
-
-def _beat(env: dict[str, str], cwd: Path) -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", "entries_app", "beat", "--loglevel", "INFO",
-            "--schedule", str(cwd / "beat-schedule")]
-    return Proc(argv, env, cwd, "beat")
-
-
-def _worker(env: dict[str, str], cwd: Path) -> Proc:
-    argv = [sys.executable, "-m", "celery", "-A", "entries_app", "worker", "--loglevel", "INFO",
-            "-Q", "celery,heartbeat.petsage", "--concurrency", "3", "--without-mingle",
-            "--without-gossip", "--hostname", "worker@%h"]
-    return Proc(argv, env, cwd, "worker")
 
 
 def _monitor(url: str, hook: str, cwd: Path, name: str) -> Proc:
@@ -97,7 +68,7 @@ def _recorded(client: redis.Redis) -> list[dict[str, str]]:
 def test_two_monitors_post_each_entry_transition_once_and_hold_a_silenced_one(
         own_redis: RedisServer, procs: list[Proc], tmp_path: Path, receiver: Receiver) -> None:
     client = own_redis.client()
-    env = _env(own_redis.url)
+    env = app_env(own_redis.url)
     # The monitors first: they judge the entries from their first sync (all pending), so
     # each change below is a transition of the record, not an entry first seen failed.
     monitors = [_monitor(own_redis.url, receiver.url, tmp_path, f"monitor-{x}") for x in "ab"]
@@ -107,10 +78,10 @@ def test_two_monitors_post_each_entry_transition_once_and_hold_a_silenced_one(
                  what=f"{monitor.name} started")
     # The worker before beat: the service's first heartbeat is indexed (and its entries
     # judged pending) about when beat starts, two seconds before "raises" first fails.
-    worker = _worker(env, tmp_path)
+    worker = start_worker(env, tmp_path)
     procs.append(worker)
     wait_for(_said(worker, " ready."), STARTUP_S, what="the worker ready")
-    procs.append(_beat(env, tmp_path))
+    procs.append(start_beat(env, tmp_path))
     wait_for(lambda: client.hlen(KEYS.entries("petsage")) == 6, STARTUP_S,
              what="six entries watched")
     # Silenced before its first run (20 s after beat starts) can overrun (2 s later).

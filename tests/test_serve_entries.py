@@ -9,9 +9,7 @@ Real redis-server, real ``celery beat`` and ``celery worker`` of
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.entries_app import SIX, STARTUP_S, app_env, start_beat, start_worker
 from tests.support.helpers import (
-    REPO,
     Proc,
     RedisServer,
     cli_argv,
@@ -32,12 +30,6 @@ from tests.support.helpers import (
 from tests.support.processes import run as run_process
 
 pytestmark = pytest.mark.e2e
-SAMPLE_APP = Path(__file__).parent / "sample_app"
-STARTUP_S = 120
-"""Beat and worker up and through their first dispatches, on a busy machine."""
-
-SIX = {"every second", "weekdays by name", "raises", "retries twice", "sleeps too long",
-       "nobody consumes"}
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -46,23 +38,6 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def _app_env(url: str) -> dict[str, str]:
-    env = heartbeat_env(url, PETSAGE_APP_BROKER=url, HEARTBEAT_INTERVAL_S="1")
-    del env["CELERY_BROKER_URL"], env["HEARTBEAT_REDIS_URL"]  # from the app's own config
-    env["PYTHONPATH"] = os.pathsep.join([str(SAMPLE_APP), str(REPO)])
-    return env
-
-
-def _celery(env: dict[str, str], cwd: Path, role: str) -> Proc:
-    base = [sys.executable, "-m", "celery", "-A", "entries_app", role, "--loglevel", "INFO"]
-    if role == "beat":
-        argv = [*base, "--schedule", str(cwd / "beat-schedule")]
-    else:
-        argv = [*base, "-Q", "celery,heartbeat.petsage", "--concurrency", "3",
-                "--without-mingle", "--without-gossip", "--hostname", "worker@%h"]
-    return Proc(argv, env, cwd, role)
 
 
 def _entries(base: str) -> dict[str, dict[str, Any]]:
@@ -74,8 +49,8 @@ def _entries(base: str) -> dict[str, dict[str, Any]]:
 def test_serve_shows_the_sample_app_s_entries(own_redis: RedisServer, procs: list[Proc],
                                               tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    env = _app_env(own_redis.url)
-    procs += [_celery(env, tmp_path, "beat"), _celery(env, tmp_path, "worker")]
+    env = app_env(own_redis.url)
+    procs += [start_beat(env, tmp_path), start_worker(env, tmp_path)]
     port = free_port()
     procs.append(Proc(cli_argv("serve", "--port", str(port)), heartbeat_env(own_redis.url),
                       tmp_path, "serve"))

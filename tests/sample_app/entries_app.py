@@ -21,6 +21,7 @@ import time
 
 from celery import Celery
 from celery.schedules import crontab
+from entries_common import SETTINGS, add_noop
 
 from worker.publish.install import install_heartbeat
 
@@ -29,11 +30,7 @@ FAST = {"heartbeat": {"grace_s": 2}}
 
 app = Celery("entries_app", broker=BROKER)
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    beat_max_loop_interval=1,
+    **SETTINGS,
     beat_schedule={
         "every second": {"task": "entries_app.noop", "schedule": 1.0, "options": FAST},
         "weekdays by name": {
@@ -50,10 +47,7 @@ app.conf.update(
     },
 )
 
-
-@app.task(name="entries_app.noop")
-def noop() -> None:
-    """Does nothing, successfully."""
+noop = add_noop(app)
 
 
 @app.task(name="entries_app.raises")

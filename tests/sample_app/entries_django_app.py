@@ -28,6 +28,7 @@ django.setup()
 
 from celery import Celery  # noqa: E402 - Django first, as django-celery-beat needs
 from celery.schedules import crontab  # noqa: E402
+from entries_common import SETTINGS, add_noop  # noqa: E402
 
 from worker.publish.install import install_heartbeat  # noqa: E402
 
@@ -36,11 +37,7 @@ HOURS_AWAY = (datetime.now(UTC).hour + 12) % 24
 
 app = Celery("entries_django_app", broker=BROKER)
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    beat_max_loop_interval=1,
+    **SETTINGS,
     beat_schedule={
         "every second": {"task": "entries_django_app.noop", "schedule": 1.0},
         "to be removed": {"task": "entries_django_app.noop", "schedule": 1.0},
@@ -49,10 +46,7 @@ app.conf.update(
     },
 )
 
-
-@app.task(name="entries_django_app.noop")
-def noop() -> None:
-    """Does nothing, successfully."""
+noop = add_noop(app)
 
 
 def add_and_remove() -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from celery import Celery
 from celery.schedules import crontab
+from entries_common import SETTINGS, add_noop
 
 from worker.publish.install import install_heartbeat
 
@@ -30,11 +31,7 @@ HOURS_AWAY = (datetime.now(UTC).hour + 12) % 24
 
 app = Celery("entries_redbeat_app", broker=BROKER)
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    beat_max_loop_interval=1,
+    **SETTINGS,
     redbeat_redis_url=BROKER,
     beat_schedule={
         "every second": {"task": "entries_redbeat_app.noop", "schedule": 1.0},
@@ -44,10 +41,7 @@ app.conf.update(
     },
 )
 
-
-@app.task(name="entries_redbeat_app.noop")
-def noop() -> None:
-    """Does nothing, successfully."""
+noop = add_noop(app)
 
 
 install_heartbeat(app)
