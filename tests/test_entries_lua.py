@@ -65,11 +65,29 @@ def test_a_sync_writes_only_what_it_is_given_and_prune_marks_the_rest_removed() 
     store.prune(["a", "b"])
     records = _records(client)
     assert "removed_ms" in records["c"] and "removed_ms" not in records["a"]
+    marked = {**records["c"], "removed_ms": 1234}  # as if removed long ago
+    client.hset(KEYS.entries("petsage"), "c", json.dumps(marked))
     store.prune(["a", "b"])  # once: a second prune keeps the first removal time
-    assert json.loads(client.hget(KEYS.entries("petsage"), "c"))["removed_ms"] == (
-        records["c"]["removed_ms"])
+    assert json.loads(client.hget(KEYS.entries("petsage"), "c"))["removed_ms"] == 1234
     store.sync([_spec("c")])  # back in the schedule
     assert "removed_ms" not in json.loads(client.hget(KEYS.entries("petsage"), "c"))
     events = [(f[b"event"], f[b"entry"]) for _, f in client.xrange(KEYS.entry_runs("petsage"))]
     assert events == [(b"added", b"a"), (b"added", b"b"), (b"added", b"c"), (b"changed", b"b"),
                       (b"removed", b"c"), (b"added", b"c")]
+
+
+def test_runs_that_never_started_wait_from_the_oldest_dispatch() -> None:
+    client = fakeredis.FakeRedis()
+    store = EntryStore(client, KEYS, "petsage", retention_s=600)
+    first = store.dispatched("nightly", "r1", due_in_ms=0, next_due_in_ms=1000, beat_id="b",
+                             depth=3)
+    record = _record(client)
+    record["run"]["dispatched_ms"] = record["run"]["waiting_since_ms"] = first - 5000
+    client.hset(KEYS.entries("petsage"), "nightly", json.dumps(record))
+    store.dispatched("nightly", "r2", due_in_ms=0, next_due_in_ms=1000, beat_id="b", depth=4)
+    run = _record(client)["run"]
+    assert run["id"] == "r2" and run["waiting_since_ms"] == first - 5000 and run["depth"] == 4
+    store.started("nightly", "r2", "w@h")
+    store.dispatched("nightly", "r3", due_in_ms=0, next_due_in_ms=1000, beat_id="b", depth=0)
+    run = _record(client)["run"]
+    assert run["waiting_since_ms"] == run["dispatched_ms"]  # the one before it started
