@@ -139,16 +139,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_14': (
         'event = json.loads(raw or b"XXXX")',
         "b'' and b'XXXX' are both not JSON: a missing event is skipped either way"),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_56': (
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_62': (
         'if int(entry.split("-", )[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_57': (
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_63': (
         'if int(entry.rsplit("-", 1)[0]) < now_ms - self.max_age_ms:',
         "a stream id holds one '-': its first piece is the same from either end"),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_59': (
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_65': (
         'if int(entry.split("-", 2)[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_73': (
+    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_79': (
         'self.webhook.shown, what, self.max_age_ms / 1000)',
         "'%d' formats a float as its whole part, as // gives it"),
+    'worker.observe.delivery.xǁDeliveryǁstep__mutmut_10': (
+        'entries = self.client.xrange(self.keys.outbox, f"({cursor}", count=50)',
+        "'+' is XRANGE's default end in redis-py"),
     'worker.observe.delivery.xǁDeliveryǁ_wait__mutmut_4': (
         'while (left := deadline - time.monotonic()) >= 0:',
         'a monotonic clock reading exactly the deadline (to the nanosecond) only adds one '

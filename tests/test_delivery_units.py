@@ -645,3 +645,19 @@ def test_a_back_off_counts_towards_the_age_to_the_millisecond() -> None:
     d = _delivery(_Clock(client, now_ms), poster, max_age_s=2, backoff_s=(1.0,))
     d.step()  # one second of back-off: exactly two seconds old, still posted
     assert poster.ids() == [entry, entry] and d.delivered == 1
+
+
+def test_an_entry_s_notification_names_the_entry_in_its_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = fakeredis.FakeRedis()
+    d = _delivery(client, Poster())
+    d.start_cursor()
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "petsage", "entry": "nightly",
+                                                   "old_state": "ok", "new_state": "failed"})})
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "petsage", "entry": 5,
+                                                   "old_state": "ok", "new_state": "failed"})})
+    caplog.set_level(logging.INFO, logger="petsage_heartbeat.webhooks")
+    d.step()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"webhook {HOOK.shown}: delivered petsage entry 'nightly' ok -> failed",
+        f"webhook {HOOK.shown}: delivered petsage ok -> failed"]
