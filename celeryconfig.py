@@ -2,26 +2,30 @@
 
 Every value the heartbeat itself needs comes from ``worker.core.settings.Settings`` (read and
 validated once); a bad variable stops the program with one line before Celery starts.
+
+Every public name of this module is a Celery setting, and Celery sends them all to anyone
+with the broker login (``celery inspect conf``, ``inspect report``), masking only its own
+keys: the settings object and the helpers are kept under names starting with ``_``, which
+Celery leaves out. ``worker/celery.py`` hands ``_heartbeat_settings`` to ``install_heartbeat``.
 """
 
-from __future__ import annotations
+from typing import Any as _Any
 
-from typing import Any
+from worker.core.settings import load_or_exit as _load_or_exit
+from worker.core.settings import tls_options_or_exit as _tls_options_or_exit
+from worker.core.urls import kombu_sentinel as _kombu_sentinel
 
-from worker.core.settings import load_or_exit, tls_options_or_exit
-from worker.core.urls import kombu_sentinel
+_heartbeat_settings = _load_or_exit()
+_interval_s = _heartbeat_settings.interval_s
 
-heartbeat_settings = load_or_exit()
-_interval_s = heartbeat_settings.interval_s
-
-broker_url = heartbeat_settings.broker_url
+broker_url = _heartbeat_settings.broker_url
 #: Keep retrying while the broker is down at startup, explicitly (Celery 6 changes the default).
 broker_connection_retry_on_startup = True
 broker_connection_retry = True
 broker_connection_max_retries = None
 #: Socket timeouts and keepalive, so a dropped or half-open connection can't block forever;
 #: the health check PINGs a pooled connection idle longer than 10 s before using it.
-broker_transport_options: dict[str, Any] = {
+broker_transport_options: dict[str, _Any] = {
     "socket_timeout": 5.0,
     "socket_connect_timeout": 5.0,
     "socket_keepalive": True,
@@ -35,11 +39,11 @@ if broker_url.startswith("sentinel://"):
     #: is ``sentinel://h1:p1/0;sentinel://h2:p2/0`` plus ``master_name``.
     # Celery lets the CELERY_BROKER_URL variable override ``broker_url``, but not the
     # read/write URLs, which every connection of beat and the worker uses.
-    broker_url, broker_transport_options["master_name"] = kombu_sentinel(broker_url)
+    broker_url, broker_transport_options["master_name"] = _kombu_sentinel(broker_url)
     broker_read_url = broker_write_url = broker_url
 if broker_url.startswith("rediss://"):
     #: kombu would not verify a rediss:// broker's certificate by itself.
-    broker_use_ssl = tls_options_or_exit(broker_url)
+    broker_use_ssl = _tls_options_or_exit(broker_url)
 
 #: JSON only: a pickled message is refused (ContentDisallowed), never executed.
 task_serializer = "json"
@@ -54,7 +58,7 @@ task_store_errors_even_if_ignored = False
 
 #: The heartbeat's route, queue and schedule entries are added by ``install_heartbeat``
 #: (``worker/celery.py``), the same call that installs it into another app.
-task_default_queue = heartbeat_settings.queue
+task_default_queue = _heartbeat_settings.queue
 timezone = "UTC"
 enable_utc = True
 

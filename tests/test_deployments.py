@@ -219,10 +219,12 @@ def test_installed_into_the_users_own_app_keeps_its_config(
         redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     code = (
         "import json, petsage_app as m\n"
+        "from worker.publish.install import heartbeat_settings\n"
         "c = m.app.conf\n"
         "print(json.dumps({'routes': c.task_routes, 'schedule': sorted(c.beat_schedule),"
         " 'serializer': c.task_serializer, 'broker': c.broker_url,"
-        " 'queue': c.heartbeat_settings.queue, 'store': c.heartbeat_settings.redis_url,"
+        " 'queue': heartbeat_settings(m.app).queue,"
+        " 'store': heartbeat_settings(m.app).redis_url, 'in_conf': 'heartbeat_settings' in c,"
         " 'tasks': sorted(t for t in m.app.tasks if not t.startswith('celery.'))}))\n"
     )
     done = run_process([sys.executable, "-c", code], env=_sample_env(redis_server.url),
@@ -234,6 +236,7 @@ def test_installed_into_the_users_own_app_keeps_its_config(
     assert conf["schedule"] == ["app-own-tick", "petsage-heartbeat", "petsage-heartbeat-nodes"]
     assert conf["serializer"] == "json" and conf["broker"] == redis_server.url
     assert conf["queue"] == "heartbeat.petsage" and conf["store"] == redis_server.url
+    assert conf["in_conf"] is False  # never in app.conf, which remote control dumps
     assert conf["tasks"] == ["health", "health.node", "petsage_app.tick", "petsage_app.work"]
 
 

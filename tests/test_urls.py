@@ -14,6 +14,8 @@ HOST_RULE = ("accepted: a host name (letters, digits, '-', '.'; at most 63 chara
 PORT_RULE = ("has a bad port; accepted: 1-65535 (a password holding '/', '?', '#' or '@' must "
              "be percent-encoded, e.g. '/' as %2F)")
 SCHEMES = "accepted: redis://, rediss://, sentinel://"
+SPACE_RULE = ("--redis holds a space or a control character (not shown); accepted: a URL "
+              "without them (percent-encode them in a password, a space as %20)")
 CLUSTER_RULE = ": a Redis Cluster has only database 0 and no Sentinel; e.g. " \
                "redis://node1:7000/0?cluster=true"
 H253 = ".".join(["a" * 63] * 3) + "." + "b" * 61
@@ -28,7 +30,15 @@ CASES: list[tuple[str, str | None]] = [
     ("sentinel://s:1,t:2/0?master=MyMaster", None), ("redis://X:1/0", None),
     ("redis://h:1/X", "--redis 'redis://h:1/X' has a bad database 'X'; accepted: a number, "
                       "e.g. /0"),
-    ("redis:// :1/0", f"--redis has a bad host ' '; {HOST_RULE}"),
+    ("redis://h!:1/0", f"--redis has a bad host 'h!'; {HOST_RULE}"),
+    # A space or a control character, anywhere: refused, and nothing of the URL shown (a
+    # password with an unencoded space was accepted, and redact() ended the URL there).
+    ("redis:// :1/0", SPACE_RULE), ("redis://:pa ss@h:1/0", SPACE_RULE),
+    ("redis://:pa\tss@h:1/0", SPACE_RULE), ("redis://:pass@h:1/0\n", SPACE_RULE),
+    ("redis://:p\x00@h:1/0", SPACE_RULE), ("redis://:p\x1f@h:1/0", SPACE_RULE),
+    ("redis://:p\x7f@h:1/0", SPACE_RULE), ("redis://:p\x85@h:1/0", SPACE_RULE),
+    ("redis://:p\xa0@h:1/0", SPACE_RULE), ("redis://h:1/0?ssl_ca_certs=/a b", SPACE_RULE),
+    ("redis://:p!~%20@h:1/0", None), ("redis://:pé@h:1/0", None),
     ("redis://h:1/1000000",
      "--redis 'redis://h:1/1000000' has a bad database '1000000'; accepted: a number, e.g. /0"),
     ("redis://h:1/x", "--redis 'redis://h:1/x' has a bad database 'x'; accepted: a number, "

@@ -17,7 +17,7 @@ from worker.publish.install import install_heartbeat
 app = Celery("worker")
 app.config_from_object(celeryconfig)
 try:
-    install_heartbeat(app, celeryconfig.heartbeat_settings)
+    install_heartbeat(app, celeryconfig._heartbeat_settings)
 except ConfigError as exc:  # e.g. an unloadable HEARTBEAT_CHECKS entry: one line, exit 2
     raise SystemExit(fail(None, str(exc))) from None
 

@@ -24,7 +24,14 @@ from worker.core.names import (
     validate_service,
 )
 from worker.core.states import STALE_FACTOR, Thresholds
-from worker.core.urls import BROKER_SCHEMES, REDIS_SCHEMES, is_cluster, redact, validate_url
+from worker.core.urls import (
+    BROKER_SCHEMES,
+    REDIS_SCHEMES,
+    is_cluster,
+    masked_repr,
+    redact,
+    validate_url,
+)
 from worker.core.webhook_urls import Webhook, parse_format, parse_webhook, parse_webhooks
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -179,6 +186,12 @@ class Settings(NamedTuple):
     def keys(self) -> Keys:
         """Key names for this prefix."""
         return Keys(self.key_prefix)
+
+    def __repr__(self) -> str:
+        """Every URL masked (store, broker, webhooks, dashboard), at every depth: a settings
+        object printed anywhere (a log, a traceback, ``celery inspect report``) shows no
+        password, webhook path or token."""
+        return masked_repr(self)
 
     def describe(self) -> str:
         """One line for logs, with passwords hidden."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from worker.core.errors import ConfigError
 
@@ -23,7 +23,18 @@ BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp")
 _SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _NOT_SPACE = re.compile(r"\S*")
-_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;#\s]*")
+_QUERY_PARAM = re.compile(r"((?:^|[?&;])([^=?&;#\s]*)=)([^&;#\s]*)")
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|token|secret|key|auth|signature|credential")
+"""A query parameter whose name (percent-decoded) says it holds a secret: ``password=``,
+``pass=``, ``pwd=``, ``token=``, ``access_token=``, ``secret=``, ``key=``, ``api_key=``,
+``auth=``, ``signature=``, ``credential=``, in any case. Its value is hidden (``ssl_keyfile``'s
+path too: a name that may say "key" is hidden rather than guessed about)."""
+
+
+def _hide_secret_param(match: re.Match[str]) -> str:
+    if _SECRET_NAME.search(unquote(match.group(2))):
+        return match.group(1) + "***"
+    return match.group(0)
 
 
 def _redact_one(url: str) -> str:
@@ -37,7 +48,7 @@ def _redact_one(url: str) -> str:
         if ":" in userinfo or "/" in user:
             user = user.split("/", 1)[0]
             rest = f"{user}:***@{host}"
-    return f"{scheme}://{_PASSWORD_PARAM.sub(lambda m: m.group(1) + '***', rest)}"
+    return f"{scheme}://{_QUERY_PARAM.sub(_hide_secret_param, rest)}"
 
 
 def redact(text: str) -> str:
@@ -45,7 +56,9 @@ def redact(text: str) -> str:
 
     Used on every URL and every error message before it reaches a log line, the CLI or an
     HTTP response, so a password can't leak through an exception from a client library.
-    Covers any scheme case, an ``@`` inside the password, and ``?password=`` parameters.
+    Covers any scheme case, an ``@`` inside the password, and query parameters named for
+    a secret (``?password=``, ``?pass=``, ``?token=``, ``?secret=``, ``?key=``...). A URL
+    ends at a space: a password holding one is refused by ``validate_url``, never shown.
     """
     # Linear in the text: each "://" is found once, its scheme extended backwards no
     # further than the previous "://" or URL, and its URL forwards to the next space. (A
@@ -68,6 +81,44 @@ def redact(text: str) -> str:
         at = text.find("://", max(at + 3, done))
     out.append(text[done:])
     return "".join(out)
+
+
+def mask_url(url: str) -> str:
+    """One URL with nothing secret left, for a repr: ``redact``'s rules on the whole string;
+    of an ``http(s)://`` URL (a webhook, the dashboard), only ``scheme://host[:port]`` and
+    ``/***`` for the rest, whose path may be a token. A URL holding a space or a control
+    character, or that does not parse, keeps only its scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return f"{scheme}://***"
+    if scheme.lower() not in ("http", "https"):
+        return _redact_one(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"{scheme}://***"
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+    shown = f"{scheme}://{host}" if port is None else f"{scheme}://{host}:{port}"
+    return shown if rest == shown.partition("://")[2] else f"{shown}/***"
+
+
+def masked_repr(value: object) -> str:
+    """``repr(value)`` with every URL in it masked (``mask_url``), at any depth of tuples and
+    named tuples: settings and what they hold print nothing secret, wherever they print."""
+    if isinstance(value, str):
+        return repr(mask_url(value)) if "://" in value else repr(value)
+    if isinstance(value, tuple):
+        fields = getattr(value, "_fields", None)
+        if fields is not None:
+            inner = ", ".join(f"{name}={masked_repr(item)}"
+                              for name, item in zip(fields, value, strict=True))
+            return f"{type(value).__name__}({inner})"
+        items = [masked_repr(item) for item in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    return repr(value)
 
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -130,6 +181,12 @@ def validate_url(url: str, *, source: str, schemes: tuple[str, ...] = REDIS_SCHE
     error line tells the user what to fix.
     """
     accepted = ", ".join(s + "://" for s in schemes)
+    if any(char.isspace() or not char.isprintable() for char in url):
+        # Never echoed, not even redacted: redact() ends a URL at a space, so what follows
+        # one (the rest of a password) would show.
+        raise ConfigError(
+            f"{source} holds a space or a control character (not shown); accepted: a URL "
+            "without them (percent-encode them in a password, a space as %20)")
     try:
         parts: SplitResult = urlsplit(url)
     except ValueError as exc:

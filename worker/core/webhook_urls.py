@@ -27,6 +27,12 @@ class Webhook(NamedTuple):
     id: str  #: a hash of the URL: names its delivery cursor and lease in Redis
     shown: str  #: what logs say: scheme://host[:port], never the path or credentials
 
+    def __repr__(self) -> str:
+        """The URL masked: a stray repr shows no credentials, path or query."""
+        from worker.core.urls import masked_repr
+
+        return masked_repr(self)
+
 
 def parse_webhook(url: str, *, source: str) -> Webhook:
     """One webhook URL, checked: http or https, a host, no spaces. One line if not."""

@@ -75,7 +75,9 @@ class HeartbeatConsumer(Consumer):  # type: ignore[misc]
         self.loop = _state_changes_as_lost_connection(self.loop)  # type: ignore[has-type]
 
     def _retry_max_s(self) -> float:
-        settings = getattr(self.app.conf, "heartbeat_settings", None)
+        from worker.publish.install import heartbeat_settings  # install imports this module
+
+        settings = heartbeat_settings(self.app)
         return retry_max_s(settings.interval_s if settings is not None else 10.0)
 
     def ensure_connected(self, conn: Any) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,6 +80,17 @@ def _own_entry(name: str) -> bool:
     return name in (SCHEDULE_ENTRY, SCHEDULE_ENTRY + "-nodes") or name.startswith("celery.")
 
 
+_INSTALLED: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
+"""The settings of each app the heartbeat is installed into. Never in ``app.conf``: Celery
+sends ``app.conf`` to anyone with the broker login (``celery inspect conf``, ``inspect
+report``), and masks only its own keys there (docs/security.md)."""
+
+
+def heartbeat_settings(app: Any) -> Settings | None:
+    """The settings ``install_heartbeat`` installed into ``app`` with; None if it did not."""
+    return _INSTALLED.get(app)
+
+
 def settings_for_app(app: Any) -> Settings:
     """Settings from the environment, with the app's own broker URL when none is set there."""
     env = dict(os.environ)
@@ -110,7 +122,8 @@ def heartbeat_queue(settings: Settings) -> Queue:
 
 def install_heartbeat(app: Any, settings: Settings | None = None, *,
                       entries: Iterable[str] | str | re.Pattern[str] | None = None) -> Settings:
-    """Add the heartbeat to ``app``; returns the settings it uses.
+    """Add the heartbeat to ``app``; returns the settings it uses (``heartbeat_settings(app)``
+    returns them too: they are kept out of ``app.conf``, which remote control dumps).
 
     ``settings`` defaults to the environment (``HEARTBEAT_*``), with the app's
     ``broker_url`` when ``CELERY_BROKER_URL`` is not set. Raises ``ConfigError`` (one line)
@@ -123,7 +136,7 @@ def install_heartbeat(app: Any, settings: Settings | None = None, *,
     """
     settings = settings or settings_for_app(app)
     load_check_specs(settings.checks)
-    app.conf.heartbeat_settings = settings
+    _INSTALLED[app] = settings
     runtime = register_tasks(app, settings)
     _add_queue(app, settings)
     _add_route(app, settings)
