@@ -84,9 +84,10 @@ class DictStore:
             if verb == "HGETALL" and key == KEYS.entries(service):
                 return {n.encode(): json.dumps(r).encode()
                         for n, r in self.entries[service].items()}
-            if verb == "HGETALL" and key == KEYS.entry_silence(service):
-                return {n.encode(): json.dumps(v).encode()
-                        for n, v in self.silences.get(service, {}).items()}
+            if verb == "EVAL" and command[3] == KEYS.entry_silence(service):
+                # The bounded read of the entries' silences: a flat list of names, values.
+                return [x for n, v in self.silences.get(service, {}).items()
+                        for x in (n.encode(), json.dumps(v).encode())]
             if verb == "GETRANGE" and key == KEYS.beat(service):
                 return json.dumps(self.markers[service]).encode()
         return [] if verb == "ZREVRANGE" else {} if verb == "HGETALL" else b""

@@ -173,8 +173,9 @@ def test_reading_the_record_back() -> None:
     assert found["petsage"].state == "stale" and found["petsage"].outages["24h"] == 1
     assert not found["other"].monitored
     shape = found["petsage"].as_json(now_ms)
-    assert set(shape) == {"monitored", "state", "since_ms", "first_ms", "windows", "outages",
-                          "silence"}
+    assert set(shape) == {"monitored", "state", "since_ms", "first_ms", "truncated",
+                          "windows", "outages", "silence"}
+    assert shape["truncated"] is False
     assert set(shape["windows"]) == {"24h", "7d", "30d"}
 
 

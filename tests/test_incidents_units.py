@@ -15,8 +15,12 @@ from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 from worker.read.incidents import (
     CALLS_PER_TRIP,
-    COMMANDS_PER_ROUND_TRIP,
     DOWN_STATES,
+    ENTRIES_PER_CALL,
+    INCIDENTS_SCRIPT,
+    MAX_FIELD_CHARS,
+    MAX_INCIDENTS_READ,
+    MAX_SILENCE_BYTES,
     SERVICES_PER_CALL,
     TIMELINE_OUTAGES,
     WINDOWS,
@@ -29,6 +33,8 @@ from worker.read.incidents import (
     _transitions,
     parse_silence,
     read_incidents,
+    silence_commands,
+    silence_from_replies,
     summarize,
 )
 
@@ -45,8 +51,7 @@ def _t(at_ms: int, old: str, new: str, diagnosis: str = "", reason: str = "") ->
 def test_the_constants() -> None:
     assert WINDOWS == (("24h", D), ("7d", 7 * D), ("30d", 30 * D))
     assert sorted(DOWN_STATES) == ["invalid", "missing", "stale"]
-    assert (TIMELINE_OUTAGES, COMMANDS_PER_ROUND_TRIP, SERVICES_PER_CALL, CALLS_PER_TRIP) == (
-        10, 999, 333, 6)
+    assert (TIMELINE_OUTAGES, SERVICES_PER_CALL, CALLS_PER_TRIP) == (10, 333, 64)
 
 
 def test_uptime_outages_and_mttr_over_each_window() -> None:
@@ -170,6 +175,7 @@ def test_the_summary_as_json() -> None:
                    _t(NOW - H, "stale", "fresh")], None, NOW)
     assert s.as_json(NOW) == {
         "monitored": True, "state": "fresh", "since_ms": NOW - H, "first_ms": NOW - 2 * H,
+        "truncated": False,
         "windows": {label: {"uptime": 0.75, "covered_s": 7200.0, "outages": 1,
                             "mttr_s": 1800.0} for label, _ in WINDOWS},
         "outages": [{"started_ms": NOW - 1.5 * H, "ended_ms": NOW - H, "duration_s": 1800.0,
@@ -197,7 +203,8 @@ def test_replies_as_fields_and_transitions() -> None:
                (b"2-0", [b"from", b"fresh", b"to", b"stale"]),  # not the monitors'
                (b"3-0", [b"at_ms", b"x"]),
                (b"4-0", {b"to": b"fresh", b"at_ms": b"9", b"diagnosis": b"d", b"reason": b"r"})]
-    assert _transitions(entries) == [Transition("1-0", "fresh", "stale", "", "", 7),
+    # The script's reply is newest first (XREVRANGE); the transitions are oldest first.
+    assert _transitions(entries[::-1]) == [Transition("1-0", "fresh", "stale", "", "", 7),
                                      Transition("4-0", "", "fresh", "d", "r", 9)]
     assert _transitions(None) == []
 
@@ -249,3 +256,165 @@ def test_read_incidents_gives_each_service_its_own_record_over_several_calls() -
     assert found["s2"].silence == Silence(now + H, "two", 0)
     assert found["s1"].silence is None
     assert read_incidents(client, KEYS, [])[1] == {}
+
+
+# The bounds: however much was written, a read is short (docs/incidents.md, "Bounds").
+
+
+def _flap(client: fakeredis.FakeRedis, service: str, now: int, count: int,
+          **extra: Any) -> None:
+    """``count`` transitions a second apart, ending a second ago: fresh/stale in turn."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        at = now - (count - i) * 1000
+        old, new = ("fresh", "stale") if i % 2 == 0 else ("stale", "fresh")
+        fields: dict[Any, Any] = {"from": old, "to": new, "at_ms": at, "diagnosis": "d",
+                                  "reason": "r", **extra}
+        pipe.xadd(KEYS.incidents(service), fields, id=f"{at}-0")
+    pipe.execute()
+
+
+def _script(client: fakeredis.FakeRedis, services: list[str], now: int) -> list[Any]:
+    return client.eval(INCIDENTS_SCRIPT, 3 * len(services),  # type: ignore[no-any-return]
+                       *KEYS.monitor_keys(services), f"{now - 30 * D}-0", MAX_INCIDENTS_READ,
+                       MAX_FIELD_CHARS, MAX_SILENCE_BYTES, ENTRIES_PER_CALL)
+
+
+def test_the_bounds() -> None:
+    # A stream the monitors cap at 1,000 (MAXLEN ~ leaves up to ~100 more) is read whole.
+    assert MAX_INCIDENTS_READ == 2000 and ENTRIES_PER_CALL == MAX_INCIDENTS_READ
+    assert (MAX_FIELD_CHARS, MAX_SILENCE_BYTES) == (300, 4096)
+
+
+def test_a_stream_written_past_the_cap_is_read_to_the_cap_newest_first() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    client.hset(KEYS.observed("svc"), mapping={"state": "stale", "first_ms": now - 20 * D,
+                                               "at_ms": now - 1000})
+    total = MAX_INCIDENTS_READ + 500
+    _flap(client, "svc", now, total)
+    (reply,) = [_script(client, ["svc"], now)]
+    entries = reply[1]
+    assert len(entries) == MAX_INCIDENTS_READ  # never the whole stream
+    assert entries[0][0] == f"{now - 1000}-0".encode()  # the newest first
+    _, found = read_incidents(client, KEYS, ["svc"])
+    s = found["svc"]
+    assert s.truncated and s.as_json(now)["truncated"] is True
+    oldest_read = now - MAX_INCIDENTS_READ * 1000
+    # The windows start at the oldest entry read, not 20 days ago where the record starts.
+    assert s.covered_s["30d"] == pytest.approx((now - oldest_read) / 1000, abs=10)
+    assert s.covered_s["24h"] == s.covered_s["30d"]
+    # Half of the span read was down: 1,000 outages of a second each, the newest first.
+    assert s.uptime["30d"] == pytest.approx(0.5, abs=0.01)
+    assert s.outages["30d"] == MAX_INCIDENTS_READ // 2 and s.mttr_s["30d"] == 1.0
+    assert s.recent[0] == Outage(now - 2000, now - 1000, "d", "r")
+
+
+def test_a_stream_within_the_cap_is_read_whole_and_not_truncated() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    client.hset(KEYS.observed("svc"), mapping={"state": "fresh", "first_ms": now - 5 * D,
+                                               "at_ms": now - 1000})
+    _flap(client, "svc", now, 1100)  # the default cap, and what MAXLEN ~ may leave over it
+    s = read_incidents(client, KEYS, ["svc"])[1]["svc"]
+    assert not s.truncated and s.outages["30d"] == 550
+    assert s.covered_s["30d"] == pytest.approx(5 * 86_400, abs=10)  # since the record began
+
+
+def test_a_cut_read_of_diagnoses_only_starts_its_windows_at_the_oldest_read() -> None:
+    at = [NOW - (MAX_INCIDENTS_READ - i) * 1000 for i in range(MAX_INCIDENTS_READ)]
+    entries = [Transition(f"{a}-0", "stale", "stale", "d", "r", a, "diagnosis") for a in at]
+    record = {"state": "stale", "first_ms": str(NOW - 20 * D), "at_ms": str(NOW - 20 * D)}
+    s = summarize("svc", record, entries, None, NOW, truncated=True)
+    assert s.truncated and s.covered_s["30d"] == MAX_INCIDENTS_READ
+    assert s.recent[0].started_ms == at[0]
+    whole = summarize("svc", record, entries, None, NOW)
+    assert not whole.truncated and whole.covered_s["30d"] == 20 * 86_400
+
+
+def test_long_fields_are_cut_and_only_the_summarys_fields_come_back() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    long = "x" * 100_000
+    client.hset(KEYS.observed("svc"), mapping={"state": "stale", "first_ms": now - D,
+                                               "at_ms": now - 2000, "diagnosis": long})
+    _flap(client, "svc", now, 2, reason=long, diagnosis=long, monitor=long, extra=long)
+    record, entries, _ = _script(client, ["svc"], now)
+    assert [len(v) for v in record] == [5, len(str(now - D)), len(str(now - 2000)),
+                                        MAX_FIELD_CHARS]
+    for _, fields in entries:
+        names = fields[0::2]
+        assert sorted(names) == [b"at_ms", b"diagnosis", b"from", b"reason", b"to"]
+        assert max(len(v) for v in fields[1::2]) == MAX_FIELD_CHARS
+    s = read_incidents(client, KEYS, ["svc"])[1]["svc"]
+    assert s.recent[0].reason == "x" * MAX_FIELD_CHARS
+    assert s.recent[0].diagnosis == "x" * MAX_FIELD_CHARS
+    # A reply that was not cut (another reader's) is cut here all the same.
+    (t,) = _transitions([(b"1-0", [b"at_ms", b"7", b"reason", long.encode(), b"to", long])])
+    assert len(t.reason) == len(t.to_state) == MAX_FIELD_CHARS
+    assert _fields([long.encode()]) == {"state": "x" * MAX_FIELD_CHARS}
+
+
+def test_a_silence_longer_than_the_bound_is_never_read() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    good = json.dumps({"until_ms": now + H, "reason": "r" * 300, "since_ms": now})
+    padded = json.dumps({"until_ms": now + H, "reason": "r"}) + " " * MAX_SILENCE_BYTES
+    for service, value in (("good", good), ("big", padded)):
+        client.set(KEYS.silence(service), value)
+    replies = {s: _script(client, [s], now)[2] for s in ("good", "big")}
+    assert replies == {"good": good.encode(), "big": None}
+    _, found = read_incidents(client, KEYS, ["good", "big"])
+    assert found["good"].silence == Silence(now + H, "r" * 300, now)
+    assert found["big"].silence is None  # valid JSON with padding, but no silence writes that
+    # check's read: the length and the first bytes only.
+    for service, expect in (("good", Silence(now + H, "r" * 300, now)), ("big", None)):
+        commands = silence_commands(KEYS, service)
+        assert [c[0] for c in commands] == ["STRLEN", "GETRANGE"]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        assert silence_from_replies(*pipe.execute()) == expect
+    assert silence_from_replies(0, b"") is None and silence_from_replies(ValueError(), b"") is None
+    assert parse_silence("x" * (MAX_SILENCE_BYTES + 1)) is None
+
+
+def test_one_call_reads_at_most_its_budget_and_the_rest_again_one_a_call() -> None:
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    services = ["a", "b", "c"]
+    for service in services:
+        client.hset(KEYS.observed(service), mapping={"state": "fresh", "first_ms": now - D})
+        _flap(client, service, now, ENTRIES_PER_CALL * 3 // 4)
+    reply = _script(client, services, now)
+    assert len(reply[1]) == ENTRIES_PER_CALL * 3 // 4  # the first is always read
+    assert reply[3:] == [None] * 6  # the others would pass the budget: asked again
+    _, found = read_incidents(client, KEYS, services)
+    assert all(found[s].outages["24h"] == ENTRIES_PER_CALL * 3 // 8 for s in services)
+    assert not any(found[s].truncated for s in services)
+
+
+def test_an_entry_silence_longer_than_the_bound_is_never_read() -> None:
+    from worker.read.entry_silence import (
+        MAX_ENTRY_SILENCES,
+        entry_silences_command,
+        read_entry_silence,
+        read_entry_silences,
+    )
+
+    client = fakeredis.FakeRedis()
+    now = redis_time_ms(client.time())
+    key = KEYS.entry_silence("svc")
+    good = json.dumps({"until_ms": now + H, "reason": "r", "since_ms": now})
+    client.hset(key, mapping={"nightly": good, "big": good + " " * MAX_SILENCE_BYTES,
+                              "n" * 801: good, "empty": ""})
+    raw = client.execute_command(  # type: ignore[no-untyped-call]
+        *entry_silences_command(KEYS, "svc"))
+    assert raw == [b"nightly", good.encode()]  # the others' values are never sent
+    assert set(read_entry_silences(client, "svc")) == {"nightly"}
+    assert read_entry_silence(client, "svc", "nightly") == Silence(now + H, "r", now)
+    assert read_entry_silence(client, "svc", "big") is None
+    assert read_entry_silence(client, "svc", "absent") is None
+    # More fields than any beat app has entries: no silence at all (a hostile hash).
+    client.hset(key, mapping={f"e{i}": good for i in range(MAX_ENTRY_SILENCES)})
+    assert read_entry_silences(client, "svc") == {}

@@ -22,7 +22,7 @@ from worker.core.urls import redact
 from worker.read.absence import Absence, absent_for, present, state_path
 from worker.read.connect import reader_client
 from worker.read.diagnosis import beat_seen_ms
-from worker.read.incidents import Silence, parse_silence
+from worker.read.incidents import Silence, silence_commands, silence_from_replies
 from worker.read.liveness import (
     StoreEvidence,
     Verdict,
@@ -111,9 +111,10 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
                                     nodes_limit=PROBE_NODES_LIMIT)
             if report.state is not State.UNREACHABLE and node is None and not beat:
                 # A silence is said beside the true state, never instead of it.
-                (raw,) = execute_many(client, [("GET", settings.keys.silence(settings.service))])
-                silences.append(parse_silence(raw if not isinstance(raw, BaseException)
-                                              else None))
+                # Bounded: a value longer than any silence is no silence, never read.
+                length, raw = execute_many(client, silence_commands(settings.keys,
+                                                                    settings.service))
+                silences.append(silence_from_replies(length, raw))
             if report.state is not State.UNREACHABLE and liveness:
                 evidence.append(_ask_store(client, settings.keys.index))
             return report

@@ -17,7 +17,7 @@ from worker.core.names import Keys
 from worker.core.redis_io import as_text, execute_many, redis_time_ms
 from worker.read.diagnosis import MAX_MARKER_BYTES, parse_marker, publish_failure
 from worker.read.entry_judge import Evidence, judge
-from worker.read.entry_silence import silences_from_reply
+from worker.read.entry_silence import entry_silences_command, silences_from_reply
 from worker.read.incidents import Silence
 
 MAX_RECORD_BYTES = 16 * 1024
@@ -134,7 +134,7 @@ def entries_commands(service: str, keys: Keys) -> list[tuple[Any, ...]]:
         ("HGETALL", keys.entries(service)),
         ("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES - 1),
         ("ZREVRANGE", keys.nodes(service), 0, 999, "WITHSCORES"),
-        ("HGETALL", keys.entry_silence(service)),
+        entry_silences_command(keys, service),  # bounded (``entry_silences.lua``)
     ]
 
 

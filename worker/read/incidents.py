@@ -11,6 +11,12 @@ missing or invalid (HTTP 503). One outage is one stretch of down states, however
 down states it passes through (stale, then missing, is one outage). Time before the first
 monitor judged the service is not counted: ``covered_s`` says how much of a window was
 watched.
+
+Every read is bounded, whatever was written to the store: the newest
+``MAX_INCIDENTS_READ`` entries of a stream within the longest window, each field cut to
+``MAX_FIELD_CHARS``, and a silence read only when it is at most ``MAX_SILENCE_BYTES`` long.
+A summary built from a cut stream says so (``truncated``): its windows then start at the
+oldest entry read, so ``covered_s`` shrinks to the span read (docs/incidents.md).
 """
 
 from __future__ import annotations
@@ -39,14 +45,30 @@ DOWN_STATES = frozenset({"stale", "missing", "invalid"})
 TIMELINE_OUTAGES = 10
 """The most recent outages a summary lists."""
 
-COMMANDS_PER_ROUND_TRIP = 999
-"""Commands sent together on a Redis Cluster: three a service, each touching one key."""
-
 SERVICES_PER_CALL = 333
 """Services per ``incidents.lua`` call: 999 keys, within the schema's thousand-key bound."""
 
-CALLS_PER_TRIP = 6
-"""Script calls sent together."""
+CALLS_PER_TRIP = 64
+"""Script calls sent together (each is short: ``ENTRIES_PER_CALL``)."""
+
+MAX_INCIDENTS_READ = 2000
+"""The newest entries of one incident stream a summary reads. The monitors cap a stream at
+``HEARTBEAT_INCIDENTS_LEN`` (1,000 by default) with ``MAXLEN ~``, which can leave up to a
+hundred more: every entry of a stream written at the default settings is read, however much
+a service flapped in 30 days; a stream written past that (by hand, or a hostile writer) is
+read to here, the newest first, and the summary says ``truncated``."""
+
+MAX_FIELD_CHARS = 300
+"""The longest field a read returns (a reason, a diagnosis, a state ...): the monitors write
+reasons of at most 300 characters; anything longer is cut, in the script."""
+
+MAX_SILENCE_BYTES = 4096
+"""The longest silence value read. ``silence`` writes at most 300 characters of reason in a
+small JSON object (under 2 KiB however escaped); a longer value is no silence, never read."""
+
+ENTRIES_PER_CALL = MAX_INCIDENTS_READ
+"""The most stream entries one ``incidents.lua`` call reads (a fleet of long streams is read
+in more, shorter calls: Redis answers others between them)."""
 
 INCIDENTS_SCRIPT = lua_script(__package__, "incidents.lua")
 
@@ -98,6 +120,9 @@ class IncidentSummary(NamedTuple):
     mttr_s: dict[str, float | None]  #: window -> mean length of the outages that ended in it
     recent: tuple[Outage, ...]  #: the last outages, newest first
     silence: Silence | None
+    #: True when the stream held more than ``MAX_INCIDENTS_READ`` entries in the longest
+    #: window: the windows start at the oldest entry read (``covered_s`` says how much)
+    truncated: bool = False
 
     def as_json(self, now_ms: int) -> dict[str, Any]:
         """The summary for JSON: windows as objects, times as ms and ages."""
@@ -106,6 +131,7 @@ class IncidentSummary(NamedTuple):
             "state": self.state,
             "since_ms": self.since_ms,
             "first_ms": self.first_ms,
+            "truncated": self.truncated,
             "windows": {label: {"uptime": self.uptime[label],
                                 "covered_s": self.covered_s[label],
                                 "outages": self.outages[label],
@@ -122,7 +148,7 @@ class IncidentSummary(NamedTuple):
 
 def parse_silence(raw: Any) -> Silence | None:
     """A stored silence, or None (absent, or not what ``silence`` writes)."""
-    if raw is None:
+    if raw is None or len(raw) > MAX_SILENCE_BYTES:
         return None
     try:
         data = json.loads(raw)
@@ -132,17 +158,36 @@ def parse_silence(raw: Any) -> Silence | None:
         return None
 
 
+def silence_commands(keys: Keys, service: str) -> list[Command]:
+    """The commands that read ``service``'s silence, bounded: its length and its first
+    ``MAX_SILENCE_BYTES`` bytes (``silence_from_replies`` makes a silence of their replies)."""
+    key = keys.silence(service)
+    return [("STRLEN", key), ("GETRANGE", key, 0, MAX_SILENCE_BYTES - 1)]
+
+
+def silence_from_replies(length: Any, value: Any) -> Silence | None:
+    """The silence in the replies to ``silence_commands``: None when absent, unreadable, or
+    longer than ``MAX_SILENCE_BYTES`` (not what ``silence`` writes). Never raises."""
+    if isinstance(length, BaseException) or isinstance(value, BaseException):
+        return None
+    if not isinstance(length, int) or not 0 < length <= MAX_SILENCE_BYTES:
+        return None
+    return parse_silence(value)
+
+
 def _transitions(entries: Any) -> list[Transition]:
+    """The entries of an ``incidents.lua`` reply (newest first) as transitions, oldest first;
+    fields cut to ``MAX_FIELD_CHARS`` (the script cuts them already; a cluster's too)."""
     out = []
-    for entry_id, fields in entries or []:
+    for entry_id, fields in reversed(list(entries or [])[:MAX_INCIDENTS_READ]):
         f = _record(fields)
         try:
-            at_ms = int(f["at_ms"])
+            at_ms = int(f["at_ms"][:MAX_FIELD_CHARS])
         except (KeyError, ValueError):
             continue  # not a transition the monitors wrote
-        out.append(Transition(as_text(entry_id), f.get("from", ""), f.get("to", ""),
-                              f.get("diagnosis", ""), f.get("reason", ""), at_ms,
-                              f.get("kind") or "transition"))
+        out.append(Transition(as_text(entry_id)[:MAX_FIELD_CHARS], f.get("from", ""),
+                              f.get("to", ""), f.get("diagnosis", ""), f.get("reason", ""),
+                              at_ms, f.get("kind") or "transition"))
     return out
 
 
@@ -167,9 +212,11 @@ def _amend(outages: list[Outage], entries: list[Transition]) -> list[Outage]:
 
 def _record(raw: Any) -> dict[str, str]:
     if isinstance(raw, dict):
-        return {as_text(k): as_text(v) for k, v in raw.items()}
+        return {as_text(k)[:MAX_FIELD_CHARS]: as_text(v)[:MAX_FIELD_CHARS]
+                for k, v in raw.items()}
     items = list(raw or [])
-    return {as_text(k): as_text(v) for k, v in zip(items[::2], items[1::2], strict=False)}
+    return {as_text(k)[:MAX_FIELD_CHARS]: as_text(v)[:MAX_FIELD_CHARS]
+            for k, v in zip(items[::2], items[1::2], strict=False)}
 
 
 RECORD_FIELDS = ("state", "first_ms", "at_ms", "diagnosis")
@@ -178,8 +225,9 @@ RECORD_FIELDS = ("state", "first_ms", "at_ms", "diagnosis")
 
 def _fields(values: Any) -> dict[str, str]:
     """An ``HMGET`` of ``RECORD_FIELDS`` as a dict of the fields present."""
-    return {name: as_text(value) for name, value in zip(RECORD_FIELDS, values or (),
-                                                        strict=False) if value is not None}
+    return {name: as_text(value)[:MAX_FIELD_CHARS]
+            for name, value in zip(RECORD_FIELDS, values or (), strict=False)
+            if value is not None}
 
 
 def _int(value: str | None) -> int | None:
@@ -190,33 +238,41 @@ def _int(value: str | None) -> int | None:
 
 
 def summarize(service: str, record: dict[str, str], transitions: list[Transition],
-              silence: Silence | None, now_ms: int) -> IncidentSummary:
+              silence: Silence | None, now_ms: int, *,
+              truncated: bool = False) -> IncidentSummary:
     """Measure one service's windows from its record and its transitions (oldest first).
 
     ``transitions`` needs to reach back to the longest window only: the state before the
-    first of them is its ``from_state``.
+    first of them is its ``from_state``. ``truncated``: they are the newest of more (the
+    read was cut at ``MAX_INCIDENTS_READ``): what came before the oldest of them is not
+    known, so the windows start there, not where the monitors' record starts.
     """
     state = record.get("state") or None
     first_ms = _int(record.get("first_ms"))
     entries = transitions
+    truncated = truncated and bool(entries)
+    read_from_ms = min(t.at_ms for t in entries) if truncated else None
     transitions = [t for t in entries if t.kind != "diagnosis"]
     if not transitions:
-        return _steady(service, record, silence, now_ms)
-    # The timeline: (start, state) segments, oldest first, the last lasting until now.
-    if transitions:
-        start = first_ms if first_ms is not None else transitions[0].at_ms
-        segments = [(min(start, transitions[0].at_ms), transitions[0].from_state)]
-        segments += [(t.at_ms, t.to_state) for t in transitions]
-    elif state is not None and first_ms is not None:
-        segments = [(first_ms, state)]
-    else:
-        segments = []
+        return _steady(service, record, silence, now_ms, read_from_ms=read_from_ms)
+    # The timeline: (start, state) segments, oldest first, the last lasting until now;
+    # each with the transition that began it (None: the state the record started with).
+    start = first_ms if first_ms is not None else transitions[0].at_ms
+    if read_from_ms is not None:
+        start = read_from_ms
+    segments = [(min(start, transitions[0].at_ms), transitions[0].from_state)]
+    segments += [(t.at_ms, t.to_state) for t in transitions]
+    causes: list[Transition | None] = [None, *transitions]
+    if read_from_ms is not None and segments[0][0] == segments[1][0]:
+        # A cut read that starts with a transition: the state before it lasted no time
+        # that was read (and is no outage of zero length).
+        segments, causes = segments[1:], causes[1:]
     outages: list[Outage] = []
     for index, (at_ms, seg_state) in enumerate(segments):
         down = seg_state in DOWN_STATES
         was_down = index > 0 and segments[index - 1][1] in DOWN_STATES
         if down and not was_down:
-            cause = transitions[index - 1] if index > 0 else None
+            cause = causes[index]
             outages.append(Outage(at_ms, None, cause.diagnosis if cause else
                                   record.get("diagnosis", ""), cause.reason if cause else ""))
         elif was_down and not down and outages:
@@ -248,32 +304,37 @@ def summarize(service: str, record: dict[str, str], transitions: list[Transition
         since_ms=_int(record.get("at_ms")), first_ms=first_ms, uptime=uptime,
         covered_s=covered, outages=counts, mttr_s=mttr,
         recent=tuple(reversed(outages[-TIMELINE_OUTAGES:])),
-        silence=silence if silence is not None and silence.until_ms > now_ms else None)
+        silence=silence if silence is not None and silence.until_ms > now_ms else None,
+        truncated=truncated)
 
 
 def _steady(service: str, record: dict[str, str], silence: Silence | None,
-            now_ms: int) -> IncidentSummary:
+            now_ms: int, *, read_from_ms: int | None = None) -> IncidentSummary:
     """``summarize`` of a service with no transition in 30 days (most of a fleet): one state
-    since the record started, or no record at all."""
+    since the record started, or no record at all. ``read_from_ms``: a cut read of only
+    diagnosis entries, which starts there: the windows start there too."""
     state = record.get("state") or None
     first_ms = _int(record.get("first_ms"))
+    start_ms = first_ms if read_from_ms is None or first_ms is None else max(first_ms,
+                                                                              read_from_ms)
     down = state in DOWN_STATES
     since_ms = _int(record.get("at_ms"))
     uptime: dict[str, float | None] = {}
     covered: dict[str, float] = {}
     outages: dict[str, int] = {}
     for label, length_ms in WINDOWS:
-        watched_ms = 0 if first_ms is None else max(min(now_ms - first_ms, length_ms), 0)
+        watched_ms = 0 if start_ms is None else max(min(now_ms - start_ms, length_ms), 0)
         uptime[label] = None if not watched_ms else (0.0 if down else 1.0)
         covered[label] = round(watched_ms / 1000, 3)
         outages[label] = 1 if down and watched_ms else 0
-    recent = (Outage(first_ms, None, record.get("diagnosis", ""), ""),) if (
-        down and first_ms is not None) else ()
+    recent = (Outage(start_ms, None, record.get("diagnosis", ""), ""),) if (
+        down and start_ms is not None) else ()
     return IncidentSummary(
         service=service, monitored=state is not None, state=state, since_ms=since_ms,
         first_ms=first_ms, uptime=uptime, covered_s=covered, outages=outages,
         mttr_s=dict.fromkeys(covered), recent=recent,
-        silence=silence if silence is not None and silence.until_ms > now_ms else None)
+        silence=silence if silence is not None and silence.until_ms > now_ms else None,
+        truncated=read_from_ms is not None)
 
 
 def read_incidents(client: Any, keys: Keys,
@@ -281,34 +342,43 @@ def read_incidents(client: Any, keys: Keys,
     """The Redis clock and each service's summary. Raises on a store error.
 
     ``incidents.lua`` over ``SERVICES_PER_CALL`` services a call (three keys each), a few
-    calls a round trip; on a Redis Cluster three one-key commands a service, pipelined.
+    calls a round trip; one call reads at most ``ENTRIES_PER_CALL`` stream entries, and the
+    services it left (their streams are long) are read again one a call. On a Redis Cluster
+    one call a service, pipelined (a service's keys share a slot).
     """
     ((now_reply,),) = (execute_many(client, [("TIME",)]),)
     now_ms = redis_time_ms(now_reply)
     oldest_id = f"{max(now_ms - WINDOWS[-1][1], 0)}-0"
     out: dict[str, IncidentSummary] = {}
     cluster = is_cluster_client(client)
-    per_trip = COMMANDS_PER_ROUND_TRIP // 3 if cluster else SERVICES_PER_CALL * CALLS_PER_TRIP
-    for start in range(0, len(services), per_trip):
-        chunk = services[start:start + per_trip]
-        if cluster:
-            commands: list[Command] = []
-            for service in chunk:
-                commands += [("HMGET", keys.observed(service), *RECORD_FIELDS),
-                             ("XRANGE", keys.incidents(service), oldest_id, "+"),
-                             ("GET", keys.silence(service))]
-            replies = execute_many(client, commands)
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise reply
-        else:
-            calls: list[tuple[str | int, ...]] = [(INCIDENTS_SCRIPT, 3 * len(part),
-                      *keys.monitor_keys(part), oldest_id)
-                     for part in (chunk[i:i + SERVICES_PER_CALL]
-                                  for i in range(0, len(chunk), SERVICES_PER_CALL))]
-            replies = [item for reply in eval_read_only(client, calls) for item in reply]
-        for index, service in enumerate(chunk):
-            record, entries, silence = replies[3 * index:3 * index + 3]
-            out[service] = summarize(service, _fields(record), _transitions(entries),
-                                     parse_silence(silence or None), now_ms)
-    return now_ms, out
+    per_call = 1 if cluster else SERVICES_PER_CALL
+    pending = list(dict.fromkeys(services))
+    while pending:
+        parts = [pending[i:i + per_call] for i in range(0, len(pending), per_call)]
+        deferred: list[str] = []
+        for start in range(0, len(parts), CALLS_PER_TRIP):
+            trip = parts[start:start + CALLS_PER_TRIP]
+            calls: list[tuple[str | int, ...]] = [
+                (INCIDENTS_SCRIPT, 3 * len(part), *keys.monitor_keys(part), oldest_id,
+                 MAX_INCIDENTS_READ, MAX_FIELD_CHARS, MAX_SILENCE_BYTES, ENTRIES_PER_CALL)
+                for part in trip]
+            if cluster:
+                # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys.
+                replies = execute_many(client, [("EVAL", *call) for call in calls])
+                for reply in replies:
+                    if isinstance(reply, BaseException):
+                        raise reply
+            else:
+                replies = eval_read_only(client, calls)
+            for part, reply in zip(trip, replies, strict=True):
+                for index, service in enumerate(part):
+                    record, entries, silence = reply[3 * index:3 * index + 3]
+                    if entries is None:
+                        deferred.append(service)  # left for a call of its own
+                        continue
+                    cut = len(entries) >= MAX_INCIDENTS_READ
+                    out[service] = summarize(service, _fields(record), _transitions(entries),
+                                             parse_silence(silence or None), now_ms,
+                                             truncated=cut)
+        pending, per_call = deferred, 1
+    return now_ms, {service: out[service] for service in services}
