@@ -6,7 +6,8 @@ declare. This script copies the checkout to a temporary directory and there:
 1. runs README command 1 verbatim (its own fresh venv, ``.[embedded]`` only) with a 1 s
    interval, waits for two heartbeat lines, stops it with SIGINT, and fails on a missing
    heartbeat, a traceback or a non-zero exit;
-2. installs the project with ``pip install .`` alone (production use) and runs
+2. installs the project as production does (``pip install --require-hashes -r
+   requirements/production.lock``, then ``pip install --no-deps .`` and ``pip check``) and runs
    ``celery -A worker beat``, ``celery -A worker worker`` and every CLI command against a
    real redis-server, failing on a traceback or an unexpected exit code.
 
@@ -32,6 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_1 = re.compile(r"^python3 -m venv \.venv && .*petsage-heartbeat run$", re.MULTILINE)
 HEARTBEAT_LINE = re.compile(r"^heartbeat petsage seq=(\d+) fresh ", re.MULTILINE)
+LOCK = "requirements/production.lock"
+"""The production dependencies, pinned with their hashes (see docs/development.md)."""
 INSTALL_AND_START_S = 600.0
 """Deadline for command 1 to install and show two heartbeats (pip may be slow)."""
 
@@ -156,11 +159,21 @@ def free_port() -> int:
 
 
 def production(workdir: Path) -> None:
-    """``pip install .`` alone: beat, worker and every CLI command against a real Redis."""
+    """The locked production install: beat, worker and every CLI command against a real
+    Redis."""
     venv = workdir / "prod-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin/pip"), "install", "-q", "."], cwd=workdir, check=True,
-                   env=clean_env())
+    pip = str(venv / "bin/pip")
+    # As production installs it: the locked versions, each checked against its hashes, then
+    # the project alone. `pip check` fails when the lock lacks what pyproject.toml requires.
+    for argv in ([pip, "install", "-q", "--require-hashes", "-r", LOCK],
+                 [pip, "install", "-q", "--no-deps", "."],
+                 [pip, "check"]):
+        done = subprocess.run(argv, cwd=workdir, env=clean_env(), capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            fail(f"production install: {' '.join(argv[1:])} exited {done.returncode}",
+                 done.stdout + done.stderr)
     port = free_port()
     redis_dir = tempfile.mkdtemp(prefix="first-run-redis-")
     server = start(["redis-server", "--port", str(port), "--bind", "127.0.0.1",

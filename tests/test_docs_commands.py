@@ -188,7 +188,10 @@ COVERED: dict[str, tuple[str, str]] = {
 }
 
 _BENCH = "a benchmark: minutes of load on a dedicated machine; its flags are checked here"
-_KUBE = "needs a Kubernetes cluster; tests/test_deploy.py checks the manifests themselves"
+_KUBE = ("needs a Kubernetes cluster; tests/test_deploy.py and tests/test_pod_security.py "
+         "check the manifests themselves")
+_PRODUCTION = ("installs from the package index; .ci/first_run.py runs it in a fresh venv "
+               "(the production install) and tests/test_lock.py checks the lock")
 
 NOT_RUNNABLE: dict[str, str] = {
     "python3 -m venv .venv && .venv/bin/pip install -q '.[embedded]' && "
@@ -218,9 +221,25 @@ NOT_RUNNABLE: dict[str, str] = {
                                                "flags are checked here",
     ".venv/bin/pip install -q -e '.[test,mutation]'": "installs from the package index into "
                                                       "the venv the suite runs in",
-    "kubectl create secret generic petsage-heartbeat-urls "
-    "--from-literal=CELERY_BROKER_URL='rediss://:PASSWORD@redis.internal:6380/0'": _KUBE,
+    "kubectl create secret generic petsage-heartbeat-beat --from-literal=CELERY_BROKER_URL="
+    "'rediss://petsage-beat:BEAT_PASSWORD@redis.internal:6380/0'": _KUBE,
+    "kubectl create secret generic petsage-heartbeat-worker --from-literal=CELERY_BROKER_URL="
+    "'rediss://petsage-worker:WORKER_PASSWORD@redis.internal:6380/0'": _KUBE,
+    "kubectl create secret generic petsage-heartbeat-monitor --from-literal=HEARTBEAT_REDIS_URL="
+    "'rediss://petsage-monitor:MONITOR_PASSWORD@redis.internal:6380/0' "
+    "--from-literal=HEARTBEAT_WEBHOOK_URLS='https://hooks.slack.com/services/T/B/SECRET' "
+    "--from-literal=HEARTBEAT_DASHBOARD_URL='https://petsage.example.com/heartbeat/'": _KUBE,
+    "kubectl create secret generic petsage-heartbeat-reader --from-literal=HEARTBEAT_REDIS_URL="
+    "'rediss://petsage-reader:READER_PASSWORD@redis.internal:6380/0'": _KUBE,
     "kubectl apply -f deploy/kubernetes/": _KUBE,
+    "pip install --require-hashes -r requirements/production.lock": _PRODUCTION,
+    "pip install --no-deps .": _PRODUCTION,
+    "python3 -m venv /tmp/pip-tools && /tmp/pip-tools/bin/pip install -q 'pip-tools>=7.4,<8'":
+        "installs pip-tools from the package index into a throwaway venv",
+    "/tmp/pip-tools/bin/pip-compile --allow-unsafe --generate-hashes --no-emit-find-links "
+    "--no-emit-index-url --output-file=requirements/production.lock --strip-extras "
+    "pyproject.toml": "resolves against the package index and rewrites the lock; "
+                      "tests/test_lock.py checks it is the command in the lock's header",
 }
 
 
