@@ -14,7 +14,7 @@ from typing import Any
 
 from worker.core.entries import ENTRY_SEVERITY, EntryState
 from worker.read.entries import EntriesReport, EntryReport
-from worker.read.render import NAGIOS_LABELS, silence_json, silence_note
+from worker.read.render import NAGIOS_LABELS, escape, silence_json, silence_note
 
 MISSING = "missing"
 """``check --entry``'s state for a name no entry of the service has: CRITICAL, exit 2."""
@@ -28,14 +28,6 @@ WATCHED_SHOWN = 5
 ENTRY_COLUMNS = ("ENTRY", "STATE", "DIAGNOSIS", "LAST_SUCCESS", "NEXT_DUE", "DURATION",
                  "QUEUE_WAIT", "REASON")
 """The columns of ``status --entries`` (``SERVICE`` goes first with ``--all``)."""
-
-
-def escape(text: object) -> str:
-    """``text`` with every non-printable character escaped as Python writes it (``\\n``)."""
-    raw = str(text)
-    if raw.isprintable():
-        return raw
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in raw)
 
 
 def quoted(name: str) -> str:

@@ -1,7 +1,11 @@
 """How reports look to people and machines: the one place a report becomes text.
 
 Nagios lines, table rows, JSON summaries, ``run``'s heartbeat lines and ``watch``'s
-transitions.
+transitions. A service's reason, its checks' names and messages, beat's publish error and
+a silence's reason are anyone's text who can write to the store: every line for people
+shows them through ``escape`` (control characters as ``\\n``, ``\\x1b``, ``\\u202e``), so a
+line stays one line and a terminal is never driven by a name. JSON needs no escaping of
+its own: ``json.dumps`` escapes controls.
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from worker.read.reader import HeartbeatReport
 
 NAGIOS_LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 """Nagios plugin status words by exit code."""
+
+
+def escape(text: object) -> str:
+    """``text`` with every non-printable character escaped as Python writes it (``\\n``):
+    the one escape of user text in lines for people and in log lines."""
+    raw = str(text)
+    if raw.isprintable():
+        return raw
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in raw)
 
 
 def _age_s(now_ms: int | None, then_ms: Any) -> float | None:
@@ -81,15 +94,16 @@ def nagios_line(report: HeartbeatReport, note: str | None = None) -> str:
     label = NAGIOS_LABELS[report.exit_code]
     payload = report.payload
     if report.state is State.FRESH and payload is not None and report.age_s is not None:
-        text = f"{report.service} heartbeat {report.age_s:.1f}s old, seq {payload['seq']}"
+        text = (f"{escape(report.service)} heartbeat {report.age_s:.1f}s old, "
+                f"seq {escape(payload['seq'])}")
     else:
-        text = f"{report.service} heartbeat {report.state.value}: {report.reason}"
+        text = f"{escape(report.service)} heartbeat {report.state.value}: {escape(report.reason)}"
         if payload is not None:
-            text += f", seq {payload['seq']}"
+            text += f", seq {escape(payload['seq'])}"
     if report.diagnosis:
         text += f" [{report.diagnosis}]"
     if note:
-        text += f" ({note})"
+        text += f" ({escape(note)})"
     if report.age_s is None or report.thresholds is None or payload is None:
         return f"{label} - {text}"
     perf = (f"age={report.age_s:.3f}s;{report.thresholds.late_after_s:g};"
@@ -110,16 +124,16 @@ def table_row(report: HeartbeatReport) -> tuple[str, ...]:
     p: dict[str, Any] = cast(dict[str, Any], report.payload or {})
     worker = p.get("worker") if isinstance(p.get("worker"), dict) else {}
     return (
-        report.service,
+        escape(report.service),
         report.state.value,
         report.diagnosis or "-",
         "-" if report.age_s is None else f"{report.age_s:.1f}s",
-        str(p.get("seq", "-")),
-        str((worker or {}).get("node", "-")),
-        node_counts(report.nodes) if report.nodes else "-",
+        escape(p.get("seq", "-")),
+        escape((worker or {}).get("node", "-")),
+        escape(node_counts(report.nodes)) if report.nodes else "-",
         _ms(p.get("queue_lag_ms")),
-        str(p.get("status", "-")),
-        report.reason,
+        escape(p.get("status", "-")),
+        escape(report.reason),
     )
 
 
@@ -138,11 +152,12 @@ def heartbeat_line(report: HeartbeatReport) -> str:
     """One line per heartbeat, as ``run`` prints them: service, seq, state, age, lag."""
     payload = report.payload
     if payload is None:
-        return f"heartbeat {report.service}: {report.state.value} ({report.reason})"
+        return f"heartbeat {escape(report.service)}: {report.state.value} ({escape(report.reason)})"
     age = "?" if report.age_s is None else f"{report.age_s:.2f}s"
-    return (f"heartbeat {report.service} seq={payload['seq']} {report.state.value} "
-            f"age={age} lag={_ms(payload.get('queue_lag_ms'), '?')} "
-            f"duration={_ms(payload.get('duration_ms'), '?')} status={payload['status']}")
+    return (f"heartbeat {escape(report.service)} seq={escape(payload['seq'])} "
+            f"{report.state.value} age={age} lag={_ms(payload.get('queue_lag_ms'), '?')} "
+            f"duration={_ms(payload.get('duration_ms'), '?')} "
+            f"status={escape(payload['status'])}")
 
 
 def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, Any]:
@@ -162,9 +177,9 @@ def transition_event(old: State | None, report: HeartbeatReport) -> dict[str, An
 
 
 def transition_line(event: dict[str, Any]) -> str:
-    """A state change as one line of text."""
-    return (f"{event['time']} {event['service']} {event['old_state']} -> "
-            f"{event['new_state']} ({event['reason']})")
+    """A state change as one line of text, its service and reason escaped."""
+    return escape(f"{event['time']} {event['service']} {event['old_state']} -> "
+                  f"{event['new_state']} ({event['reason']})")
 
 
 def _span(seconds: float) -> str:
@@ -200,7 +215,7 @@ def silence_json(silence: Silence | None, now_ms: int) -> dict[str, Any] | None:
 def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
     """What ``status SERVICE`` prints under its table: uptime, outages, MTTR, silence."""
     if record.silence is not None:
-        lines = [f"{silence_note(record.silence, now_ms)} (notifications held back, "
+        lines = [f"{escape(silence_note(record.silence, now_ms))} (notifications held back, "
                  "alert rules quiet)"]
     else:
         lines = []
@@ -220,7 +235,7 @@ def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
     for outage in record.recent[:5]:
         end = now_ms if outage.ended_ms is None else outage.ended_ms
         status = "ongoing" if outage.ended_ms is None else "recovered"
-        diagnosis = f" [{outage.diagnosis}]" if outage.diagnosis else ""
+        diagnosis = f" [{escape(outage.diagnosis)}]" if outage.diagnosis else ""
         lines.append(f"outage {_when(outage.started_ms)} {_span((end - outage.started_ms) / 1000)}"
                      f" {status}{diagnosis}")
     return lines
