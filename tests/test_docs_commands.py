@@ -171,6 +171,21 @@ COVERED: dict[str, tuple[str, str]] = {
     "celery -A worker worker -Q heartbeat.petsage --without-mingle --without-gossip": (
         _E2E, "tests.support.helpers.celery_argv('worker'): the same command, plus "
               "--concurrency 1, --hostname and a log level"),
+    "celery -A worker inspect conf": (
+        "tests/test_remote_control.py::"
+        "test_inspect_conf_and_report_of_a_live_worker_show_no_secret",
+        "the same command (plus --timeout) against a live worker on a password-protected "
+        "Redis, with a webhook token: no secret in its answer"),
+    "celery -A worker inspect report": (
+        "tests/test_remote_control.py::"
+        "test_inspect_conf_and_report_of_a_live_worker_show_no_secret",
+        "the same command (plus --timeout), in the same test as inspect conf"),
+    "celery -A worker worker -Q heartbeat.petsage --without-mingle --without-gossip -- "
+    "worker_enable_remote_control=false": (
+        "tests/test_remote_control.py::test_the_heartbeat_works_with_remote_control_off",
+        "tests.support.helpers.celery_argv('worker', '--', "
+        "'worker_enable_remote_control=false'): the same command, plus --concurrency 1, "
+        "--hostname and a log level"),
     "celery -A petsage beat": (
         _OWN_APP, "the same command on tests/sample_app/petsage_app.py, an app with tasks of "
                   "its own that calls install_heartbeat()"),
