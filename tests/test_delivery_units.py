@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import fakeredis
@@ -19,7 +21,7 @@ import pytest
 from tests.support.helpers import wait_for
 from tests.support.receiver import Receiver
 from worker.core.names import Keys
-from worker.core.redis_io import redis_time_ms
+from worker.core.redis_io import as_text, redis_time_ms
 from worker.core.version import __version__
 from worker.core.webhook_urls import parse_webhooks
 from worker.observe import delivery as delivery_module
@@ -77,6 +79,42 @@ class Poster:
     def states(self) -> list[str]:
         with self.lock:
             return [c["body"]["new_state"] for c in self.calls]
+
+
+class _Server:
+    """A loopback HTTP server whose every request ``answer(handler)`` answers."""
+
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                answer(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> _Server:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _answer(handler: BaseHTTPRequestHandler, status: int, seen: list[dict[str, str]],
+            headers: dict[str, str] | None = None) -> None:
+    length = int(handler.headers.get("Content-Length", "0"))
+    seen.append({**dict(handler.headers.items()), "path": handler.path,
+                 "method": handler.command, "body": handler.rfile.read(length).decode()})
+    handler.send_response(status)
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
 
 
 def _delivery(client: Any, poster: Poster, owner: str = "m1", **options: Any) -> Delivery:
@@ -328,7 +366,8 @@ def test_failures_are_retried_with_back_off_and_refusals_dropped_with_a_line(
     assert "(URLError: refused by https://hooks.example.com)" in text
     assert "ValueError: " + "x" * 188 + ")" in text and "x" * 190 not in text
     assert "delivered petsage fresh -> late" in text
-    assert "dropped petsage late -> stale: the receiver refused it (HTTP 300)" in text
+    assert ("dropped petsage late -> stale: the receiver refused it (HTTP 300, a redirect: "
+            "not followed)") in text
     assert "hunter2" not in text and "SECRET" not in text
 
 
@@ -447,41 +486,23 @@ def test_a_store_outage_is_said_once_and_its_end_once(caplog: pytest.LogCaptureF
 
 
 def test_a_real_post_sends_json_with_the_version_and_returns_the_status() -> None:
-    receiver = Receiver(204, 503)
+    receiver = Receiver(204, 503, 202)
+    seen: list[dict[str, str]] = []
     try:
         assert post(receiver.url, b'{"a": 1}', 5) == 204
         assert post(receiver.url, b'{"a": 2}', 5) == 503
+        with _Server(lambda handler: _answer(handler, 202, seen)) as server:
+            assert post(server.url.replace("http://", "http://u:p@") + "?q=1", b"{}", 2.5) == 202
         assert [p["body"] for p in receiver.posts] == [{"a": 1}, {"a": 2}]
         assert receiver.posts[0]["authorization"] is None
     finally:
         receiver.close()
-    seen: dict[str, Any] = {}
-
-    class Answer:
-        status = 202
-
-        def __enter__(self) -> Answer:
-            return self
-
-        def __exit__(self, *_: Any) -> None:
-            pass
-
-    def urlopen(request: Any, timeout: float) -> Answer:
-        seen.update(headers=dict(request.header_items()), timeout=timeout,
-                    method=request.get_method(), url=request.full_url, data=request.data)
-        return Answer()
-
-    original = delivery_module.urllib.request.urlopen
-    delivery_module.urllib.request.urlopen = urlopen  # type: ignore[assignment]
-    try:
-        assert post("https://u:p@hooks.example.com/x", b"{}", 2.5) == 202
-    finally:
-        delivery_module.urllib.request.urlopen = original
-    assert seen["headers"]["Content-type"] == "application/json"
-    assert seen["headers"]["User-agent"] == f"petsage-heartbeat/{__version__}"
-    assert seen["headers"]["Authorization"].startswith("Basic ")
-    assert (seen["timeout"], seen["method"], seen["url"], seen["data"]) == (
-        2.5, "POST", "https://hooks.example.com/x", b"{}")
+    (headers,) = seen
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"] == f"petsage-heartbeat/{__version__}"
+    assert headers["Authorization"] == "Basic dTpw"  # u:p
+    assert headers["path"] == "/hook?q=1" and headers["method"] == "POST"
+    assert headers["body"] == "{}" and headers["Host"].startswith("127.0.0.1:")
 
 
 @pytest.mark.parametrize(("url", "target", "userinfo"), [
@@ -534,14 +555,14 @@ def test_each_log_line_names_the_webhook(caplog: pytest.LogCaptureFixture) -> No
     d = _delivery(client, poster, max_age_s=2)
     d.start_cursor()
     now_ms = redis_time_ms(client.time())
-    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "a",
-                                                   "new_state": "b"})}, id=f"{now_ms - 9000}-0")
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "fresh",
+                                                   "new_state": "late"})}, id=f"{now_ms - 9000}-0")
     bad = client.xadd(KEYS.outbox, {"event": "x"}).decode()
     _queue(client, "fresh", "stale")
     caplog.set_level(logging.INFO, logger="petsage_heartbeat.webhooks")
     d.step()
     assert [r.getMessage() for r in caplog.records] == [
-        f"webhook {HOOK.shown}: dropped s a -> b, not delivered within 2 s",
+        f"webhook {HOOK.shown}: dropped s fresh -> late, not delivered within 2 s",
         f"webhook {HOOK.shown}: outbox entry {bad} is not JSON; skipped",
         f"webhook {HOOK.shown}: delivered petsage fresh -> stale"]
 
@@ -562,10 +583,10 @@ class _Clock:
 def test_an_entry_exactly_max_age_old_is_still_posted() -> None:
     client = fakeredis.FakeRedis()
     now_ms = redis_time_ms(client.time()) // 1000 * 1000
-    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "b",
-                                                   "new_state": "c"})}, id=f"{now_ms - 2001}-0")
-    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "a",
-                                                   "new_state": "b"})}, id=f"{now_ms - 2000}-0")
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "late",
+                                                   "new_state": "stale"})}, id=f"{now_ms - 2001}-0")
+    client.xadd(KEYS.outbox, {"event": json.dumps({"service": "s", "old_state": "fresh",
+                                                   "new_state": "late"})}, id=f"{now_ms - 2000}-0")
     client.set(CURSOR, "0-1")
     poster = Poster()
     _delivery(_Clock(client, now_ms), poster, max_age_s=2).step()
@@ -579,7 +600,8 @@ def test_a_back_off_cut_short_never_drops_an_entry_for_its_age(how: str) -> None
     client = fakeredis.FakeRedis()
     now_ms = redis_time_ms(client.time())
     entry = client.xadd(KEYS.outbox, {"event": json.dumps(
-        {"service": "s", "old_state": "a", "new_state": "b"})}, id=f"{now_ms - 500}-0").decode()
+        {"service": "s", "old_state": "fresh", "new_state": "late"})},
+        id=f"{now_ms - 500}-0").decode()
     client.set(CURSOR, "0-1")
     poster = Poster(*[500] * 5)
     d = _delivery(client, poster, max_age_s=1, backoff_s=(1.0,))
@@ -639,7 +661,8 @@ def test_a_back_off_counts_towards_the_age_to_the_millisecond() -> None:
     client = fakeredis.FakeRedis()
     now_ms = redis_time_ms(client.time())
     entry = client.xadd(KEYS.outbox, {"event": json.dumps(
-        {"service": "s", "old_state": "a", "new_state": "b"})}, id=f"{now_ms - 1000}-0").decode()
+        {"service": "s", "old_state": "fresh", "new_state": "late"})},
+        id=f"{now_ms - 1000}-0").decode()
     client.set(CURSOR, "0-1")
     poster = Poster(500)
     d = _delivery(_Clock(client, now_ms), poster, max_age_s=2, backoff_s=(1.0,))
@@ -658,6 +681,8 @@ def test_an_entry_s_notification_names_the_entry_in_its_line(
                                                    "old_state": "ok", "new_state": "failed"})})
     caplog.set_level(logging.INFO, logger="petsage_heartbeat.webhooks")
     d.step()
+    (_, bad) = [as_text(i) for i, _ in client.xrange(KEYS.outbox)]
     assert [r.getMessage() for r in caplog.records] == [
         f"webhook {HOOK.shown}: delivered petsage entry 'nightly' ok -> failed",
-        f"webhook {HOOK.shown}: delivered petsage ok -> failed"]
+        f"webhook {HOOK.shown}: outbox entry {bad} dropped, not a monitor's: entry 5: an "
+        "entry name is text, not int"]

@@ -153,14 +153,42 @@ def test_a_silence_holds_notifications_back_and_the_end_releases_what_changed() 
     assert parse_silence(b"not json") is None
 
 
-def test_a_service_first_seen_down_is_notified_a_first_seen_fresh_one_is_not() -> None:
+def test_a_service_never_seen_fresh_is_recorded_not_notified_and_its_keys_go_soon() -> None:
+    """A name added to the index that never published (or a service first seen down) is
+    recorded, not notified, and its record expires within an hour; seen fresh once, it is
+    notified like any other, and kept the full retention."""
     client = fakeredis.FakeRedis()
     publish(client, "a", interval_s=10)
     publish(client, "b", interval_s=10)
     backdate(client, "b", 40)
-    reports = [read_heartbeat(client, s) for s in ("a", "b")]
-    record(client, KEYS, reports, monitor_id="m")
-    assert _outbox(client) == [("unknown", "stale")]
+    client.zadd(KEYS.index, {f"junk-{i}": 1 for i in range(300)})
+    for _ in range(2):
+        record(client, KEYS, [read_heartbeat(client, s) for s in
+                              ("a", "b", *(f"junk-{i}" for i in range(300)))], monitor_id="m")
+    assert _outbox(client) == []  # a first seen fresh is not news; b and junk never fresh
+    assert client.hget(KEYS.observed("b"), "state") == b"stale"
+    assert 0 < client.pttl(KEYS.observed("b")) <= 3_600_000
+    assert 0 < client.pttl(KEYS.observed("junk-7")) <= 3_600_000
+    assert client.pttl(KEYS.observed("a")) > 3_600_000
+    assert client.hget(KEYS.observed("b"), "notified") is None
+    publish(client, "b", interval_s=10)  # b is fresh at last: known from now on
+    record(client, KEYS, [read_heartbeat(client, "b")], monitor_id="m")
+    assert _outbox(client) == [] and client.pttl(KEYS.observed("b")) > 3_600_000
+    assert client.hget(KEYS.observed("b"), "fresh_ms") is not None
+    backdate(client, "b", 40)
+    backdate(client, "a", 40)
+    record(client, KEYS, [read_heartbeat(client, s) for s in ("a", "b")], monitor_id="m")
+    assert _outbox(client) == [("fresh", "stale"), ("fresh", "stale")]
+
+
+def test_a_record_from_before_fresh_ms_was_kept_still_notifies() -> None:
+    client = fakeredis.FakeRedis()
+    publish(client, interval_s=10)
+    backdate(client, "petsage", 40)
+    client.hset(KEYS.observed("petsage"), mapping={
+        "state": "fresh", "at_ms": 1, "seen_ms": 1, "notified": "fresh"})
+    _judge(client)
+    assert _outbox(client) == [("fresh", "stale")]
 
 
 def test_reading_the_record_back() -> None:

@@ -5,6 +5,10 @@ never the whole fleet) and its own timer (nothing landed: ages grow, so fresh tu
 and late turns stale with no message at all; the timer re-reads everything watched). A
 Redis outage is a transition to ``unreachable``; the watcher keeps reconnecting and
 resumes when Redis is back.
+
+``--exec`` hooks are debounced (``Hooks``): one runs at a time, at most one starts per
+``HOOK_MIN_INTERVAL_S``, and the transitions seen meanwhile are coalesced, one per
+service, into the latest state; a hook gets a minimal environment (``hook_env``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +39,82 @@ DEFAULT_POLL_S = 0.5
 
 RECONNECT_DELAY_S = 0.5
 """Pause between reconnection attempts while Redis is unreachable."""
+
+HOOK_MIN_INTERVAL_S = 1.0
+"""A hook starts at most once per this many seconds (and never while one runs)."""
+
+HOOK_ENV_KEPT = ("PATH", "HOME", "LANG")
+"""What a hook keeps of watch's own environment, besides the ``PETSAGE_*`` variables:
+never ``HEARTBEAT_REDIS_URL``, a broker URL or any other secret."""
+
+
+_SECRET_NAME = re.compile(r"URL|PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+"""A ``PETSAGE_*`` variable named like a secret (``PETSAGE_READER_URL``) stays out too."""
+
+
+def hook_env(event: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A hook's environment: ``PATH``, ``HOME``, ``LANG`` and the ``PETSAGE_*`` variables of
+    watch's environment (but none named like a secret: ``..._URL``, ``..._TOKEN``), then
+    the event's (``PETSAGE_SERVICE``, ...; ``PETSAGE_ENTRY`` empty unless the event has
+    one: one hook serves ``watch`` and ``watch --entries``)."""
+    source = os.environ if environ is None else environ
+    env = {key: value for key, value in source.items()
+           if key in HOOK_ENV_KEPT or (key.startswith("PETSAGE_")
+                                       and not _SECRET_NAME.search(key))}
+    env.setdefault("PATH", os.defpath)
+    env["PETSAGE_ENTRY"] = ""
+    for key, value in event.items():
+        env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
+    return env
+
+
+class Hooks:
+    """The ``--exec`` hooks of one watch: at most one running, at most one started per
+    ``min_interval_s``; transitions that arrive meanwhile wait, one per key (a service, or
+    a service's entry), the latest replacing the earlier with its ``old_state`` kept (the
+    state the hook was last told of), so 100 flips run a handful of hooks and the last one
+    always tells the state now. A flip and back again while waiting runs nothing."""
+
+    def __init__(self, command: str, *, min_interval_s: float = HOOK_MIN_INTERVAL_S,
+                 spawn: Callable[[str, dict[str, str]], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.command = command
+        self.min_interval_s = min_interval_s
+        self.spawn = spawn or _spawn
+        self.clock = clock
+        self.waiting: dict[Any, dict[str, Any]] = {}
+        self.running: Any = None
+        self.started = 0  #: hooks started
+        self._last_start: float | None = None
+
+    def add(self, key: Any, event: dict[str, Any]) -> None:
+        """Queue ``event`` for ``key``'s hook (coalescing) and start one if it may."""
+        earlier = self.waiting.pop(key, None)
+        if earlier is not None:
+            event = {**event, "old_state": earlier["old_state"]}
+        if event.get("old_state") != event.get("new_state"):
+            self.waiting[key] = event
+        self.pump()
+
+    def pump(self) -> None:
+        """Start the oldest waiting hook if none runs and the interval has passed."""
+        if not self.waiting:
+            return
+        if self.running is not None and self.running.poll() is None:
+            return
+        now = self.clock()
+        if self._last_start is not None and now - self._last_start < self.min_interval_s:
+            return
+        key = next(iter(self.waiting))
+        event = self.waiting.pop(key)
+        self.running = self.spawn(self.command, hook_env(event))
+        self._last_start = now
+        self.started += 1
+
+
+def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # The command is the operator's own flag, run like cron would run it.
+    return subprocess.Popen(command, shell=True, env=env)  # noqa: S602
 
 
 def follow(client: redis.Redis, channel: str, *, poll_s: float,
@@ -82,7 +163,7 @@ class Watcher:
         self.poll_s = poll_s
         self.emit = emit or (lambda line: print(line, flush=True))
         self.states: dict[str, State] = {}
-        self.hooks: list[subprocess.Popen[bytes]] = []
+        self.hooks = Hooks(exec_cmd) if exec_cmd else None
         self.stopping = False
         self._landed: str | None = None  #: the service of the last heartbeat message
 
@@ -100,6 +181,8 @@ class Watcher:
 
     def observe(self, reports: list[HeartbeatReport]) -> None:
         """Compare with the last known states; report and hook each change."""
+        if self.hooks is not None:
+            self.hooks.pump()  # a hook that waited for the last one or the interval
         for report in reports:
             old = self.states.get(report.service)
             if old is report.state:
@@ -112,18 +195,8 @@ class Watcher:
     def _transition(self, old: State | None, report: HeartbeatReport) -> None:
         event = transition_event(old, report)
         self.emit(json.dumps(event) if self.as_json else transition_line(event))
-        if self.exec_cmd:
-            self._run_hook(event)
-
-    def _run_hook(self, event: dict[str, Any]) -> None:
-        # The same variables as ``watch --entries``' hooks, so one hook serves both: no
-        # entry here. Set, not left out, so none comes from watch's own environment.
-        env = {**os.environ, "PETSAGE_ENTRY": ""}
-        for key, value in event.items():
-            env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
-        self.hooks = [h for h in self.hooks if h.poll() is None]
-        # The command is the operator's own flag, run like cron would run it.
-        self.hooks.append(subprocess.Popen(self.exec_cmd or "", shell=True, env=env))  # noqa: S602
+        if self.hooks is not None:
+            self.hooks.add(report.service, event)
 
     def run(self) -> int:
         """Watch until SIGINT or SIGTERM; return 0."""

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -39,7 +40,8 @@ from worker.core.redis_io import as_text, lua_script, redis_time_ms
 from worker.core.urls import redact
 from worker.core.version import __version__
 from worker.core.webhook_urls import Webhook
-from worker.observe.webhooks import event_body, render
+from worker.observe.webhooks import EVENT_MAX_BYTES, event_body, event_problem, render
+from worker.read.render import escape
 
 log = logging.getLogger("petsage_heartbeat.webhooks")
 
@@ -51,7 +53,9 @@ LEASE_S = 10.0
 every second of a back-off): a monitor killed mid-delivery hands over within this."""
 
 POST_TIMEOUT_S = 5.0
-"""The longest one POST may take (connect, send, answer); then it counts as failed."""
+"""The longest one POST may take, all of it (connect, TLS, send, the answer's status and
+headers), however slowly the receiver trickles: half the lease, so a POST ends before
+the lease it started under (renewed just before it) runs out."""
 
 MAX_AGE_S = 3600.0
 """A notification not delivered within an hour is dropped: old news pages nobody."""
@@ -73,23 +77,65 @@ Poster = Callable[[str, bytes, float], int]
 
 
 def post(url: str, body: bytes, timeout_s: float) -> int:
-    """POST ``body`` as JSON (certificates verified, as urllib does by default).
+    """POST ``body`` as JSON within ``timeout_s`` overall; return the HTTP status.
 
-    Credentials in the URL (``https://user:password@host/...``) are sent as HTTP Basic
-    authentication, as curl does, never as part of the host.
+    One deadline for the whole exchange (connect, TLS, send, the answer's status line and
+    headers): a timer shuts the socket at ``timeout_s``, so a receiver that trickles a byte
+    a second is cut there all the same (``TimeoutError``). The answer's body is never read.
+    Certificates and host names are verified (``ssl.create_default_context()``).
+
+    Redirects are never followed: a 3xx is returned as it is, and the request, with its
+    ``Authorization``, only ever goes to the URL's own origin. Credentials in the URL
+    (``https://user:password@host/...``) are sent as HTTP Basic authentication, as curl
+    does, never as part of the host.
     """
     target, authorization = split_credentials(url)
+    parts = urlsplit(target)
     headers = {"Content-Type": "application/json",
-               "User-Agent": f"petsage-heartbeat/{__version__}"}
+               "User-Agent": f"petsage-heartbeat/{__version__}",
+               "Content-Length": str(len(body))}
     if authorization is not None:
         headers["Authorization"] = authorization
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked http(s)
-        target, data=body, method="POST", headers=headers)
+    host, port = parts.hostname or "", parts.port
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout_s,
+                                                 context=ssl.create_default_context())
+    elif parts.scheme == "http":
+        connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    else:
+        raise ValueError(f"unsupported scheme {parts.scheme[:10]!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        sock = connection.sock
+        if sock is not None:  # the plain socket's shutdown, under TLS too: reads end now
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout_s, cut_off)
+    timer.daemon = True
+    timer.start()
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        connection.request("POST", path, body=body, headers=headers)
+        with connection.getresponse() as answer:
+            status = int(answer.status)
+        if cut.is_set():
+            raise TimeoutError
+        return status
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if cut.is_set():
+            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+        if isinstance(exc, OSError | ValueError):
+            raise
+        raise ConnectionError(f"a malformed answer ({type(exc).__name__})") from None
+    finally:
+        timer.cancel()
+        connection.close()
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
@@ -106,6 +152,13 @@ def split_credentials(url: str) -> tuple[str, str | None]:
 
 def _retryable(status: int) -> bool:
     return status >= 500 or status in (408, 425, 429)
+
+
+def _refusal(status: int) -> str:
+    """Why a final answer is final, for its one log line."""
+    if 300 <= status < 400:
+        return f"HTTP {status}, a redirect: not followed"
+    return f"HTTP {status}"
 
 
 class Delivery(threading.Thread):
@@ -183,6 +236,8 @@ class Delivery(threading.Thread):
         the monitor stops (False: the entry stays for the next holder)."""
         raw = fields.get(b"event", fields.get("event"))
         try:
+            if raw is not None and len(raw) > EVENT_MAX_BYTES:
+                raise ValueError
             event = json.loads(raw or b"")
             if not isinstance(event, dict):
                 raise TypeError
@@ -190,11 +245,17 @@ class Delivery(threading.Thread):
             log.warning("webhook %s: outbox entry %s is not JSON; skipped",
                         self.webhook.shown, entry)
             return True
+        problem = event_problem(event)
+        if problem is not None:
+            # Not written by a monitor: posting it would lend it the webhook's trust.
+            log.warning("webhook %s: outbox entry %s dropped, not a monitor's: %s",
+                        self.webhook.shown, entry, escape(problem))
+            return True
         body = render(self.fmt, event_body(entry, event, self.dashboard_url))
         data = json.dumps(body).encode()
         named = f" entry {event['entry']!r}" if isinstance(event.get("entry"), str) else ""
-        what = (f"{event.get('service')}{named} {event.get('old_state')} -> "
-                f"{event.get('new_state')}")
+        what = escape(f"{event.get('service')}{named} {event.get('old_state')} -> "
+                      f"{event.get('new_state')}")
         attempt = 0
         while True:
             if int(entry.split("-", 1)[0]) < now_ms - self.max_age_ms:
@@ -210,7 +271,7 @@ class Delivery(threading.Thread):
                 return True
             if status is not None and not _retryable(status):
                 log.warning("webhook %s: dropped %s: the receiver refused it (%s)",
-                            self.webhook.shown, what, why)
+                            self.webhook.shown, what, _refusal(status))
                 return True
             wait_s = self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
             attempt += 1
@@ -226,7 +287,7 @@ class Delivery(threading.Thread):
         except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS
             reason = getattr(exc, "reason", None) or exc
             text = str(reason).replace(self.webhook.url, self.webhook.shown)
-            return None, redact(f"{type(exc).__name__}: {text}")[:200]
+            return None, escape(redact(f"{type(exc).__name__}: {text}"))[:200]
         return status, f"HTTP {status}"
 
     def _wait(self, seconds: float) -> bool:

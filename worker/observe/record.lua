@@ -12,9 +12,14 @@
 -- beat_or_broker, then broker_down) is one more entry, kind 'diagnosis' (from = to, with
 -- old_diagnosis), and, unless silenced, one notification of kind 'diagnosis'. A change to
 -- beat_or_broker (less known than what was recorded) is not recorded.
+-- A service is notified only once the monitors have seen it fresh (`fresh_ms`, when first
+-- seen fresh): one first seen late, stale, missing or invalid is recorded, not notified,
+-- and its record and stream expire within NEVER_FRESH_TTL_MS unless judged again, so a
+-- name added to the index that never published pages nobody and soon leaves no keys.
 -- Returns per service: the recorded state, the new incident's id or '', the notification
 -- (JSON) or ''.
-local maxlen, ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local NEVER_FRESH_TTL_MS = 3600000
+local maxlen, full_ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = #KEYS
 local outbox = nil
 if ARGV[5] == '1' then outbox = KEYS[n]; n = n - 1 end
@@ -23,9 +28,13 @@ for i = 0, n / 3 - 1 do
   local obs, inc, sil = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local j = cjson.decode(ARGV[6 + i])
   local cur = redis.call('HMGET', obs, 'state', 'seen_ms', 'at_ms', 'notified', 'diagnosis',
-    'notified_diagnosis')
+    'notified_diagnosis', 'fresh_ms')
   local state, seen, since, notified = cur[1], tonumber(cur[2]), tonumber(cur[3]), cur[4]
   local diagnosis, notified_diagnosis = cur[5] or '', cur[6]
+  -- Seen fresh once (or notified before fresh_ms was kept): its record lives full_ttl.
+  local known = cur[7] ~= false or notified ~= false
+  local ttl = full_ttl
+  if not known and j.to ~= 'fresh' then ttl = math.min(full_ttl, NEVER_FRESH_TTL_MS) end
   if seen and j.seen < seen then
     -- Judged before the last recorded change (a slower monitor): it says nothing new.
     out[i + 1] = {state or '', '', ''}
@@ -47,6 +56,10 @@ for i = 0, n / 3 - 1 do
       end
       redis.call('HSET', obs, 'state', j.to, 'at_ms', at, 'seen_ms', j.seen,
         'diagnosis', j.diagnosis)
+      if j.to == 'fresh' and not known then
+        redis.call('HSET', obs, 'fresh_ms', at)
+        known = true
+      end
       redis.call('PEXPIRE', obs, ttl)
       state, since, diagnosis = j.to, at, j.diagnosis
     elseif state ~= 'fresh' and j.diagnosis ~= '' and j.diagnosis ~= diagnosis
@@ -74,7 +87,7 @@ for i = 0, n / 3 - 1 do
     if notified ~= state and redis.call('EXISTS', sil) == 0 then
       -- Not silenced, and the last state notified is not this one: also when a silence
       -- ended while the state differs from what was notified before it (held back).
-      if notified or state ~= 'fresh' then
+      if notified or (known and state ~= 'fresh') then
         note = cjson.encode({kind = 'transition', service = j.service,
           old_state = notified or 'unknown', new_state = state, diagnosis = diagnosis,
           reason = j.reason, age_s = j.age, seq = j.seq, since_ms = since, seen_ms = j.seen,
@@ -83,7 +96,9 @@ for i = 0, n / 3 - 1 do
           redis.call('XADD', outbox, 'MAXLEN', '~', outmax, '*', 'event', note)
         end
       end
-      redis.call('HSET', obs, 'notified', state, 'notified_diagnosis', diagnosis)
+      if known then
+        redis.call('HSET', obs, 'notified', state, 'notified_diagnosis', diagnosis)
+      end
     elseif notified == state and state ~= 'fresh' and diagnosis ~= ''
         and notified_diagnosis ~= diagnosis and redis.call('EXISTS', sil) == 0 then
       -- The state was notified with another diagnosis (just now amended, or during a

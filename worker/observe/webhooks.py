@@ -1,9 +1,104 @@
-"""The bodies posted to webhooks: the JSON event, or one line for chat (Slack format)."""
+"""The bodies posted to webhooks: the JSON event, or one line for chat (Slack format).
+
+Every outbox entry is checked before it is posted (``event_problem``): the monitors'
+scripts write the outbox, but anyone who can write to the store can too, and a webhook
+carries its receiver's trust. In the chat line, every field that comes from the store
+(service and entry names, states, diagnoses, the reason with its check names and beat's
+publish error) is escaped (``slack_escape``): Slack's ``& < >``, so ``<!channel>`` or
+``<https://evil.example|click>`` arrive as text; ``@`` and Markdown's ``](`` broken by a
+zero-width space, so Mattermost, Rocket.Chat and Discord neither mention nor link; control
+characters as ``\\n``, so a line stays one line.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
+
+from worker.core.entries import EntryState, entry_name_problem
+from worker.core.names import SERVICE_PATTERN
+from worker.core.states import Diagnosis, State
+from worker.read.render import escape
+
+SERVICE_STATES = frozenset(s.value for s in State)
+"""A service notification's ``new_state``; ``old_state`` may also be ``unknown``."""
+
+ENTRY_STATES = frozenset(s.value for s in EntryState)
+"""An entry notification's ``new_state``; ``old_state`` may also be ``unknown``."""
+
+SERVICE_DIAGNOSES = frozenset(d.value for d in Diagnosis)
+"""A service notification's ``diagnosis`` and ``old_diagnosis`` (or empty)."""
+
+ENTRY_DIAGNOSES = frozenset((
+    "removed", "beat_down", "broker_down", "not_dispatched", "no_consumer", "worker_lost",
+    "task_hung", "task_failed", "two_beats", "task_retrying"))
+"""An entry notification's ``diagnosis`` (or empty): ``worker.read.entry_judge``'s."""
+
+REASON_MAX = 300
+"""The longest reason the monitors record (``record.py``, ``entry_record.py``)."""
+
+EVENT_MAX_BYTES = 8192
+"""The longest outbox entry taken: a reason of 300 escaped characters fits many times."""
+
+_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_NUMBER = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,12})?")
+_MENTION_OR_LINK = re.compile(r"@|\]\(")
+
+
+def _shown(value: Any) -> str:
+    if not isinstance(value, str):
+        return repr(value)[:40]
+    return repr(value[:40] + ("..." if len(value) > 40 else ""))
+
+
+def event_problem(event: dict[str, Any]) -> str | None:
+    """Why the outbox entry ``event`` can't be posted, or None when every field is one the
+    monitors write: the service name pattern, a known state and diagnosis, a valid entry
+    name, a reason within 300 characters, numbers and ids where numbers and ids go. The
+    problem is one line, its values escaped and cut to 40 characters."""
+    service = event.get("service")
+    if not isinstance(service, str) or not SERVICE_PATTERN.fullmatch(service):
+        return f"service {escape(_shown(service))} is not a service name"
+    kind = event.get("kind", "transition")
+    if kind not in ("transition", "diagnosis"):
+        return f"kind {escape(_shown(kind))} is unknown"
+    entry = event.get("entry")
+    if "entry" in event and (problem := entry_name_problem(entry)) is not None:
+        return f"entry {escape(_shown(entry))}: {problem}"
+    states, diagnoses = (ENTRY_STATES, ENTRY_DIAGNOSES) if "entry" in event else (
+        SERVICE_STATES, SERVICE_DIAGNOSES)
+    if event.get("new_state") not in states:
+        return f"new_state {escape(_shown(event.get('new_state')))} is not a state"
+    if event.get("old_state") not in states | {"unknown"}:
+        return f"old_state {escape(_shown(event.get('old_state')))} is not a state"
+    for field in ("diagnosis", "old_diagnosis"):
+        value = event.get(field)
+        if value not in (None, "") and value not in diagnoses:
+            return f"{field} {escape(_shown(value))} is not a diagnosis"
+    reason = event.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_MAX):
+        return f"reason is not text of at most {REASON_MAX} characters"
+    for field in ("age_s", "seq", "since_ms", "seen_ms"):
+        value = event.get(field)
+        if value in (None, "") or (type(value) in (int, float) and field != "seq"):
+            continue
+        if type(value) is int or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+            continue
+        return f"{field} {escape(_shown(value))} is not a number"
+    incident = event.get("incident")
+    if incident not in (None, "") and not (isinstance(incident, str)
+                                           and _ID.fullmatch(incident)):
+        return f"incident {escape(_shown(incident))} is not a stream id"
+    return None
+
+
+def slack_escape(value: Any) -> str:
+    """``value`` as text safe in a chat line: controls escaped, Slack's ``& < >`` as
+    entities, ``@`` and ``](`` broken by a zero-width space (no mention, no Markdown link)."""
+    text = escape("" if value is None else value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION_OR_LINK.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
 def _iso(ms: Any) -> str | None:
@@ -54,19 +149,22 @@ def event_body(notification_id: str, event: dict[str, Any],
 
 
 def text_line(body: dict[str, Any]) -> str:
-    """One human line for chat: service, old -> new, diagnosis and why."""
+    """One human line for chat: service, old -> new, diagnosis and why; every field from
+    the store escaped (``slack_escape``), the operator's dashboard link not."""
+    f = {key: slack_escape(value) for key, value in body.items()
+         if key not in ("dashboard_url", "entry")}
     if body.get("kind") == "diagnosis":
-        line = (f"PetSage heartbeat: {body['service']} still {body['new_state']}, diagnosis "
-                f"{body.get('old_diagnosis') or 'unknown'} -> {body['diagnosis']}: "
-                f"{body['reason']}")
+        line = (f"PetSage heartbeat: {f['service']} still {f['new_state']}, diagnosis "
+                f"{slack_escape(body.get('old_diagnosis') or 'unknown')} -> "
+                f"{f['diagnosis']}: {f['reason']}")
     elif isinstance(body.get("entry"), str):
-        diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
-        line = (f"PetSage heartbeat: {body['service']} entry {body['entry']!r} "
-                f"{body['old_state']} -> {body['new_state']}{diagnosis}: {body['reason']}")
+        diagnosis = f" ({f['diagnosis']})" if body.get("diagnosis") else ""
+        line = (f"PetSage heartbeat: {f['service']} entry {slack_escape(repr(body['entry']))} "
+                f"{f['old_state']} -> {f['new_state']}{diagnosis}: {f['reason']}")
     else:
-        diagnosis = f" ({body['diagnosis']})" if body.get("diagnosis") else ""
-        line = (f"PetSage heartbeat: {body['service']} {body['old_state']} -> "
-                f"{body['new_state']}{diagnosis}: {body['reason']}")
+        diagnosis = f" ({f['diagnosis']})" if body.get("diagnosis") else ""
+        line = (f"PetSage heartbeat: {f['service']} {f['old_state']} -> "
+                f"{f['new_state']}{diagnosis}: {f['reason']}")
     if body.get("dashboard_url"):
         line += f" <{body['dashboard_url']}|dashboard>"
     return line
