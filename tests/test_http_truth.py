@@ -28,7 +28,7 @@ from tests.support.helpers import (
 from worker.core.names import Keys
 from worker.core.payload import DEFAULT_MESSAGE
 from worker.core.settings import Settings
-from worker.http.router import configure, create_app, router
+from worker.http.router import PUBLIC_PROBLEM, configure, create_app, router
 from worker.publish.store import HeartbeatStore
 
 SETTINGS = Settings.from_env({"HEARTBEAT_SERVICE": "petsage"})
@@ -65,8 +65,7 @@ def down(own_redis: RedisServer) -> Iterator[tuple[TestClient, str]]:
     configure(settings=Settings.from_env({"HEARTBEAT_SERVICE": "petsage",
                                           "HEARTBEAT_REDIS_URL": own_redis.url}))
     own_redis.kill()
-    reason = (f"Redis could not be asked: Error 111 connecting to 127.0.0.1:{own_redis.port}. "
-              "Connection refused.")
+    reason = PUBLIC_PROBLEM  # the error's text goes to the server's log, never to a client
     with TestClient(create_app()) as client:
         yield client, reason
     configure()
@@ -75,13 +74,15 @@ def down(own_redis: RedisServer) -> Iterator[tuple[TestClient, str]]:
 # 1. Unreachable is unreachable.
 
 def test_unreachable_page_shows_one_message_with_the_reason(
-        down: tuple[TestClient, str]) -> None:
+        down: tuple[TestClient, str], caplog: pytest.LogCaptureFixture) -> None:
     client, reason = down
     response = client.get("/")
     assert response.status_code == 200
     assert EMPTY_ROW not in response.text
     assert response.text.count("store unreachable") == 1
     assert response.text.count(f"store unreachable: {reason}") == 1
+    assert "Error 111" not in response.text and "Connection refused" not in response.text
+    assert "Connection refused" in caplog.text  # the detail, in the server's log
 
 
 def test_unreachable_rows_say_so_and_keep_the_header(down: tuple[TestClient, str]) -> None:
@@ -99,7 +100,8 @@ def test_unreachable_api_is_503(down: tuple[TestClient, str]) -> None:
     for path in ("/api/heartbeats", "/api/heartbeats?service=petsage&limit=5"):
         response = client.get(path)
         assert response.status_code == 503
-        assert response.json() == {"store_up": False, "store_problem": reason, "services": []}
+        assert response.json() == {"store_up": False, "store_problem": reason, "services": [],
+                                   "total": 0, "next": None}
 
 
 def test_empty_reachable_fleet_says_nobody_published(app: TestClient) -> None:
@@ -111,7 +113,8 @@ def test_empty_reachable_fleet_says_nobody_published(app: TestClient) -> None:
     assert EMPTY_ROW in rows.text
     api = app.get("/api/heartbeats")
     assert api.status_code == 200
-    assert api.json() == {"store_up": True, "store_problem": None, "services": []}
+    assert api.json() == {"store_up": True, "store_problem": None, "services": [], "total": 0,
+                          "next": None}
 
 
 # 2. and 3. History numbers as stored; a bad one is unknown, not a failed fleet.
@@ -188,7 +191,8 @@ def test_service_parameter_selects_one_service(app: TestClient, real: redis.Redi
     assert body["services"][0]["heartbeat"]["seq"] == 3
     nobody = app.get("/api/heartbeats", params={"service": "nobody"})
     assert nobody.status_code == 200
-    assert nobody.json() == {"store_up": True, "store_problem": None, "services": []}
+    assert nobody.json() == {"store_up": True, "store_problem": None, "services": [],
+                             "total": 0, "next": None}
 
 
 @pytest.mark.parametrize(("name", "shown"), [
@@ -232,11 +236,11 @@ def test_unknown_or_repeated_parameter_is_400(app: TestClient) -> None:
     response = app.get("/api/heartbeats?services=api")
     assert response.status_code == 400
     assert response.json() == {
-        "detail": "unknown query parameter 'services'; accepted: service, limit"}
+        "detail": "unknown query parameter 'services'; accepted: service, limit, after, page_size"}
     response = app.get("/api/heartbeats?limit=5&zz=1&aa=2")
     assert response.status_code == 400
     assert response.json() == {
-        "detail": "unknown query parameters 'aa', 'zz'; accepted: service, limit"}
+        "detail": "unknown query parameters 'aa', 'zz'; accepted: service, limit, after, page_size"}
     response = app.get("/api/heartbeats?limit=5&limit=6")
     assert response.status_code == 400
     assert response.json() == {
@@ -246,14 +250,19 @@ def test_unknown_or_repeated_parameter_is_400(app: TestClient) -> None:
 def test_openapi_documents_the_api_parameters(app: TestClient) -> None:
     operation = app.get("/openapi.json").json()["paths"]["/api/heartbeats"]["get"]
     by_name = {p["name"]: p for p in operation["parameters"]}
-    assert set(by_name) == {"service", "limit"}
-    assert by_name["service"]["in"] == by_name["limit"]["in"] == "query"
-    assert by_name["service"]["required"] is False and by_name["limit"]["required"] is False
-    assert by_name["service"]["schema"] == {"type": "string",
-                                            "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+    assert set(by_name) == {"service", "limit", "after", "page_size"}
+    assert {p["in"] for p in by_name.values()} == {"query"}
+    assert not any(p["required"] for p in by_name.values())
+    assert by_name["service"]["schema"] == by_name["after"]["schema"] == {
+        "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
     assert by_name["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000,
                                           "default": 60}
-    assert "?service=" in operation["description"] and "?limit=" in operation["description"]
+    assert by_name["page_size"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000,
+                                              "default": 500}
+    for name in ("service", "limit", "after", "page_size"):
+        assert f"?{name}=" in operation["description"]
+    fleet = app.get("/openapi.json").json()["components"]["schemas"]["FleetResponse"]
+    assert {"total", "next"} <= set(fleet["properties"])
     assert set(operation["responses"]) == {"200", "400", "503"}
 
 
@@ -279,7 +288,8 @@ def test_served_pages_reference_no_other_host(own_redis: RedisServer, procs: lis
     procs.append(Proc(cli_argv("serve", "--port", str(port)), heartbeat_env(own_redis.url),
                       tmp_path, "serve"))
     own = f"127.0.0.1:{port}"
-    wait_for(lambda: _get(f"http://{own}/metrics")[0] == 200, STARTUP_S, what="serve answering")
+    wait_for(lambda: _get(f"http://{own}/system/health")[0] == 200, STARTUP_S,
+             what="serve answering")
     for path in SERVED_PAGES:
         status, body = _get(f"http://{own}{path}")
         assert status == 200, (path, body[:300])

@@ -18,7 +18,7 @@ from worker.core.redis_io import redis_time_ms
 from worker.core.settings import Settings
 from worker.core.states import State
 from worker.http import dashboard
-from worker.http.router import configure, create_app
+from worker.http.router import PUBLIC_PROBLEM, configure, create_app
 from worker.read.incidents import IncidentSummary, Outage, Silence
 from worker.read.reader import HeartbeatReport
 
@@ -102,16 +102,24 @@ class _Broken:
         return refuse
 
 
-def test_a_store_that_cannot_be_asked() -> None:
+def test_a_store_that_cannot_be_asked(caplog: pytest.LogCaptureFixture) -> None:
     configure(settings=Settings.from_env({}), client=_Broken())
     try:
         with TestClient(create_app()) as http:
             rows = http.get("/dashboard/rows")
             api = http.get("/api/heartbeats")
+            health = http.get("/system/health")
+            entries = http.get("/api/entries")
     finally:
         configure()
     assert rows.headers["X-Store-Problem"] == "1" and "store unreachable: Redis could not be " \
-        "asked: Error 111" in rows.text and "s3cret" not in rows.text
+        "asked (the reason is in the server log)" in rows.text
+    for answer in (rows, api, health, entries):  # the error's text is for the log only
+        assert "Error 111" not in answer.text and "s3cret" not in answer.text
+    assert health.status_code == 503 and health.json()["message"] == PUBLIC_PROBLEM
+    assert entries.json()["store_problem"] == PUBLIC_PROBLEM
+    assert "Error 111 connecting to redis://:***@db:6379" in caplog.text
+    assert "s3cret" not in caplog.text
     assert api.status_code == 503 and api.json()["store_up"] is False
     assert api.json()["services"] == []
 
@@ -165,8 +173,10 @@ def test_a_row_shows_what_the_report_knows() -> None:
     assert row.startswith('<tr data-service="a&lt;b" data-state="stale">')
     for cell in ("<td>61.2 s</td>", "<td>7</td>", "<td>w@h</td>", "<td>3 ms</td>",
                  "<td>-</td>", '<span class="warn">two beats publish</span>',
-                 "silenced 90 s more</span>", "why &lt;now&gt;", "background:#cf222e"):
+                 "silenced 90 s more</span>", "why &lt;now&gt;", '<span class="state st-stale">'):
         assert cell in row, cell
+    assert "style=" not in row  # colours by class: the page's CSP allows no inline style
+    assert ".st-stale { background: #cf222e; }" in dashboard.STYLE
     assert dashboard.rows([], {}) .endswith("under this prefix</td></tr>")
     bare = dashboard.rows([HeartbeatReport("m", State.MISSING, "none")], {})
     assert "<td>-</td><td>-</td><td>-</td>" in bare and 'class="nodes">-</td>' in bare

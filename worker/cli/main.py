@@ -262,6 +262,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis", metavar="URL", help=_STORE_URL_HELP)
     serve.add_argument("--prefix", metavar="PREFIX",
                        help="key prefix (env HEARTBEAT_KEY_PREFIX, default petsage:hb)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                       help="a Host header to answer (repeatable; env "
+                            "HEARTBEAT_HTTP_ALLOWED_HOSTS, comma-separated; default: "
+                            "localhost, 127.0.0.1, ::1 on loopback, any otherwise)")
 
     monitor = command("monitor", "record every transition, notify webhooks",
                       "Judge every service each period, record each state transition once "
@@ -375,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from worker.cli.serve import run_serve
 
-        return run_serve(host=args.host, port=args.port, redis_url=args.redis, prefix=args.prefix)
+        return run_serve(host=args.host, port=args.port, redis_url=args.redis, prefix=args.prefix,
+                         allowed_host=args.allowed_host)
     if args.command == "monitor":
         from worker.cli.monitor import run_monitor
 

@@ -4,10 +4,16 @@ the beat entries of each service that has any.
 Rendered on the server as plain HTML and inline SVG (no framework, nothing loaded from
 the internet), so it reads without JavaScript; a few lines of script re-fetch the rows
 every few seconds, and without script a ``<meta refresh>`` reloads the page.
+
+The page's one ``<style>`` and one ``<script>`` are constants, allowed by their SHA-256 in
+its Content-Security-Policy (``CSP``); no element has a ``style`` attribute (states are
+coloured by class), so the policy allows no other script or style at all.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +32,10 @@ REFRESH_S = 3
 
 HISTORY_POINTS = 60
 """Heartbeats per service drawn in the chart."""
+
+MAX_ROWS = 200
+"""Services shown, worst first; the others are counted in one row (``/api/heartbeats``
+pages through them all)."""
 
 _COLOURS = {
     State.FRESH: "#1a7f37", State.LATE: "#bf8700", State.STALE: "#cf222e",
@@ -122,7 +132,7 @@ def timeline(record: IncidentSummary | None, now_ms: int, width: int = 160,
 
 
 def _state_cell(report: HeartbeatReport, record: IncidentSummary | None, now_ms: int) -> str:
-    cell = (f'<td><span class="state" style="background:{_COLOURS[report.state]}">'
+    cell = (f'<td><span class="state st-{report.state.value}">'
             f"{report.state.value}</span>")
     silence = None if record is None else record.silence
     if silence is not None:
@@ -140,8 +150,10 @@ def _silenced(silence: Silence, now_ms: int) -> str:
 
 def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str, Any]]], *,
          store_problem: str | None = None,
-         records: dict[str, IncidentSummary] | None = None, now_ms: int = 0) -> str:
-    """The ``<tbody>`` content: one row per service, worst first.
+         records: dict[str, IncidentSummary] | None = None, now_ms: int = 0,
+         omitted: int = 0) -> str:
+    """The ``<tbody>`` content: one row per service, worst first; ``omitted`` services
+    (the healthiest, past ``MAX_ROWS``) counted in a last row.
 
     When the store could not be asked, one row says so and why: nothing is known about the
     fleet then, so no "nobody published" row (that would claim the fleet is empty).
@@ -169,6 +181,10 @@ def rows(reports: Sequence[HeartbeatReport], histories: dict[str, list[dict[str,
         ]
         out.append(f'<tr data-service="{html.escape(report.service)}" '
                    f'data-state="{report.state.value}">{"".join(cells)}</tr>')
+    if omitted:
+        out.append(f'<tr><td colspan="12" class="muted">{omitted} more services, healthier '
+                   'than these, not shown: <a href="api/heartbeats">api/heartbeats</a> pages '
+                   "through them all</td></tr>")
     if not out:
         out.append('<tr><td colspan="12" class="muted">no service has published a heartbeat '
                    "under this prefix</td></tr>")
@@ -212,7 +228,7 @@ def _entry_row(entry: EntryReport, now_ms: int | None) -> str:
     tz = rec.get("tz")
     cells = [
         f'<td class="entry">{html.escape(entry.name)}</td>',
-        f'<td><span class="state" style="background:{_ENTRY_COLOURS[entry.state]}">'
+        f'<td><span class="state en-{entry.state.value}">'
         f"{html.escape(entry.state.value)}</span>"
         + ("" if entry.silence is None or now_ms is None else _silenced(entry.silence, now_ms))
         + "</td>",
@@ -253,6 +269,63 @@ def entry_sections(entries: EntriesFleet) -> str:
     return "\n".join(out)
 
 
+_STATE_RULES = "".join(
+    [f".st-{state.value} {{ background: {colour}; }}\n" for state, colour in _COLOURS.items()]
+    + [f".en-{state.value} {{ background: {colour}; }}\n"
+       for state, colour in _ENTRY_COLOURS.items()])
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #24292f; }
+h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #d0d7de;
+          vertical-align: middle; }
+th { background: #f6f8fa; font-weight: 600; }
+.state { color: #fff; border-radius: 1em; padding: .1rem .6rem; font-weight: 600; }
+.muted, .reason { color: #57606a; }
+td { white-space: nowrap; }
+td.reason, td.banner { white-space: normal; }
+.banner { background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }
+.service { font-weight: 600; }
+.warn { color: #bf8700; font-weight: 600; }
+.silenced { color: #6639ba; font-weight: 600; font-size: .85em; }
+h2 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+.entry { font-weight: 600; white-space: normal; word-break: break-word; }
+""" + _STATE_RULES
+"""The page's one style sheet (allowed by its hash)."""
+
+SCRIPT = """
+async function refresh() {
+  try {
+    const response = await fetch("dashboard/rows", {cache: "no-store"});
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    document.getElementById("fleet").innerHTML = await response.text();
+    const entries = await fetch("dashboard/entries", {cache: "no-store"});
+    if (!entries.ok) throw new Error("HTTP " + entries.status);
+    document.getElementById("entries").innerHTML = await entries.text();
+    document.getElementById("updated").textContent = new Date().toISOString();
+  } catch (error) {
+    document.getElementById("updated").textContent = "refresh failed: " + error.message;
+  }
+}
+setInterval(refresh, REFRESH_MS);
+""".replace("REFRESH_MS", str(REFRESH_S * 1000))
+"""The page's one script: re-fetch the rows and the entries every ``REFRESH_S`` (allowed by
+its hash)."""
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+CSP = ("default-src 'none'; "
+       f"script-src {_sha256(SCRIPT)}; style-src {_sha256(STYLE)}; "
+       "connect-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+"""The dashboard's Content-Security-Policy: its own script and style sheet by hash, fetches
+to its own origin, nothing else."""
+
+
 def page(body_rows: str, entries_html: str = "") -> str:
     """The whole page around ``body_rows`` (which say it when the store is unreachable) and
     the entries' sections."""
@@ -262,24 +335,7 @@ def page(body_rows: str, entries_html: str = "") -> str:
 <title>PetSage heartbeat</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <noscript><meta http-equiv="refresh" content="{REFRESH_S}"></noscript>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #24292f; }}
-h1 {{ font-size: 1.3rem; margin: 0 0 .2rem; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #d0d7de;
-          vertical-align: middle; }}
-th {{ background: #f6f8fa; font-weight: 600; }}
-.state {{ color: #fff; border-radius: 1em; padding: .1rem .6rem; font-weight: 600; }}
-.muted, .reason {{ color: #57606a; }}
-td {{ white-space: nowrap; }}
-td.reason, td.banner {{ white-space: normal; }}
-.banner {{ background: #ffebe9; border: 1px solid #cf222e; padding: .5rem; }}
-.service {{ font-weight: 600; }}
-.warn {{ color: #bf8700; font-weight: 600; }}
-.silenced {{ color: #6639ba; font-weight: 600; font-size: .85em; }}
-h2 {{ font-size: 1.05rem; margin: 1.4rem 0 .4rem; }}
-.entry {{ font-weight: 600; white-space: normal; word-break: break-word; }}
-</style></head>
+<style>{STYLE}</style></head>
 <body>
 <h1>PetSage heartbeat</h1>
 <p class="muted">Ages on the Redis clock. Updated <span id="updated">{generated}</span>;
@@ -294,21 +350,6 @@ refreshes every {REFRESH_S} s. JSON: <a href="api/heartbeats">api/heartbeats</a>
 <div id="entries">
 {entries_html}
 </div>
-<script>
-async function refresh() {{
-  try {{
-    const response = await fetch("dashboard/rows", {{cache: "no-store"}});
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    document.getElementById("fleet").innerHTML = await response.text();
-    const entries = await fetch("dashboard/entries", {{cache: "no-store"}});
-    if (!entries.ok) throw new Error("HTTP " + entries.status);
-    document.getElementById("entries").innerHTML = await entries.text();
-    document.getElementById("updated").textContent = new Date().toISOString();
-  }} catch (error) {{
-    document.getElementById("updated").textContent = "refresh failed: " + error.message;
-  }}
-}}
-setInterval(refresh, {REFRESH_S * 1000});
-</script>
+<script>{SCRIPT}</script>
 </body></html>
 """
