@@ -219,6 +219,8 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m pytest": "the whole test suite, which can't run inside itself",
     '.venv/bin/python -m pytest -m "not e2e"': "most of the test suite, inside itself",
     ".venv/bin/python -m pytest --fast": "the fast part of the test suite, inside itself",
+    ".venv/bin/python -m pytest -p no:cacheprovider -q --timeout 900":
+        "the whole test suite, which can't run inside itself",
     ".venv/bin/python -m bench.run_all": _BENCH,
     ".venv/bin/python -m bench.run_all --soak-seconds 600": _BENCH,
     ".venv/bin/python -m bench.probe_bench": _BENCH,
