@@ -274,15 +274,17 @@ def _flap(client: fakeredis.FakeRedis, service: str, now: int, count: int,
     pipe.execute()
 
 
-def _script(client: fakeredis.FakeRedis, services: list[str], now: int) -> list[Any]:
+def _script(client: fakeredis.FakeRedis, services: list[str], now: int,
+            count: int = ENTRIES_PER_CALL, start: str = "+") -> list[Any]:
+    pages = [x for _ in services for x in (start, count)]
     return client.eval(INCIDENTS_SCRIPT, 3 * len(services),  # type: ignore[no-any-return]
-                       *KEYS.monitor_keys(services), f"{now - 30 * D}-0", MAX_INCIDENTS_READ,
-                       MAX_FIELD_CHARS, MAX_SILENCE_BYTES, ENTRIES_PER_CALL)
+                       *KEYS.monitor_keys(services), f"{now - 30 * D}-0", MAX_FIELD_CHARS,
+                       MAX_SILENCE_BYTES, ENTRIES_PER_CALL, *pages)
 
 
 def test_the_bounds() -> None:
     # A stream the monitors cap at 1,000 (MAXLEN ~ leaves up to ~100 more) is read whole.
-    assert MAX_INCIDENTS_READ == 2000 and ENTRIES_PER_CALL == MAX_INCIDENTS_READ
+    assert MAX_INCIDENTS_READ == 2000 and ENTRIES_PER_CALL == 128
     assert (MAX_FIELD_CHARS, MAX_SILENCE_BYTES) == (300, 4096)
 
 
@@ -293,10 +295,12 @@ def test_a_stream_written_past_the_cap_is_read_to_the_cap_newest_first() -> None
                                                "at_ms": now - 1000})
     total = MAX_INCIDENTS_READ + 500
     _flap(client, "svc", now, total)
-    (reply,) = [_script(client, ["svc"], now)]
-    entries = reply[1]
-    assert len(entries) == MAX_INCIDENTS_READ  # never the whole stream
+    entries = _script(client, ["svc"], now)[1]
+    assert len(entries) == ENTRIES_PER_CALL  # a page, never the whole stream
     assert entries[0][0] == f"{now - 1000}-0".encode()  # the newest first
+    # The next page starts below the last entry read (the first page's start is "+").
+    after = _script(client, ["svc"], now, start=f"{now - ENTRIES_PER_CALL * 1000}-99")[1]
+    assert after[0][0] == f"{now - ENTRIES_PER_CALL * 1000}-0".encode()
     _, found = read_incidents(client, KEYS, ["svc"])
     s = found["svc"]
     assert s.truncated and s.as_json(now)["truncated"] is True
@@ -389,9 +393,20 @@ def test_one_call_reads_at_most_its_budget_and_the_rest_again_one_a_call() -> No
     reply = _script(client, services, now)
     assert len(reply[1]) == ENTRIES_PER_CALL * 3 // 4  # the first is always read
     assert reply[3:] == [None] * 6  # the others would pass the budget: asked again
+    client.delete(KEYS.incidents("b"))
+    reply = _script(client, services, now)  # an empty stream costs nothing
+    assert reply[4] == [] and reply[6:] == [None] * 3
     _, found = read_incidents(client, KEYS, services)
-    assert all(found[s].outages["24h"] == ENTRIES_PER_CALL * 3 // 8 for s in services)
+    assert all(found[s].outages["24h"] == ENTRIES_PER_CALL * 3 // 8 for s in ("a", "c"))
+    assert found["b"].outages["24h"] == 0 and found["b"].state == "fresh"
     assert not any(found[s].truncated for s in services)
+
+
+def test_a_page_starts_below_the_last_id_read() -> None:
+    from worker.read.incidents import _before
+
+    assert _before("5-3") == "5-2" and _before("5-0") == f"4-{2 ** 64 - 1}"
+    assert _before("0-0") is None and _before("x-1") is None
 
 
 def test_an_entry_silence_longer_than_the_bound_is_never_read() -> None:

@@ -30,7 +30,9 @@ from worker.core.names import Keys
 pytestmark = pytest.mark.e2e
 SECRET = "hunter2-Xq9-s3cret"
 
-# The README's least-privilege ACLs, verbatim (the password is the test's).
+# The former two-user ACLs (one writer for beat, worker and monitor; one reader), still
+# working for deployments that keep them; the documented per-role ACLs are tested verbatim
+# in tests/test_acl_matrix.py.
 WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.petsage",
               "~heartbeat.petsage\x06\x16*", "~bcast.*",
               "~_kombu.*", "~unacked*", "~*.celery.pidbox*", "~*.reply.celery.pidbox*",
@@ -41,7 +43,10 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
               "+type", "+exists", "+time", "+zcard", "+zrange", "+zrevrange", "+xrevrange",
-              "+xrange", "+hmget", "+eval_ro", "+info", "+subscribe", "+unsubscribe")
+              "+xrange", "+xlen", "+hmget", "+hlen", "+hkeys", "+hstrlen", "+eval_ro", "+info",
+              "+subscribe", "+unsubscribe",
+              # The entries' silences, read bounded by a script in the entries' pipeline.
+              "(~petsage:hb:*:entry_silence +eval +hlen +hkeys +hstrlen +hget)")
 
 
 def _get(url: str) -> str:

@@ -49,7 +49,7 @@ SERVICES_PER_CALL = 333
 """Services per ``incidents.lua`` call: 999 keys, within the schema's thousand-key bound."""
 
 CALLS_PER_TRIP = 64
-"""Script calls sent together (each is short: ``ENTRIES_PER_CALL``)."""
+"""Script calls sent together (each is short: ``ENTRIES_PER_CALL`` entries at most)."""
 
 MAX_INCIDENTS_READ = 2000
 """The newest entries of one incident stream a summary reads. The monitors cap a stream at
@@ -66,9 +66,10 @@ MAX_SILENCE_BYTES = 4096
 """The longest silence value read. ``silence`` writes at most 300 characters of reason in a
 small JSON object (under 2 KiB however escaped); a longer value is no silence, never read."""
 
-ENTRIES_PER_CALL = MAX_INCIDENTS_READ
-"""The most stream entries one ``incidents.lua`` call reads (a fleet of long streams is read
-in more, shorter calls: Redis answers others between them)."""
+ENTRIES_PER_CALL = 128
+"""The most stream entries one ``incidents.lua`` call reads: a page. Inside a script, an
+entry costs Redis some 5 µs (copied to Lua and back), so a page holds Redis well under
+2 ms; a long stream is read in pages, and Redis answers everyone else between them."""
 
 INCIDENTS_SCRIPT = lua_script(__package__, "incidents.lua")
 
@@ -337,31 +338,60 @@ def _steady(service: str, record: dict[str, str], silence: Silence | None,
         truncated=read_from_ms is not None)
 
 
+def _before(entry_id: str) -> str | None:
+    """The greatest stream id below ``entry_id`` (where the next page starts), or None."""
+    ms_text, _, seq_text = entry_id.partition("-")
+    try:
+        ms, seq = int(ms_text), int(seq_text or 0)
+    except ValueError:
+        return None
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{2 ** 64 - 1}" if ms > 0 else None
+
+
+class _Read:
+    """What has been read of one service so far: its record, silence and entries."""
+
+    def __init__(self) -> None:
+        self.record: Any = None
+        self.silence: Any = None
+        self.entries: list[Any] = []  #: newest first
+        self.start = "+"  #: where the next page starts
+        self.done = False
+
+
 def read_incidents(client: Any, keys: Keys,
                    services: list[str]) -> tuple[int, dict[str, IncidentSummary]]:
     """The Redis clock and each service's summary. Raises on a store error.
 
     ``incidents.lua`` over ``SERVICES_PER_CALL`` services a call (three keys each), a few
-    calls a round trip; one call reads at most ``ENTRIES_PER_CALL`` stream entries, and the
-    services it left (their streams are long) are read again one a call. On a Redis Cluster
-    one call a service, pipelined (a service's keys share a slot).
+    calls a round trip; one call reads at most ``ENTRIES_PER_CALL`` stream entries. A
+    service with more in its stream is read on, a page a round (``ENTRIES_PER_CALL``, a call
+    of its own, every such service's in the same round trip), to ``MAX_INCIDENTS_READ``. On
+    a Redis Cluster one call a service (a service's keys share a slot).
     """
     ((now_reply,),) = (execute_many(client, [("TIME",)]),)
     now_ms = redis_time_ms(now_reply)
     oldest_id = f"{max(now_ms - WINDOWS[-1][1], 0)}-0"
-    out: dict[str, IncidentSummary] = {}
     cluster = is_cluster_client(client)
     per_call = 1 if cluster else SERVICES_PER_CALL
-    pending = list(dict.fromkeys(services))
+    reads = {service: _Read() for service in services}
+    pending = list(reads)
     while pending:
         parts = [pending[i:i + per_call] for i in range(0, len(pending), per_call)]
-        deferred: list[str] = []
         for start in range(0, len(parts), CALLS_PER_TRIP):
             trip = parts[start:start + CALLS_PER_TRIP]
-            calls: list[tuple[str | int, ...]] = [
-                (INCIDENTS_SCRIPT, 3 * len(part), *keys.monitor_keys(part), oldest_id,
-                 MAX_INCIDENTS_READ, MAX_FIELD_CHARS, MAX_SILENCE_BYTES, ENTRIES_PER_CALL)
-                for part in trip]
+            calls: list[tuple[str | int, ...]] = []
+            for part in trip:
+                pages: list[str | int] = []
+                for service in part:
+                    read = reads[service]
+                    pages += [read.start, min(ENTRIES_PER_CALL,
+                                              MAX_INCIDENTS_READ - len(read.entries))]
+                calls.append((INCIDENTS_SCRIPT, 3 * len(part), *keys.monitor_keys(part),
+                              oldest_id, MAX_FIELD_CHARS, MAX_SILENCE_BYTES,
+                              ENTRIES_PER_CALL, *pages))
             if cluster:
                 # EVAL, not EVAL_RO: redis-py's cluster client routes EVAL by its keys.
                 replies = execute_many(client, [("EVAL", *call) for call in calls])
@@ -372,13 +402,25 @@ def read_incidents(client: Any, keys: Keys,
                 replies = eval_read_only(client, calls)
             for part, reply in zip(trip, replies, strict=True):
                 for index, service in enumerate(part):
-                    record, entries, silence = reply[3 * index:3 * index + 3]
-                    if entries is None:
-                        deferred.append(service)  # left for a call of its own
-                        continue
-                    cut = len(entries) >= MAX_INCIDENTS_READ
-                    out[service] = summarize(service, _fields(record), _transitions(entries),
-                                             parse_silence(silence or None), now_ms,
-                                             truncated=cut)
-        pending, per_call = deferred, 1
-    return now_ms, {service: out[service] for service in services}
+                    _page(reads[service], *reply[3 * index:3 * index + 3])
+        pending, per_call = [s for s, r in reads.items() if not r.done], 1
+    out: dict[str, IncidentSummary] = {}
+    for service, read in reads.items():
+        out[service] = summarize(service, _fields(read.record), _transitions(read.entries),
+                                 parse_silence(read.silence or None), now_ms,
+                                 truncated=len(read.entries) >= MAX_INCIDENTS_READ)
+    return now_ms, out
+
+
+def _page(read: _Read, record: Any, entries: Any, silence: Any) -> None:
+    """Add one page of a service's read; ``entries`` None: not read (asked again)."""
+    if entries is None:
+        return
+    if read.start == "+":
+        read.record, read.silence = record, silence
+    asked = min(ENTRIES_PER_CALL, MAX_INCIDENTS_READ - len(read.entries))
+    read.entries += list(entries)[:asked]
+    start = _before(as_text(read.entries[-1][0])) if read.entries else None
+    read.done = (len(entries) < asked or len(read.entries) >= MAX_INCIDENTS_READ
+                 or start is None)
+    read.start = start or read.start
