@@ -182,7 +182,7 @@ def test_every_role_runs_every_command_under_its_own_acl(acl_server: RedisServer
     # A transition the monitor records, writes to the outbox and posts (the worker stops).
     worker.stop()
     try:
-        wait_for(lambda: receiver.delivered(), 60,
+        wait_for(receiver.delivered, 60,
                  what="a notification through the outbox to the webhook, the monitor's user")
     finally:
         receiver.close()
