@@ -68,7 +68,9 @@ examples:
 
 _WATCH_EPILOG = """\
 --exec CMD runs CMD through sh on each transition (the first state seen included, old
-state "unknown"), in the background, with these variables set:
+state "unknown"), in the background: one at a time, at most one a second, transitions
+meanwhile coalesced per service into the latest (not yet with --entries). Its environment
+is PATH, HOME, LANG, watch's own PETSAGE_* variables (none named like a secret) and these:
   PETSAGE_TIME       when the transition was seen (ISO-8601 UTC)
   PETSAGE_SERVICE    the service
   PETSAGE_OLD_STATE  the state before (unknown for the first one seen)
@@ -99,6 +101,11 @@ _SERVE_EPILOG = """\
 pages: / (dashboard), /api/heartbeats (JSON), /metrics (Prometheus), /system/health and
 /system/health/SERVICE (200 fresh or late, 503 otherwise), /openapi.json.
 Needs the http extra: pip install 'petsage-heartbeat[http]'.
+
+HEARTBEAT_HTTP_TOKEN (or HEARTBEAT_HTTP_TOKEN_FILE, a file holding it): every path but
+/system/health then needs Authorization: Bearer TOKEN (the dashboard asks for it once at
+/login). Only Host headers of --allowed-host / HEARTBEAT_HTTP_ALLOWED_HOSTS are answered;
+by default localhost, 127.0.0.1 and ::1 when bound to loopback, any otherwise.
 
 exit codes:
   0 stopped (Ctrl-C or SIGTERM)
@@ -274,7 +281,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="judge every S seconds (default HEARTBEAT_INTERVAL_S)")
     monitor.add_argument("--webhook", action="append", default=[], metavar="URL",
                          help="post transitions to URL (repeatable; adds to "
-                              "HEARTBEAT_WEBHOOK_URLS)")
+                              "HEARTBEAT_WEBHOOK_URLS); @FILE or a variable's NAME reads "
+                              "the URLs from there, out of ps")
     monitor.add_argument("--webhook-format", choices=None, metavar="FORMAT",
                          help="json (default) or slack (env HEARTBEAT_WEBHOOK_FORMAT)")
     monitor.add_argument("--loglevel", default="INFO",

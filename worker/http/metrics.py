@@ -103,34 +103,54 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+EXPOSITION_CHUNK = 5000
+"""Services whose sample lines are written at a time: each family's lines of a chunk are
+joined and encoded at once, so the scrape never holds the lines of the whole fleet as
+separate strings (at 100,000 services that took 380 MB on top of the text's 100 MB)."""
+
+
 def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None,
                entries: EntriesFleet | None = None) -> bytes:
     """The whole scrape: ``store_up``, then every family with one sample per service, then
     the monitors' record of each service when ``records`` has been read, then the beat
     entries when ``entries`` has been read."""
-    lines = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
-             f"# TYPE {PREFIX}_store_up gauge",
-             f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]
+    head = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
+            f"# TYPE {PREFIX}_store_up gauge",
+            f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]
+    out = ["\n".join(head).encode()]
     if fleet.store_problem is None:
-        samples = service_samples(fleet.reports)
-        for name, doc in FAMILIES:
-            lines.append(f"# HELP {PREFIX}_{name} {doc}")
-            lines.append(f"# TYPE {PREFIX}_{name} gauge")
-            lines += samples[name]
+        out += _families(fleet.reports, FAMILIES, service_samples)
         if records is not None:
-            recorded = record_samples(fleet.reports, records)
-            for name, doc in RECORD_FAMILIES:
-                lines.append(f"# HELP {PREFIX}_{name} {doc}")
-                lines.append(f"# TYPE {PREFIX}_{name} gauge")
-                lines += recorded[name]
+            out += _families(fleet.reports, RECORD_FAMILIES,
+                             lambda chunk: record_samples(chunk, records))
         if entries is not None:
+            lines: list[str] = []
             entry_lines = entry_samples(entries)
             for name, kind, doc in ENTRY_FAMILIES:
                 lines.append(f"# HELP {ENTRY_PREFIX}_{name} {doc}")
                 lines.append(f"# TYPE {ENTRY_PREFIX}_{name} {kind}")
                 lines += entry_lines[name]
-    lines.append("")
-    return "\n".join(lines).encode()
+            out.append("\n".join(lines).encode())
+    out.append(b"")
+    return b"\n".join(out)
+
+
+def _families(reports: list[HeartbeatReport], families: tuple[tuple[str, str], ...],
+              samples: Callable[[list[HeartbeatReport]], dict[str, list[str]]]) -> list[bytes]:
+    """Each family's header and sample lines (of every report, ``EXPOSITION_CHUNK`` at a
+    time), one bytes object per family, without a trailing newline."""
+    chunks: dict[str, list[bytes]] = {name: [] for name, _ in families}
+    for start in range(0, len(reports), EXPOSITION_CHUNK):
+        lines = samples(reports[start:start + EXPOSITION_CHUNK])
+        for name, _ in families:
+            if lines[name]:
+                chunks[name].append("\n".join(lines[name]).encode())
+        del lines
+    out = []
+    for name, doc in families:
+        header = f"# HELP {PREFIX}_{name} {doc}\n# TYPE {PREFIX}_{name} gauge".encode()
+        out.append(b"\n".join([header, *chunks.pop(name)]))
+    return out
 
 
 def service_samples(reports: list[HeartbeatReport]) -> dict[str, list[str]]:

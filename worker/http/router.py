@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any, Literal, NamedTuple
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from worker.core.errors import ConfigError
@@ -455,6 +455,10 @@ def _api_query(request: Request) -> ApiQuery:
                     _integer(request, "limit", dashboard.HISTORY_POINTS, MAX_HISTORY_LIMIT))
 
 
+STREAM_SLICE = 256 * 1024
+"""Bodies larger than this are sent a slice at a time (``/metrics`` of a large fleet)."""
+
+
 class Answer(NamedTuple):
     """A whole HTTP answer, as kept by the cache: code, body, type and extra headers."""
 
@@ -464,8 +468,17 @@ class Answer(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
 
     def response(self) -> Response:
-        return Response(self.body, status_code=self.status, media_type=self.media_type,
-                        headers=dict(self.headers))
+        """The answer to send; a large body goes out in slices as the client reads them,
+        so a slow client never makes the server copy the whole body into its buffer."""
+        headers = dict(self.headers)
+        if len(self.body) <= STREAM_SLICE:
+            return Response(self.body, status_code=self.status, media_type=self.media_type,
+                            headers=headers)
+        view = memoryview(self.body)
+        slices = (view[i:i + STREAM_SLICE] for i in range(0, len(view), STREAM_SLICE))
+        headers["Content-Length"] = str(len(self.body))
+        return StreamingResponse(slices, status_code=self.status, media_type=self.media_type,
+                                 headers=headers)
 
 
 def _json_bytes(content: Any) -> bytes:
@@ -494,22 +507,29 @@ def _page(query: ApiQuery) -> tuple[list[HeartbeatReport], str | None, int, str 
     return sort_worst_first(reports), None, len(names), following
 
 
+ANSWER_CHUNK = 100
+"""Services whose history and record are read and written out together: a page's answer is
+built a chunk at a time, so only one chunk's history is held as objects at once."""
+
+
 def heartbeats_answer(query: ApiQuery) -> Answer:
     """``/api/heartbeats``' answer to ``query``: one page, bounded whatever the fleet."""
     reports, problem, total, following = _page(query)
-    names = [r.service for r in reports]
-    histories = read_histories(source.client(), source.keys(), names, query.limit)
-    now_ms, records = _records(names)
-    body = _json_bytes({
-        "store_up": problem is None,
-        "store_problem": public_problem(problem),
-        "services": [{**summary(r), "history": histories.get(r.service, []),
-                      "incidents": None if records is None or r.service not in records
-                      else records[r.service].as_json(now_ms)}
-                     for r in reports],
-        "total": total if problem is None else 0,
-        "next": following if problem is None else None,
-    })
+    parts: list[bytes] = []
+    for start in range(0, len(reports), ANSWER_CHUNK):
+        chunk = reports[start:start + ANSWER_CHUNK]
+        names = [r.service for r in chunk]
+        histories = read_histories(source.client(), source.keys(), names, query.limit)
+        now_ms, records = _records(names)
+        parts += [_json_bytes({**summary(r), "history": histories.get(r.service, []),
+                               "incidents": None if records is None or r.service not in records
+                               else records[r.service].as_json(now_ms)})
+                  for r in chunk]
+        del histories, records
+    head = _json_bytes({"store_up": problem is None, "store_problem": public_problem(problem)})
+    tail = _json_bytes({"total": total if problem is None else 0,
+                        "next": following if problem is None else None})
+    body = b"".join([head[:-1], b',"services":[', b",".join(parts), b"],", tail[1:]])
     return Answer(200 if problem is None else 503, body, "application/json")
 
 
