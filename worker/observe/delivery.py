@@ -7,9 +7,13 @@ a monitor that dies hands over to another at the entry it was on. A failing rece
 (5xx, 408, 429, a timeout, a refused connection) is retried with back-off, 1 s doubling to
 60 s, while the lease is renewed; later entries wait behind it, so a receiver sees a
 service's transitions in order. A refusal that won't change (another 4xx) or an entry
-older than ``max_age_s`` is dropped with one log line. A webhook new to the store starts
-after the notifications queued when the first monitor that knows it starts. The judging
-thread never waits for any of this.
+older than ``max_age_s`` is dropped with one log line; so is a redirect (3xx: never
+followed, so no ``Authorization`` leaves the URL's origin) and an entry that is not one a
+monitor writes (``event_problem``: whoever else can write the outbox gets no webhook's
+trust). One POST has one deadline, ``POST_TIMEOUT_S`` for all of it, half the lease, however
+slowly the receiver trickles its answer. Every log line escapes the entry's text. A
+webhook new to the store starts after the notifications queued when the first monitor
+that knows it starts. The judging thread never waits for any of this.
 
 At least once: a holder that stops after its POST and before moving the cursor (killed,
 or paused beyond its lease), or whose POST outlasts its lease (a receiver slower than
@@ -129,7 +133,7 @@ def post(url: str, body: bytes, timeout_s: float) -> int:
         return status
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if cut.is_set():
-            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+            raise TimeoutError(f"timed out, no answer within {timeout_s:g} s") from None
         if isinstance(exc, OSError | ValueError):
             raise
         raise ConnectionError(f"a malformed answer ({type(exc).__name__})") from None
