@@ -149,8 +149,8 @@ def test_every_hook_variable_of_watch_exec(tmp_path: Path) -> None:
                       emit=lambda _line: None)
     watcher.observe([read_heartbeat(client, "petsage")])
     wait_for(out.exists, 10, what="the hook's output")
-    for hook in watcher.hooks:
-        hook.wait(10)  # reaped here: no process is left behind
+    assert watcher.hooks is not None and watcher.hooks.running is not None
+    watcher.hooks.running.wait(10)  # reaped here: no process is left behind
     env = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert sorted(env) == sorted(f"PETSAGE_{name}" for name in HOOK_VARIABLES)
     assert env["PETSAGE_SERVICE"] == "petsage"
