@@ -600,8 +600,8 @@ def test_watch_runs_the_hook_with_the_transition(store: DictStore, tmp_path: Any
         f'>> {log}'))
     store.put("petsage", "nightly export", **_failed(store))
     watcher.observe(watcher.read(store))
-    for hook in watcher.hooks:
-        hook.wait(30)
+    assert watcher.hooks is not None and watcher.hooks.running is not None
+    watcher.hooks.running.wait(30)
     assert log.read_text() == "petsage|nightly export|failed|2\n"
 
 
@@ -616,8 +616,8 @@ def test_the_entries_hook_gets_the_service_hook_s_variables(
         f"env | grep '^PETSAGE_' | sort > {out}.tmp && mv {out}.tmp {out}"))
     store.put("petsage", "nightly export", **_failed(store))
     watcher.observe(watcher.read(store))
-    for hook in watcher.hooks:
-        hook.wait(30)
+    assert watcher.hooks is not None and watcher.hooks.running is not None
+    watcher.hooks.running.wait(30)
     env = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert sorted(env) == sorted(f"PETSAGE_{name}" for name in (
         "TIME", "SERVICE", "OLD_STATE", "NEW_STATE", "AGE_S", "SEQ", "REASON", "DIAGNOSIS",

@@ -14,11 +14,10 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.cli.check import positive_seconds, within
 from worker.core.entries import validate_entry_name
@@ -43,6 +42,9 @@ from worker.read.entry_render import (
     unreachable_row,
     worst_first,
 )
+
+if TYPE_CHECKING:
+    from worker.cli.watch import Hooks
 
 REFUSED_NAME_EXIT = 2
 """``check --entry`` with a name no entry can have: CRITICAL, as for an entry not watched."""
@@ -203,7 +205,12 @@ class EntryWatcher:
         self.poll_s = poll_s
         self.emit = emit or (lambda line: print(line, flush=True))
         self.states: dict[tuple[str, str | None], str] = {}
-        self.hooks: list[subprocess.Popen[bytes]] = []
+        #: ``--exec``: debounced and with a minimal environment, as ``watch``'s own hooks
+        self.hooks: Hooks | None = None
+        if exec_cmd:
+            from worker.cli.watch import Hooks  # redis-py: not on check --entry's path
+
+            self.hooks = Hooks(exec_cmd)
         self.stop = threading.Event()
         self._client_factory = client_factory
 
@@ -249,15 +256,11 @@ class EntryWatcher:
 
     def _transition(self, event: dict[str, Any]) -> None:
         self.emit(json.dumps(event) if self.as_json else entry_transition_line(event))
-        if self.exec_cmd:
+        if self.hooks is not None:
             # The service watch's variables too (``watch --help``): an entry has no
-            # heartbeat age or seq, and none comes from watch's own environment.
-            env = {**os.environ, "PETSAGE_AGE_S": "", "PETSAGE_SEQ": ""}
-            for key, value in event.items():
-                env["PETSAGE_" + key.upper()] = "" if value is None else str(value)
-            self.hooks = [h for h in self.hooks if h.poll() is None]
-            # The command is the operator's own flag, run like cron would run it.
-            self.hooks.append(subprocess.Popen(self.exec_cmd, shell=True, env=env))  # noqa: S602
+            # heartbeat age or seq.
+            self.hooks.add((event["service"], event["entry"]),
+                           {**event, "age_s": None, "seq": None})
 
     def _client(self) -> Any:
         if self._client_factory is not None:
@@ -274,6 +277,8 @@ class EntryWatcher:
         with contextlib.suppress(KeyboardInterrupt):
             while not self.stop.is_set():
                 self.observe(self.read(client))
+                if self.hooks is not None:
+                    self.hooks.pump()  # a hook held back by the interval starts now
                 self.stop.wait(self.poll_s)
         return 0
 
