@@ -23,6 +23,7 @@ reconnects to a lost broker within about one interval (``consumer.py``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -243,6 +244,11 @@ def _send_nodes_to_fanout(scheduler: Any, fanout: Broadcast) -> None:
 
     def routed(entry: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(entry, "task", None) == NODE_TASK:
+            # A copy: an entry whose options changed at each publish would differ from
+            # the scheduler's last snapshot, and Celery would rebuild its heap every tick,
+            # always taking the first due entry: with publishes that block (a broker
+            # down), the node entry would then starve the heartbeat's.
+            entry = copy.copy(entry)
             entry.options = {**(entry.options or {}), "queue": fanout,
                              "declare": [fanout.exchange]}
         return apply_async(entry, *args, **kwargs)
