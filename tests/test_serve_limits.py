@@ -248,13 +248,21 @@ def test_requests_within_a_second_share_one_redis_read(served: str,
     client = own_redis.client()
     _fill(client, 50)
     for path in ("/api/heartbeats", "/metrics", "/api/entries", "/dashboard/rows"):
-        time.sleep(1.1)  # past what earlier requests keep
-        client.config_resetstat()
-        assert _request(served + path)[0] == 200
-        first = _commands(client)
-        assert first >= 1, path
-        assert _request(served + path)[0] == 200
-        assert _commands(client) == first, path  # the second read nothing
+        # The promise holds for two requests within a second: on a busy machine a pair
+        # may take longer, and is tried again (up to 10 times) rather than judged.
+        for _ in range(10):
+            time.sleep(1.1)  # past what earlier requests keep
+            client.config_resetstat()
+            started = time.monotonic()
+            assert _request(served + path)[0] == 200
+            first = _commands(client)
+            assert first >= 1, path
+            assert _request(served + path)[0] == 200
+            if time.monotonic() - started < 0.9:
+                assert _commands(client) == first, path  # the second read nothing
+                break
+        else:
+            pytest.fail(f"no two requests of {path} within a second in 10 tries")
         time.sleep(1.1)
         assert _request(served + path)[0] == 200
         assert _commands(client) == 2 * first, path  # a second later: read again

@@ -23,7 +23,7 @@ STARTUP_S = 120
 """Beat and worker up and through their first dispatches, on a busy machine (load 10 on two
 cores): no promise, only a bound on how long a broken start keeps the run waiting."""
 
-HEADROOM_S = 10.0
+HEADROOM_S = 20.0
 """Added to each promise (grace plus one period) for a busy machine, where every hop from
 beat to broker to worker to store to reader waits its turn for a core."""
 
