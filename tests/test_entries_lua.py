@@ -91,3 +91,14 @@ def test_runs_that_never_started_wait_from_the_oldest_dispatch() -> None:
     store.dispatched("nightly", "r3", due_in_ms=0, next_due_in_ms=1000, beat_id="b", depth=0)
     run = _record(client)["run"]
     assert run["waiting_since_ms"] == run["dispatched_ms"]  # the one before it started
+
+
+def test_a_removal_never_creates_a_record() -> None:
+    """A name forgotten between beat's HKEYS and its remove call stays forgotten."""
+    client = fakeredis.FakeRedis()
+    store = EntryStore(client, KEYS, "petsage", retention_s=600)
+    store.sync([_spec("a")])
+    assert store.prune(["b"]) == ["a"]  # "a" left: marked
+    client.hdel(KEYS.entries("petsage"), "a")  # forgotten meanwhile
+    store._call("remove", json.dumps(["a"]))  # the call that was already on its way
+    assert client.hget(KEYS.entries("petsage"), "a") is None

@@ -1,12 +1,12 @@
 -- Beat entries of the user's app: one record per entry, its runs' check-ins, on this
 -- server's clock. One script, one round trip per check-in.
 -- KEYS[1] entries (hash: entry name -> record JSON)  KEYS[2] runs (stream, capped)
--- ARGV[1] op: sync | prune | dispatch | start | finish  ARGV[2] retention ms
+-- ARGV[1] op: sync | remove | dispatch | start | finish  ARGV[2] retention ms
 -- ARGV[3] stream cap
 --   sync     ARGV[4] JSON array of watched entries (some or all), each {name, task,
 --            schedule, kind, tz, queue, grace_s, max_runtime_s, period_s, next_due_in_ms}
---   prune    ARGV[4] JSON array of every watched name: an entry of the hash that is not in
---            it is marked removed (only those records are decoded)
+--   remove   ARGV[4] JSON array of names that left the schedule: each is marked removed
+--            once (beat finds them by HKEYS; at most 100 a call)
 --   dispatch ARGV[4] name  ARGV[5] task id  ARGV[6] due in ms (<= 0: how late it went out)
 --            ARGV[7] next due in ms  ARGV[8] beat id  ARGV[9] queue depth ('' = unknown)
 --   start    ARGV[4] name  ARGV[5] task id  ARGV[6] worker node
@@ -72,17 +72,13 @@ if op == 'sync' then
       event({'event', what, 'entry', e.name, 'schedule', e.schedule})
     end
   end
-elseif op == 'prune' then
-  local seen = {}
-  for _, name in ipairs(cjson.decode(ARGV[4])) do seen[name] = true end
-  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if not seen[name] then
-      local rec = load(name)
-      if rec and not rec.removed_ms then
-        rec.removed_ms = now
-        save(name, rec)
-        event({'event', 'removed', 'entry', name})
-      end
+elseif op == 'remove' then
+  for _, name in ipairs(cjson.decode(ARGV[4])) do
+    local rec = load(name)
+    if rec and not rec.removed_ms then
+      rec.removed_ms = now
+      save(name, rec)
+      event({'event', 'removed', 'entry', name})
     end
   end
 else
