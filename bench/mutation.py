@@ -50,6 +50,13 @@ _ZIP_ONE_REPLY_EACH = (
     "strict=None and no strict are zip's default (strict=False); the pipeline returns one reply"
     ' per command')
 
+_ASCII_FILE = ('json.dumps escapes every non-ASCII character: the state file is ASCII, the '
+               'same bytes in any encoding')
+_UTF8_NAME = 'codec names are case-insensitive: UTF-8 is utf-8'
+_STATUS_OK = 'state_for reads only "error" and "degraded" from the status: any other is ok'
+_COMMAND_CASE = 'Redis command names and their keywords are case-insensitive'
+_ERROR_REPLY_NONE = 'an error reply in its place reads as nothing here too'
+
 EQUIVALENT: dict[str, tuple[str, str]] = {
     'worker.core.settings.xǁSettingsǁfrom_env__mutmut_56': (
         'broker_is_redis = broker_url.split("://", )[0] in REDIS_SCHEMES',
@@ -250,6 +257,57 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     'worker.read.render.x_silence_note__mutmut_12': (
         'return f"silenced for {_span(max(silence.until_ms - now_ms, 1) / 1000)}{why}"',
         "1 ms instead of 0 left: both read '0s'"),
+    'worker.read.absence.x__restart__mutmut_4': ('encoding=None)', _ASCII_FILE),
+    'worker.read.absence.x__restart__mutmut_6': (')', _ASCII_FILE),
+    'worker.read.absence.x__restart__mutmut_13': ('encoding="UTF-8")', _UTF8_NAME),
+    'worker.read.absence.x_absent_for__mutmut_7': (
+        'data = json.loads(path.read_text(encoding=None))',
+        'the file is ASCII JSON (json.dumps escapes the rest) and bytes that are not are '
+        'refused as corrupt in any encoding that ASCII is part of'),
+    'worker.read.absence.x_absent_for__mutmut_9': (
+        'data = json.loads(path.read_text(encoding="UTF-8"))', _UTF8_NAME),
+    'worker.read.absence.x_absent_for__mutmut_72': (
+        'return _restart(path, run_id, now_s, None)',
+        "the problem is only tested for truth: None and '' are both no problem"),
+    'worker.read.absence.x_present__mutmut_2': (
+        'path.unlink(missing_ok=None)',
+        'FileNotFoundError is an OSError, which present suppresses anyway'),
+    'worker.read.absence.x_present__mutmut_3': (
+        'path.unlink(missing_ok=False)',
+        'FileNotFoundError is an OSError, which present suppresses anyway'),
+    'worker.read.nodes.x_judge_nodes__mutmut_5': (
+        'for member, score in zip(raw[0::2], raw[1::2], strict=None):', _ZIP_DEFAULT),
+    'worker.read.nodes.x_judge_nodes__mutmut_8': (
+        'for member, score in zip(raw[0::2], raw[1::2], ):', _ZIP_DEFAULT),
+    'worker.read.nodes.x_judge_nodes__mutmut_40': (
+        'nodes.append(NodeReport(as_text(member)[:255], state_for(age_s, None, thresholds),',
+        _STATUS_OK),
+    'worker.read.nodes.x_judge_nodes__mutmut_45': (
+        'nodes.append(NodeReport(as_text(member)[:255], state_for(age_s, "XXokXX", thresholds),',
+        _STATUS_OK),
+    'worker.read.nodes.x_judge_nodes__mutmut_46': (
+        'nodes.append(NodeReport(as_text(member)[:255], state_for(age_s, "OK", thresholds),',
+        _STATUS_OK),
+    'worker.read.entries.x__pairs__mutmut_5': (
+        'return list(zip(raw[0::2], raw[1::2], strict=None))', _ZIP_DEFAULT),
+    'worker.read.entries.x__pairs__mutmut_8': (
+        'return list(zip(raw[0::2], raw[1::2], ))', _ZIP_DEFAULT),
+    'worker.read.entries.x_entries_commands__mutmut_7': (
+        '("getrange", keys.beat(service), 0, MAX_MARKER_BYTES - 1),', _COMMAND_CASE),
+    'worker.read.entries.x_entries_commands__mutmut_10': (
+        '("GETRANGE", keys.beat(service), 0, MAX_MARKER_BYTES + 1),',
+        'parse_marker refuses MAX_MARKER_BYTES or more whole: a marker that size or over is '
+        'refused either way, and a smaller one is read whole either way'),
+    'worker.read.entries.x_entries_commands__mutmut_13': (
+        '("zrevrange", keys.nodes(service), 0, 999, "WITHSCORES"),', _COMMAND_CASE),
+    'worker.read.entries.x_entries_commands__mutmut_18': (
+        '("ZREVRANGE", keys.nodes(service), 0, 999, "withscores"),', _COMMAND_CASE),
+    'worker.read.entries.x_entries_from_replies__mutmut_21': (
+        'ev = evidence(now_ms, None if (isinstance(marker_raw, BaseException)) and False else '
+        'marker_raw,', _ERROR_REPLY_NONE + ' (parse_marker)'),
+    'worker.read.entries.x_entries_from_replies__mutmut_23': (
+        '[] if (isinstance(nodes_raw, BaseException)) and False else _flat(nodes_raw), None)',
+        _ERROR_REPLY_NONE + ' (_flat)'),
 }
 """Mutants that no test can kill because they change nothing observable: name -> (the
 mutated line(s), stripped, why). The line pins the entry to the mutant it was checked
