@@ -679,3 +679,17 @@ def test_reports_are_what_the_commands_print(store: DictStore) -> None:
     assert entry_line("petsage", entry, report.now_ms).startswith(
         f'CRITICAL - petsage entry "raises" {entry.state.value}: {entry.reason} '
         f"[{entry.diagnosis}]")
+
+
+def test_watch_reports_a_diagnosis_that_becomes_known(store: DictStore) -> None:
+    lines: list[str] = []
+    watcher = _watcher(store, lines)
+    store.put("petsage", "nightly export", **_failed(store))
+    watcher.observe(watcher.read(store))
+    watcher.observe(watcher.read(store))  # nothing new
+    assert len(lines) == 1
+    watcher.diagnoses[("petsage", "nightly export")] = "beat_or_scheduler"  # as if said before
+    watcher.observe(watcher.read(store))
+    second = json.loads(lines[1])
+    assert (second["old_state"], second["new_state"], second["diagnosis"]) == (
+        "failed", "failed", "task_failed")

@@ -47,7 +47,7 @@ def test_check_status_and_watch_of_the_sample_apps_entries(
     assert failed.returncode == 2, failed.stdout + failed.stderr
     assert failed.stdout.startswith('CRITICAL - petsage entry "raises" failed: the last run '), (
         failed.stdout)
-    assert ("ValueError the nightly export failed: password=** at db.example [task_failed]"
+    assert ("ValueError the nightly export failed: password=*** at db.example [task_failed]"
             in failed.stdout)
     assert failed.stdout.count("\n") == 1 and failed.stderr == ""
 

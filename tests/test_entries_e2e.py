@@ -56,7 +56,7 @@ def test_the_six_entries_each_reach_their_state_with_the_right_hop(
     failed = reaches(client, "raises", EntryState.FAILED, 2 + 2 + HEADROOM_S, "task_failed")
     run = failed.record["run"]
     assert run["error_type"] == "ValueError"
-    assert run["error"] == "the nightly export failed: password=** at db.example"
+    assert run["error"] == "the nightly export failed: password=*** at db.example"
     reaches(client, "nobody consumes", EntryState.NOT_STARTED, 2 + 1 + HEADROOM_S,
             "no_consumer")
     # The first run of a 10 s entry comes 10 s after beat starts (Celery's own scheduler).

@@ -42,8 +42,9 @@ def test_a_due_time_past_its_grace_with_beat_running_is_not_dispatched() -> None
         f"due 15.0s ago, over its 5.0s grace, not dispatched: {NOT_DISPATCHED}")
     assert _j({"next_due_ms": NOW - 5000, "grace_s": 5}).state is EntryState.PENDING  # the edge
     assert _j({"next_due_ms": NOW - 5001, "grace_s": 5}).state is EntryState.MISSED
-    assert _j({"next_due_ms": NOW - 1}).reason == (  # no grace: none
-        f"due 0.0s ago, over its 0.0s grace, not dispatched: {NOT_DISPATCHED}")
+    assert _j({"next_due_ms": NOW - 1}).reason == (  # no grace: none; beat silent since
+        "due 0.0s ago, over its 0.0s grace, not dispatched: beat has not published since "
+        "(last 0.5s ago): beat stopped, or its scheduler skipped the entry")
     assert _j({"next_due_ms": NOW}).state is EntryState.PENDING
 
 
@@ -52,13 +53,25 @@ def test_a_missed_entry_blames_beat_when_beat_stopped_publishing() -> None:
     late = "due 15.0s ago, over its 5.0s grace, not dispatched"
     assert _j(record, _ev(published=None)) == Judgement(
         EntryState.MISSED, "beat_down", f"{late}: beat has recorded no publish")
-    # Down after three of its own intervals (2 s): 6 s is the edge.
-    assert _j(record, _ev(published=NOW - 6000)).diagnosis == "not_dispatched"
-    assert _j(record, _ev(published=NOW - 6001)) == Judgement(
-        EntryState.MISSED, "beat_down", f"{late}: beat last published 6.0s ago")
-    # Without an interval, 10 s: down after 30 s.
-    assert _j(record, _ev(published=NOW - 30_000, interval=None)).diagnosis == "not_dispatched"
-    assert _j(record, _ev(published=NOW - 30_001, interval=None)).diagnosis == "beat_down"
+    # Down after 1.5 of its own intervals (2 s): 3 s is the edge.
+    assert _j(record, _ev(published=NOW - 3000)).diagnosis == "not_dispatched"
+    assert _j(record, _ev(published=NOW - 3001)) == Judgement(
+        EntryState.MISSED, "beat_down", f"{late}: beat last published 3.0s ago")
+    # Without an interval, 10 s: down after 15 s.
+    near = {"next_due_ms": NOW - 8000, "grace_s": 5}  # its deadline 3 s ago
+    assert _j(near, _ev(published=NOW - 15_000, interval=None)).diagnosis == "beat_or_scheduler"
+    assert _j(near, _ev(published=NOW - 15_001, interval=None)).diagnosis == "beat_down"
+
+
+def test_a_missed_entry_is_beat_or_scheduler_until_beat_shows_life_or_is_late() -> None:
+    record = {"next_due_ms": NOW - 8000, "grace_s": 5}  # its deadline 3 s ago
+    late = "due 8.0s ago, over its 5.0s grace, not dispatched"
+    assert _j(record, _ev(published=NOW - 3000, interval=10)) == Judgement(
+        EntryState.MISSED, "beat_or_scheduler",
+        f"{late}: beat has not published since (last 3.0s ago): beat stopped, or its "
+        "scheduler skipped the entry")
+    # The deadline itself is no sign of life; a publish after it is.
+    assert _j(record, _ev(published=NOW - 3000 + 1, interval=10)).diagnosis == "not_dispatched"
 
 
 def test_a_missed_entry_blames_the_broker_when_it_refused_beat_s_last_publish() -> None:
@@ -226,3 +239,19 @@ def test_a_failure_outranks_a_duplicate_and_a_duplicate_a_retry() -> None:
     assert _j(failed).state is EntryState.FAILED
     retrying = {**_finished(outcome="retrying"), "duplicate_ms": NOW}
     assert _j(retrying).state is EntryState.DUPLICATE
+
+
+def test_every_diagnosis_the_judge_gives_is_listed() -> None:
+    """The monitors drop a notification whose diagnosis is not in ``DIAGNOSES``: every
+    literal the judge and the reader give must be there."""
+    import inspect
+    import re
+
+    from worker.read import entries, entry_judge
+
+    source = inspect.getsource(entry_judge) + inspect.getsource(entries)
+    given = set(re.findall(r'EntryState\.[A-Z_]+, "([a-z_]+)"', source))
+    given |= set(re.findall(r'return "([a-z_]+)", ', source))  # the beat hop's
+    assert {"beat_or_scheduler", "not_dispatched", "beat_down", "broker_down",
+            "invalid"} <= given
+    assert given <= entry_judge.DIAGNOSES

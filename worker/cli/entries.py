@@ -205,6 +205,7 @@ class EntryWatcher:
         self.poll_s = poll_s
         self.emit = emit or (lambda line: print(line, flush=True))
         self.states: dict[tuple[str, str | None], str] = {}
+        self.diagnoses: dict[tuple[str, str | None], str | None] = {}
         #: ``--exec``: debounced and with a minimal environment, as ``watch``'s own hooks
         self.hooks: Hooks | None = None
         if exec_cmd:
@@ -247,9 +248,11 @@ class EntryWatcher:
                                            "or its retention passed)", 2)
         for key, (state, diagnosis, reason, code) in now.items():
             before = self.states.get(key)
-            if before == state:
+            # A diagnosis that becomes known (beat_or_scheduler, then beat_down) is news too.
+            if before == state and self.diagnoses.get(key) == diagnosis:
                 continue
             self.states[key] = state
+            self.diagnoses[key] = diagnosis
             self._transition(entry_transition(key[0], key[1], before, new=state,
                                               diagnosis=diagnosis, reason=reason,
                                               exit_code=code))

@@ -133,7 +133,8 @@ def tolerances(options: Any, period_s: float | None, name: str) -> Tolerances | 
     grace = own.get("grace_s")
     if grace is None:
         base = MIN_GRACE_S if period_s is None else period_s * DEFAULT_GRACE_FACTOR
-        grace_s = min(max(base, MIN_GRACE_S), MAX_GRACE_S)
+        # To the millisecond: a crontab's period comes out as 60.000014 s.
+        grace_s = round(min(max(base, MIN_GRACE_S), MAX_GRACE_S), 3)
     else:
         grace_s = _positive(grace, "grace_s", name)
     runtime = own.get("max_runtime_s")

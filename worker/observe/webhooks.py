@@ -19,6 +19,7 @@ from typing import Any
 from worker.core.entries import EntryState, entry_name_problem
 from worker.core.names import SERVICE_PATTERN
 from worker.core.states import Diagnosis, State
+from worker.read.entry_judge import DIAGNOSES
 from worker.read.render import escape
 
 SERVICE_STATES = frozenset(s.value for s in State)
@@ -30,9 +31,7 @@ ENTRY_STATES = frozenset(s.value for s in EntryState)
 SERVICE_DIAGNOSES = frozenset(d.value for d in Diagnosis)
 """A service notification's ``diagnosis`` and ``old_diagnosis`` (or empty)."""
 
-ENTRY_DIAGNOSES = frozenset((
-    "removed", "beat_down", "broker_down", "not_dispatched", "no_consumer", "worker_lost",
-    "task_hung", "task_failed", "two_beats", "task_retrying"))
+ENTRY_DIAGNOSES = DIAGNOSES
 """An entry notification's ``diagnosis`` (or empty): ``worker.read.entry_judge``'s."""
 
 REASON_MAX = 300

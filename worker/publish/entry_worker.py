@@ -49,7 +49,7 @@ def error_of(retval: Any) -> tuple[str, str]:
     if not isinstance(exc, BaseException):
         return "", ""
     text = " ".join(str(exc)[:4 * ERROR_TEXT_MAX].split())
-    text = SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}**", redact(text))
+    text = SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}***", redact(text))
     return type(exc).__name__[:ENTRY_TEXT_MAX], text[:ERROR_TEXT_MAX]
 
 

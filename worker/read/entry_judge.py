@@ -7,8 +7,10 @@ docs/entries.md, worst first:
 | state | when | diagnosis |
 |---|---|---|
 | ``removed`` | the entry left the schedule | ``removed`` |
-| ``missed`` | next due time + grace passed, no dispatch | ``beat_down``, ``broker_down`` |
-| | | or ``not_dispatched`` (beat runs, skips it) |
+| ``missed`` | next due time + grace passed, no dispatch | ``beat_down``, ``broker_down``, |
+| | | ``not_dispatched`` (beat published since, |
+| | | skipped it) or ``beat_or_scheduler`` (not |
+| | | known yet: within one of beat's intervals) |
 | ``not_started`` | dispatched, not started within grace | ``no_consumer``, ``broker_down`` |
 | ``overrun`` | started, not finished within max runtime | ``worker_lost`` or ``task_hung`` |
 | ``failed`` | the last run raised, was revoked or rejected | ``task_failed`` |
@@ -25,8 +27,16 @@ from typing import Any, NamedTuple
 
 from worker.core.entries import EntryState
 
-BEAT_DOWN_INTERVALS = 3.0
-"""Beat counts as down when its heartbeat publish is this many of its intervals old."""
+DIAGNOSES = frozenset((
+    "removed", "beat_down", "broker_down", "beat_or_scheduler", "not_dispatched",
+    "no_consumer", "worker_lost", "task_hung", "task_failed", "two_beats", "task_retrying",
+    "invalid"))
+"""Every diagnosis an entry can have (``invalid``: its record is unreadable, said by the
+reader); the monitors' notifications are checked against it."""
+
+BEAT_DOWN_INTERVALS = 1.5
+"""Beat counts as down when its heartbeat publish is this many of its intervals old: the
+heartbeat's own late threshold."""
 
 
 class Evidence(NamedTuple):
@@ -88,6 +98,13 @@ def judge(record: dict[str, Any], ev: Evidence) -> Judgement:
         late = f"due {_s(now - next_due)} ago, over its {_s(grace_ms)} grace, not dispatched"
         if hop is not None:
             return Judgement(EntryState.MISSED, hop[0], f"{late}: {hop[1]}")
+        if ev.beat_published_ms is not None and ev.beat_published_ms <= next_due + grace_ms:
+            # Beat has shown no life since the entry's deadline, nor is its own heartbeat
+            # late yet: which one stopped is known within one of beat's intervals.
+            return Judgement(EntryState.MISSED, "beat_or_scheduler",
+                             f"{late}: beat has not published since (last "
+                             f"{_s(now - ev.beat_published_ms)} ago): beat stopped, or its "
+                             "scheduler skipped the entry")
         return Judgement(EntryState.MISSED, "not_dispatched",
                          f"{late}: beat runs but did not send it (a scheduler that skips or "
                          "lost the entry)")
