@@ -9,6 +9,8 @@ process against real redis-server, ``celery beat`` and ``celery worker`` process
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -241,7 +243,19 @@ def test_beat_liveness_passes_throughout_a_store_restarted_empty(
             assert done.returncode == 0, seen[-3:]
 
     poll(1.0)
-    own_redis.restart()  # no persistence: it comes back empty
+    # Beat paused across the restart, so that the probe surely sees the empty store (on a
+    # busy machine beat could write its marker again before the first probe ran).
+    beat = procs[0]
+    os.kill(beat.proc.pid, signal.SIGSTOP)
+    try:
+        own_redis.restart()  # no persistence: it comes back empty
+        poll(1.0)
+        deadline = time.monotonic() + 60
+        while not any("missing" in line or "(re)started" in line for _, line in seen):
+            assert time.monotonic() < deadline, seen[-3:]  # a probe of the empty store
+            poll(0.1)
+    finally:
+        os.kill(beat.proc.pid, signal.SIGCONT)
     poll(1.0)
     assert any("missing" in line or "(re)started" in line for _, line in seen), seen
     wait_for(lambda: own_redis.client().exists("petsage:hb:{petsage}:beat"), 30,
