@@ -19,6 +19,7 @@ from worker import State, check, read_heartbeat
 from worker.core.errors import ConfigError, PayloadTooLargeError
 from worker.core.payload import DEFAULT_MESSAGE, MAX_PAYLOAD_BYTES, payload_problem
 from worker.core.settings import Settings
+from worker.publish import health_checks
 from worker.publish.health import run_health
 
 
@@ -172,8 +173,15 @@ def test_a_hanging_check_times_out_as_degraded(client: redis.Redis) -> None:
 
     quick = Settings.from_env({"HEARTBEAT_INTERVAL_S": "0.5"})
     started = time.monotonic()
-    run_health(client, make_store(client), quick, node="n")
-    release.set()
+    try:
+        run_health(client, make_store(client), quick, node="n")
+    finally:
+        release.set()
+        # The check's thread ends before the next test: one still running (on a busy
+        # machine) would be reported "still running since an earlier heartbeat" there.
+        hung = health_checks._HUNG.pop("hang", None)
+        if hung is not None:
+            hung.thread.join(30)
     # The promise: a check gets the interval (0.5 s), then the heartbeat goes without it.
     assert time.monotonic() - started < with_headroom(0.5)
     p = read_heartbeat(client, "petsage").payload
