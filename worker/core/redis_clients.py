@@ -49,12 +49,16 @@ def make_client(url: str, *, timeout_s: float, decode_responses: bool = False,
         # pipelines, pub/sub) for everything this package sends.
         return cast(redis.Redis, RedisCluster.from_url(without_param(url, "cluster"), **common))
     if parts.scheme != "sentinel":
-        return redis.Redis.from_url(url, **common)
+        # redis-py hands a query parameter it doesn't know to the connection, which refuses
+        # it when it connects: "cluster=false" is ours.
+        return redis.Redis.from_url(without_param(url, "cluster"), **common)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     hosts = []
     for hostport in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = hostport.rpartition(":")
-        hosts.append((host.strip("[]") or hostport, int(port or 26379)))
+        host, sep, port = hostport.rpartition(":")
+        if not sep or hostport.endswith("]"):  # no port: "h1" or "[::1]"
+            host, port = hostport, ""
+        hosts.append((host.strip("[]"), int(port or 26379)))
     auth: dict[str, Any] = {}
     if parts.password is not None:
         auth["password"] = unquote(parts.password)
