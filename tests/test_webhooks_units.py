@@ -5,10 +5,15 @@ chosen (``render``). Pure functions, no store."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import fakeredis
 import pytest
 
+from worker.core.names import Keys
+from worker.core.webhook_urls import parse_webhooks
+from worker.observe.delivery import Delivery
 from worker.observe.webhooks import (
     _iso,
     _shown,
@@ -283,3 +288,48 @@ def test_render_is_one_chat_line_for_slack_and_the_body_itself_otherwise() -> No
         "text": "PetSage heartbeat: billing unknown -> stale (no_consumer): why"}
     assert render("json", body) is body
     assert render("Slack", body) is body
+
+
+# -- forged numbers: never an invalid body, never a stuck webhook ----------------------------
+
+
+@pytest.mark.parametrize(("field", "raw", "shown"), [
+    ("age_s", "NaN", "nan"), ("since_ms", "Infinity", "inf"), ("seen_ms", "-Infinity", "-inf")])
+def test_a_number_that_is_not_finite_is_refused(field: str, raw: str, shown: str) -> None:
+    """``json.loads`` takes ``NaN`` and ``Infinity``; JSON has no such numbers, so a body
+    holding one is not JSON to its receiver."""
+    event = json.loads(json.dumps(GOOD)[:-1] + f', "{field}": {raw}}}')
+    assert event_problem(event) == f"{field} {shown} is not a number"
+
+
+@pytest.mark.parametrize("since_ms", [10**19, 1e300, 253_402_300_800_000])
+def test_a_time_beyond_the_calendar_has_no_since(since_ms: float) -> None:
+    """A ``since_ms`` past the year 9999 passes the check (a number where a number goes):
+    its body says no ``since`` rather than failing to be made."""
+    event = {**GOOD, "since_ms": since_ms}
+    assert event_problem(event) is None
+    assert _iso(since_ms) is None
+    body = event_body("1-0", event, None)
+    assert body["since"] is None and body["since_ms"] == since_ms
+    assert _iso(253_402_300_799_000) == "9999-12-31T23:59:59.000+00:00"
+
+
+def test_a_forged_time_neither_stops_the_delivery_nor_holds_back_what_follows() -> None:
+    """Before, the body of an entry with ``since_ms`` 10**19 raised in every step: the
+    webhook retried it forever and delivered nothing after it."""
+    client = fakeredis.FakeRedis()
+    sent: list[dict[str, Any]] = []
+
+    def poster(url: str, data: bytes, timeout_s: float) -> int:
+        sent.append(json.loads(data))
+        return 200
+
+    (hook,) = parse_webhooks("https://hooks.example.com/T")
+    delivery = Delivery(client, Keys(), hook, owner="m1", fmt="json", dashboard_url=None,
+                        poster=poster)
+    delivery.start_cursor()
+    for since_ms in (10**19, 1_700_000_000_000):
+        client.xadd(Keys().outbox, {"event": json.dumps({**GOOD, "since_ms": since_ms})})
+    delivery.step()
+    assert [(b["since_ms"], b["since"]) for b in sent] == [
+        (10**19, None), (1_700_000_000_000, "2023-11-14T22:13:20.000+00:00")]

@@ -12,6 +12,7 @@ characters as ``\\n``, so a line stays one line.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -80,7 +81,10 @@ def event_problem(event: dict[str, Any]) -> str | None:
         return f"reason is not text of at most {REASON_MAX} characters"
     for field in ("age_s", "seq", "since_ms", "seen_ms"):
         value = event.get(field)
-        if value in (None, "") or (type(value) in (int, float) and field != "seq"):
+        # JSON has no NaN or Infinity (``json.loads`` takes them): a body holding one is
+        # not JSON to its receiver.
+        if value in (None, "") or (type(value) is float and field != "seq"
+                                   and math.isfinite(value)):
             continue
         if type(value) is int or (isinstance(value, str) and _NUMBER.fullmatch(value)):
             continue
@@ -101,9 +105,14 @@ def slack_escape(value: Any) -> str:
 
 
 def _iso(ms: Any) -> str | None:
+    """``ms`` as an ISO time, or None when it is not a time of the calendar (a number
+    past the year 9999 is one ``event_problem`` passes: its body has no ``since``)."""
     if not isinstance(ms, int | float) or ms <= 0:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def event_body(notification_id: str, event: dict[str, Any],
