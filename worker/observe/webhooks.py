@@ -126,10 +126,10 @@ def event_body(notification_id: str, event: dict[str, Any],
     now known: ``old_diagnosis`` is the one notified before); notifications queued before
     kinds existed are transitions.
     """
-    age = event.get("age_s")
+    age: Any = event.get("age_s")
     try:
-        age_s = float(age) if age not in (None, "") else None
-    except (TypeError, ValueError):
+        age_s: float | None = float(age)
+    except (TypeError, ValueError):  # absent, empty or not a number
         age_s = None
     seq = event.get("seq")
     kind = "diagnosis" if event.get("kind") == "diagnosis" else "transition"
@@ -159,8 +159,7 @@ def event_body(notification_id: str, event: dict[str, Any],
 def text_line(body: dict[str, Any]) -> str:
     """One human line for chat: service, old -> new, diagnosis and why; every field from
     the store escaped (``slack_escape``), the operator's dashboard link not."""
-    f = {key: slack_escape(value) for key, value in body.items()
-         if key not in ("dashboard_url", "entry")}
+    f = {key: slack_escape(value) for key, value in body.items()}
     if body.get("kind") == "diagnosis":
         line = (f"PetSage heartbeat: {f['service']} still {f['new_state']}, diagnosis "
                 f"{slack_escape(body.get('old_diagnosis') or 'unknown')} -> "
