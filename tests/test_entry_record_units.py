@@ -378,3 +378,27 @@ def test_a_service_whose_entries_cannot_be_read_raises(
     with pytest.raises(ConnectionError) as raised:
         entry_rounds.judge(["a"], 1.0)
     assert str(raised.value) == "ConnectionError: refused"
+
+
+class Short(Recording):
+    """A client whose batches come back one reply short."""
+
+    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return super().execute_many(commands)[:-1]
+
+
+def test_a_reply_short_of_the_commands_is_an_error_not_a_service_dropped() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        services_with_entries(Short(answer=lambda _: 1), KEYS, ["a", "b"])
+    with pytest.raises(ValueError, match="zip"):
+        record_entries(Short(answer=_echo), KEYS, [_service("a"), _service("b")],
+                       monitor_id="m")
+
+
+def test_a_reply_short_of_the_entries_is_an_error_not_an_entry_dropped() -> None:
+    def one_row(command: tuple[Any, ...]) -> Any:
+        return _echo(command)[:1]
+
+    with pytest.raises(ValueError, match="zip"):
+        record_entries(Recording(answer=one_row), KEYS,
+                       [_service("a", NOW, _entry("e"), _entry("f"))], monitor_id="m")

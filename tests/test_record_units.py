@@ -271,3 +271,16 @@ def test_on_a_cluster_an_error_reply_is_raised_for_the_record_and_for_the_outbox
         record(client, KEYS, [_report()], monitor_id="m")
     assert raised.value is error
     assert [c[0] for batch in client.batches for c in batch] == ["EVAL", "XADD"]
+
+
+class Short(RecordingCluster):
+    """A cluster client whose batches come back one reply short."""
+
+    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return super().execute_many(commands)[:-1]
+
+
+def test_on_a_cluster_a_reply_short_of_the_calls_is_an_error_not_a_service_dropped() -> None:
+    client = Short(answer=lambda c: [[b"fresh", b"", b""]])
+    with pytest.raises(ValueError, match="zip"):
+        record(client, KEYS, [_report("a"), _report("b")], monitor_id="m")
