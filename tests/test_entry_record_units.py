@@ -304,21 +304,21 @@ def rounds(monkeypatch: pytest.MonkeyPatch) -> tuple[EntryRounds, Clock, list[st
     answered without the store, the record made on fakeredis."""
     clock = Clock()
     read: list[str] = []
+    server = fakeredis.FakeRedis()
+    recording = Recording(server)
 
     def read_entries(client: Any, service: str, *, keys: Keys) -> EntriesReport:
-        assert keys is KEYS
+        assert client is recording and keys is KEYS
         read.append(service)
         clock.now += clock.step
         return _service(service, 1000, _entry("e", "ok"))
 
     monkeypatch.setattr(module, "time", clock)
     monkeypatch.setattr(module, "read_entries", read_entries)
-    server = fakeredis.FakeRedis()
     for service in ("a", "b", "c"):
         server.hset(KEYS.entries(service), "e", "{}")
-    client = Recording(server)
-    return (EntryRounds(client, KEYS, monitor_id="m1", incidents_len=10, ttl_ms=5000), clock,
-            read, client)
+    return (EntryRounds(recording, KEYS, monitor_id="m1", incidents_len=10, ttl_ms=5000),
+            clock, read, recording)
 
 
 Rounds = tuple[EntryRounds, Clock, list[str], Recording]

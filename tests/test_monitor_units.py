@@ -90,6 +90,7 @@ class Round:
         self.recorded: list[Recorded] | Exception = []
         self.entries: list[EntryRecorded] | Exception = []
         self.calls: list[tuple[str, Any, Any]] = []
+        self.client, self.keys = monitor.client, monitor.settings.keys
         monkeypatch.setattr(module, "read_fleet", self.read_fleet)
         monkeypatch.setattr(module, "record", self.record)
         monkeypatch.setattr(monitor.entry_rounds, "judge", self.judge)
@@ -100,6 +101,7 @@ class Round:
 
     def record(self, client: Any, keys: Keys, reports: list[HeartbeatReport],
                **options: Any) -> list[Recorded]:
+        assert client is self.client and keys == self.keys
         self.calls.append(("record", reports, options))
         if isinstance(self.recorded, Exception):
             raise self.recorded
