@@ -26,6 +26,7 @@ from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.names import Keys
 from worker.read import absence
 from worker.read.absence import state_path
+from worker.read.liveness import StoreEvidence
 
 NOW_MS = 1_800_000_000_000
 """The Redis clock (``TIME``) and the absence clock of every test here."""
@@ -60,7 +61,7 @@ class Store:
                 replies.append(self.info.encode())
                 continue
             try:
-                replies.append(self.fake.execute_command(*command))
+                replies.append(self.fake.execute_command(*command))  # type: ignore[no-untyped-call]
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
@@ -582,7 +583,7 @@ def test_a_store_without_info_says_nothing_of_itself(
     assert _check(beat=True, liveness=True) == 0
     assert "cannot tell yet: absent for 0.0s since" in capsys.readouterr().out
 
-    assert check._ask_store(_Refusing(), "idx") == check.StoreEvidence()
+    assert check._ask_store(_Refusing(), "idx") == StoreEvidence()
 
 
 class _Refusing:
