@@ -155,9 +155,11 @@ def test_query_parameters_named_for_a_secret_are_masked(text: str, shown: str) -
 def test_masking_query_parameters_stays_linear() -> None:
     for text in ("a://" + "?password=" * 100_000, "a://" + "passpass" * 125_000 + "=x",
                  "a://?" + "x" * 1_000_000):
-        started = time.perf_counter()
+        # CPU time of this thread, not wall time: a busy machine stretches the wall clock,
+        # not the work. Linear is milliseconds for a megabyte; quadratic would be hours.
+        started = time.thread_time()
         redact(text)
-        assert time.perf_counter() - started < 0.5, text[:20]
+        assert time.thread_time() - started < 5.0, text[:20]
 
 
 def test_serve_refuses_a_password_with_a_space_and_shows_none_of_it(
