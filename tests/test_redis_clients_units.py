@@ -139,8 +139,8 @@ class _Sentinel:
 
 
 @pytest.mark.parametrize(("url", "hosts", "auth", "db"), [
-    ("sentinel://s1:26379,s2:26380,[::1]:26381/3?master=mymaster",
-     [("s1", 26379), ("s2", 26380), ("::1", 26381)], {}, 3),
+    ("sentinel://s1:26379,sX:26380,[::1]:26381/3?master=mymaster",
+     [("s1", 26379), ("sX", 26380), ("::1", 26381)], {}, 3),
     ("sentinel://reader:p%40ss@s1:5000,s2/?master=mymaster",
      [("s1", 5000), ("s2", 26379)], {"username": "reader", "password": "p@ss"}, 0),
     ("sentinel://:p@ss@s1:5000/0?master=mymaster", [("s1", 5000)], {"password": "p@ss"}, 0),
