@@ -377,7 +377,7 @@ def test_a_real_monitor_thread_stops_when_asked() -> None:
     monitor = Monitor(Settings(), client, every_s=0.05, owner=f"m{os.getpid()}")
     thread = threading.Thread(target=monitor.run, daemon=True)
     thread.start()
-    wait_for(lambda: monitor.rounds >= 2, 10, what="two rounds")
+    wait_for(lambda: monitor.rounds >= 2, 60, what="two rounds")  # no promise: a busy machine
     monitor.stop()
-    thread.join(timeout=10)
+    thread.join(timeout=60)
     assert not thread.is_alive() and monitor.rounds >= 2

@@ -36,7 +36,8 @@ def test_watch_sees_staleness_without_any_message_runs_hooks_and_survives_restar
                           "--exec", HOOK), env, tmp_path, "watch")
     procs.append(watch)
     client = own_redis.client()
-    wait_for(lambda: ("unknown", "missing") in _transitions(watch), 15, what="missing at start")
+    wait_for(lambda: ("unknown", "missing") in _transitions(watch), STARTUP_S,
+             what="missing at start")  # the start of a process: no promise
 
     publish(client, interval_s=0.5)  # late after 0.75 s, stale after 1.5 s; nothing follows
     wait_for(lambda: ("missing", "fresh") in _transitions(watch), 5, what="fresh on arrival")
