@@ -219,10 +219,13 @@ def test_a_check_raising_300_kb(pipeline: Pipeline) -> None:
     error = report.payload["checks"]["huge"].get("error", "")
     assert error.startswith("RuntimeError: xxx") and len(error) == ERROR_CHARS
     assert "soft time limit" not in worker.output().lower()
-    assert "expired" not in worker.output()
+    # The task is not stalled by the message: it runs within one interval (plus headroom).
+    # (A heartbeat may still expire in the queue when a busy machine delays the worker.)
+    assert report.payload["duration_ms"] < with_headroom(INTERVAL_S) * 1000
     seq = report.payload["seq"]
     wait_for(lambda: (read_heartbeat(pipeline.store.client(), "petsage").payload or {})
-             .get("seq", 0) >= seq + 4, 4, what="every heartbeat still written")
+             .get("seq", 0) >= seq + 4, with_headroom(4 * INTERVAL_S),
+             what="every heartbeat still written")  # four intervals
 
 
 def test_heartbeats_expiring_in_a_backlog(own_redis: RedisServer, procs: list[Proc],

@@ -95,9 +95,11 @@ def test_redact_is_linear_on_long_unbroken_text() -> None:
     from worker.core.urls import redact
 
     for text in ("x" * 1_000_000, "x" * 1_000_000 + "://", "a://" * 250_000):
-        started = time.perf_counter()
+        # CPU time of this thread, not wall time: a busy machine stretches the wall clock,
+        # not the work. Linear is milliseconds here; the old regex, minutes.
+        started = time.thread_time()
         redact(text)
-        assert time.perf_counter() - started < 0.5, text[:20]
+        assert time.thread_time() - started < 5.0, text[:20]
     assert redact("1redis://u:Secr3t@h:1/0 x") == "1redis://u:***@h:1/0 x"
 
 
