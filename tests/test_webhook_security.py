@@ -271,7 +271,8 @@ def test_a_trickling_receiver_is_cut_at_the_deadline(servers: list[_Server]) -> 
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"no answer within 0\.6 s"):
         post(slow.origin + "/hook", b"{}", 0.6)
-    assert 0.55 < time.monotonic() - started < 1.5
+    # cut at 0.6 s, not after the trickle's 10 s (the upper bound leaves a busy machine room)
+    assert 0.55 < time.monotonic() - started < 5.0
 
 
 def test_a_receiver_that_never_answers_is_cut_at_the_deadline() -> None:
@@ -282,7 +283,7 @@ def test_a_receiver_that_never_answers_is_cut_at_the_deadline() -> None:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             post(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", b"{}", 0.4)
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 5.0  # cut at 0.4 s; uncut, it never ends
     finally:
         listener.close()
 
