@@ -163,3 +163,17 @@ def test_a_bad_flag_is_one_line_and_exit_2_before_any_monitor_starts(
                              "webhooks": [], "webhook_format": None, **kwargs}
     assert cmd.run_monitor(**given) == 2
     assert capsys.readouterr().err == line and stub_monitor == []
+
+
+def test_a_long_path_is_shown_cut_at_200_characters(tmp_path: Path) -> None:
+    deep = tmp_path
+    while len(str(deep)) <= 220:
+        deep = deep / ("d" * 40)
+    deep.mkdir(parents=True)
+    empty, full = deep / "empty", deep / "hooks"
+    empty.write_text("", encoding="utf-8")
+    full.write_text("https://a/1", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        cmd.webhook_value(f"@{empty}")
+    assert str(refused.value) == f"--webhook @{str(empty)[:200]!r}: the file holds no URL"
+    assert cmd.webhook_value(f"@{full}") == ("https://a/1", f"--webhook @{str(full)[:200]}")
