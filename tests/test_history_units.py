@@ -86,3 +86,11 @@ def test_the_entries_of_a_probe_client_reply_as_flat_lists() -> None:
 
     assert read_histories(Probe(), KEYS, ["a"], 2) == {"a": [{"seq": 1},
                                                               {"seq": 2, "lag_ms": 0.5}]}
+
+
+def test_a_flat_entry_with_a_field_left_without_value_keeps_the_others() -> None:
+    class Probe:
+        def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+            return [[(b"1-0", [b"seq", b"2", b"lag_ms"])]]
+
+    assert read_histories(Probe(), KEYS, ["a"], 1) == {"a": [{"seq": 2}]}
