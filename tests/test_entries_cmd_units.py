@@ -17,7 +17,9 @@ import pytest
 
 import worker.cli.watch
 import worker.core.redis_clients
-from tests.test_entries_cli import URL, DictStore, _failed, _succeeded
+from tests.support.entry_store_stub import URL, DictStore
+from tests.support.entry_store_stub import failed as _failed
+from tests.support.entry_store_stub import succeeded as _succeeded
 from worker.cli import entries as entries_cmd
 from worker.core.errors import StoreUnreachableError
 from worker.core.settings import Settings
