@@ -211,9 +211,17 @@ def test_silence_holds_notifications_and_alerts_while_check_says_the_truth(
     # once, from the state notified before the silence.
     wait_for(lambda: len(receiver.delivered()) >= 1, 15, what="the held-back notification")
     procs.append(Proc(celery_argv("worker"), env, tmp_path, "worker-2"))
-    wait_for(lambda: len(receiver.delivered()) >= 2, 45, what="the recovery")
-    assert [(b["old_state"], b["new_state"]) for b in receiver.delivered()] == [
-        ("fresh", "stale"), ("stale", "fresh")]
+
+    def transitions_posted() -> list[tuple[str, str]]:
+        # A change of diagnosis while stale (kind "diagnosis", the hop now known) may be
+        # posted between the two, as the worker comes back; it is no state transition.
+        return [(b["old_state"], b["new_state"]) for b in receiver.delivered()
+                if b["kind"] == "transition"]
+
+    wait_for(lambda: ("stale", "fresh") in transitions_posted(), 45, what="the recovery")
+    assert transitions_posted() == [("fresh", "stale"), ("stale", "fresh")]
+    assert all(b["old_state"] == b["new_state"] == "stale" for b in receiver.delivered()
+               if b["kind"] == "diagnosis")
     assert [(t["from"], t["to"]) for t in _transitions(client)] == [
         ("fresh", "late"), ("late", "stale"), ("stale", "fresh")]
 
