@@ -4,14 +4,16 @@
 |---|---|---|---|
 | ``every second`` | every 1 s | nothing | ``ok`` |
 | ``weekdays by name`` | crontab every minute, ``day_of_week`` by names | nothing | ``ok`` |
-| ``raises`` | every 2 s | raises ``ValueError`` | ``failed`` |
+| ``raises`` | every 2 s (``PETSAGE_RAISES_EVERY_S``) | raises ``ValueError`` | ``failed`` |
 | ``retries twice`` | every 10 s | retries twice, then succeeds | ``retrying``, then ``ok`` |
 | ``sleeps too long`` | every 20 s | sleeps 30 s; max runtime 2 s | ``overrun`` |
 | ``nobody consumes`` | every 1 s | routed to queue ``nobody`` | ``not_started`` |
 
 Its worker runs ``-Q celery,heartbeat.petsage -c 3``. The broker comes from
-``PETSAGE_APP_BROKER``; the heartbeat's settings from ``HEARTBEAT_*``. Celery's default
-``PersistentScheduler`` keeps its schedule file in the working directory.
+``PETSAGE_APP_BROKER``; the heartbeat's settings from ``HEARTBEAT_*``. A test that must
+see ``raises`` pending before it first fails sets a longer period in
+``PETSAGE_RAISES_EVERY_S`` (Celery runs a new interval entry one period after beat starts).
+Celery's default ``PersistentScheduler`` keeps its schedule file in the working directory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from worker.publish.install import install_heartbeat
 
 BROKER = os.environ["PETSAGE_APP_BROKER"]
 FAST = {"heartbeat": {"grace_s": 2}}
+RAISES_EVERY_S = float(os.environ.get("PETSAGE_RAISES_EVERY_S", "2"))
 
 app = Celery("entries_app", broker=BROKER)
 app.conf.update(
@@ -37,7 +40,7 @@ app.conf.update(
             "task": "entries_app.noop",
             "schedule": crontab(minute="*", day_of_week="mon,tue,wed,thu,fri,sat,sun"),
             "options": {"heartbeat": {"grace_s": 5}}},
-        "raises": {"task": "entries_app.raises", "schedule": 2.0, "options": FAST},
+        "raises": {"task": "entries_app.raises", "schedule": RAISES_EVERY_S, "options": FAST},
         "retries twice": {"task": "entries_app.retries", "schedule": 10.0,
                           "options": {"heartbeat": {"grace_s": 3}}},
         "sleeps too long": {"task": "entries_app.sleeps", "schedule": 20.0,
