@@ -151,3 +151,62 @@ def test_run_starts_a_killed_worker_again(own_redis: Any, procs: list[Any],
     before = seq()
     wait_for(lambda: seq() > before, 60, what="heartbeats from the restarted worker")
     assert run.alive()
+
+
+@pytest.mark.parametrize("code", [1, 3])
+def test_every_error_code_at_the_first_start_is_a_setup_fault(code: int) -> None:
+    child, started, _ = _supervised()
+    started[0].code = code  # 1 is Celery's own "could not start" code
+    assert child.check() == code
+    assert len(started) == 1
+
+
+def test_a_child_that_exits_0_at_its_first_start_is_restarted() -> None:
+    child, started, clock = _supervised()
+    started[0].code = 0  # ended cleanly but far too soon: no fault of its setup
+    assert child.check() is None
+    clock.now_s += supervise.FIRST_WAIT_S
+    assert child.check() is None
+    assert len(started) == 2
+
+
+@pytest.mark.parametrize("error", [ProcessLookupError, PermissionError])
+def test_a_group_that_cannot_be_killed_still_restarts(
+        monkeypatch: pytest.MonkeyPatch, error: type[OSError]) -> None:
+    def refuse(pid: int, sig: int) -> None:
+        raise error  # gone already, or (a setuid child) not ours to signal
+
+    monkeypatch.setattr(supervise.os, "killpg", refuse)
+    child, started, clock = _supervised()
+    clock.now_s += supervise.SETUP_FAULT_S
+    started[0].code = 1
+    assert child.check() is None
+    clock.now_s += supervise.FIRST_WAIT_S
+    assert child.check() is None
+    assert len(started) == 2
+
+
+class Stderr:
+    """A stderr that records whether each line was flushed as it was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.flushed = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushed = self.text
+
+
+def test_the_restart_line_is_flushed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = Stderr()
+    monkeypatch.setattr(supervise.sys, "stderr", stderr)
+    child, started, clock = _supervised()
+    clock.now_s += supervise.SETUP_FAULT_S
+    started[0].code = 1
+    assert child.check() is None
+    assert stderr.flushed == stderr.text == (
+        "petsage-heartbeat: worker exited with code 1; starting it again in 1s\n")
