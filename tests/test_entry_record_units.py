@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
+from tests.support.recording_client import Recording, RecordingCluster
 from worker.core.entries import EntryState
 from worker.core.names import Keys
 from worker.core.settings import Settings
@@ -43,32 +44,6 @@ RECORD: dict[str, Any] = {
     "duplicate_ms": 6000,
     "run": {"waiting_since_ms": 4500, "dispatched_ms": 4000, "started_ms": 5000,
             "finished_ms": 8000}}
-
-
-class Recording:
-    """A client with ``execute_many``, as the probe's own client has: keeps every batch
-    sent, and answers it through fakeredis, or through ``answer`` (one command at a time)."""
-
-    def __init__(self, server: fakeredis.FakeRedis | None = None,
-                 answer: Callable[[tuple[Any, ...]], Any] | None = None) -> None:
-        self.server = server if server is not None else fakeredis.FakeRedis()
-        self.answer = answer
-        self.batches: list[list[tuple[Any, ...]]] = []
-
-    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        self.batches.append([tuple(c) for c in commands])
-        if self.answer is not None:
-            return [self.answer(tuple(c)) for c in commands]
-        pipe = self.server.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=False))
-
-
-class RecordingCluster(Recording):
-    """The same, shaped as redis-py's ``RedisCluster`` (it has a ``nodes_manager``)."""
-
-    nodes_manager = None
 
 
 def _echo(command: tuple[Any, ...]) -> Any:

@@ -7,7 +7,7 @@ runs the real script through lupa; a client that keeps every batch shows what wa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import fakeredis
@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.support.publishing import backdate, publish
+from tests.support.recording_client import Recording, RecordingCluster
 from worker.core.names import Keys
 from worker.core.settings import Settings
 from worker.core.states import Diagnosis, State, Thresholds
@@ -32,32 +33,6 @@ KEYS = Keys()
 TTL = str(Settings().incidents_ttl_ms)
 T = Thresholds(15.0, 30.0)
 PAYLOAD: Any = {"ts_ms": 1_000_000, "seq": 7}
-
-
-class Recording:
-    """A client with ``execute_many``, as the probe's own client has: keeps every batch
-    sent, and answers it through fakeredis, or through ``answer`` (one command at a time)."""
-
-    def __init__(self, server: fakeredis.FakeRedis | None = None,
-                 answer: Callable[[tuple[Any, ...]], Any] | None = None) -> None:
-        self.server = server if server is not None else fakeredis.FakeRedis()
-        self.answer = answer
-        self.batches: list[list[tuple[Any, ...]]] = []
-
-    def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        self.batches.append([tuple(c) for c in commands])
-        if self.answer is not None:
-            return [self.answer(tuple(c)) for c in commands]
-        pipe = self.server.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=False))
-
-
-class RecordingCluster(Recording):
-    """The same, shaped as redis-py's ``RedisCluster`` (it has a ``nodes_manager``)."""
-
-    nodes_manager = None
 
 
 def _report(service: str = "petsage", state: State = State.FRESH, **fields: Any,
