@@ -16,6 +16,8 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.support.incidents import NOW, D, H
+from tests.support.incidents import transition as _t
 from worker.core.names import Keys
 from worker.read import incidents
 from worker.read.incidents import (
@@ -40,15 +42,7 @@ from worker.read.incidents import (
 )
 
 KEYS = Keys()
-H = 3_600_000
-D = 24 * H
-NOW = 100 * D
 TOP = 2 ** 64 - 1
-
-
-def _t(at_ms: int, old: str, new: str, diagnosis: str = "", reason: str = "",
-       kind: str = "transition") -> Transition:
-    return Transition(f"{at_ms}-0", old, new, diagnosis, reason, at_ms, kind)
 
 
 def _amended(at_ms: int, state: str, diagnosis: str, reason: str) -> Transition:

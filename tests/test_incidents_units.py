@@ -11,6 +11,8 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.support.incidents import NOW, D, H
+from tests.support.incidents import transition as _t
 from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
 from worker.read.incidents import (
@@ -39,13 +41,6 @@ from worker.read.incidents import (
 )
 
 KEYS = Keys()
-H = 3_600_000
-D = 24 * H
-NOW = 100 * D
-
-
-def _t(at_ms: int, old: str, new: str, diagnosis: str = "", reason: str = "") -> Transition:
-    return Transition(f"{at_ms}-0", old, new, diagnosis, reason, at_ms)
 
 
 def test_the_constants() -> None:
