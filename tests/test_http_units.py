@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.http_app import petsage_app
 from tests.support.publishing import backdate, publish
 from worker.core.names import Keys
 from worker.core.redis_io import redis_time_ms
@@ -29,18 +30,10 @@ NOW = 1_700_000_000_000
 
 
 @pytest.fixture
-def fake() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
-
-
-@pytest.fixture
 def http(fake: fakeredis.FakeRedis) -> Iterator[TestClient]:
-    configure(settings=Settings.from_env({"HEARTBEAT_SERVICE": "petsage"}), client=fake)
-    try:
-        with TestClient(create_app()) as client:
-            yield client
-    finally:
-        configure()
+    """The app on the ``fake`` of tests/conftest.py, where each test publishes its data."""
+    with petsage_app(fake) as client:
+        yield client
 
 
 def test_the_dashboard_lists_each_service_worst_first_with_its_record(

@@ -17,6 +17,7 @@ import pytest
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
+from tests.support.http_app import petsage_app
 from tests.support.publishing import publish
 from worker.core.settings import Settings
 from worker.http.guard import GuardOptions, Token
@@ -35,18 +36,10 @@ router = importlib.import_module("worker.http.router")
 
 
 @pytest.fixture
-def fake() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
-
-
-@pytest.fixture
 def http(fake: fakeredis.FakeRedis) -> Iterator[TestClient]:
-    configure(settings=Settings.from_env({"HEARTBEAT_SERVICE": "petsage"}), client=fake)
-    try:
-        with TestClient(create_app()) as client:
-            yield client
-    finally:
-        configure()
+    """The app on the ``fake`` of tests/conftest.py, where each test publishes its data."""
+    with petsage_app(fake) as client:
+        yield client
 
 
 def _detail(http: TestClient, query: str) -> str:
