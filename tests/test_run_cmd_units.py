@@ -20,29 +20,12 @@ from typing import Any, ClassVar
 import pytest
 
 import worker.cli.embedded
+from tests.support.streams import Stream
 from worker.cli import run as run_cmd
 from worker.core.settings import Settings
 from worker.core.states import State
 
 URL = "redis://store.invalid:6379/0"
-
-
-class Stream:
-    """A text stream that remembers where each flush happened (``print(flush=True)``)."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.flushed_at: list[int] = []
-
-    def write(self, text: str) -> int:
-        self.text += text
-        return len(text)
-
-    def flush(self) -> None:
-        self.flushed_at.append(len(self.text))
-
-    def line_ends(self) -> list[int]:
-        return [i + 1 for i, c in enumerate(self.text) if c == "\n"]
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.streams import Stream
 from worker.cli import serve as serve_cmd
 from worker.core.errors import ConfigError
 from worker.http.guard import GuardOptions
@@ -31,25 +32,6 @@ ACCEPTED_ALLOWED = ("is invalid; accepted: host names or IP addresses without a 
                     "heartbeat.internal,10.0.0.5, or * for any")
 ACCEPTED_TOKEN = ("is not a usable token; accepted: at least 16 printable characters without "
                   "blanks, e.g. the output of `openssl rand -hex 32`")
-
-
-class Stream:
-    """A text stream that remembers where each flush happened (``print(flush=True)``)."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.flushed_at: list[int] = []
-
-    def write(self, text: str) -> int:
-        self.text += text
-        return len(text)
-
-    def flush(self) -> None:
-        self.flushed_at.append(len(self.text))
-
-    def line_ends(self) -> list[int]:
-        """Where a flush is due if every line is flushed as it is printed."""
-        return [i + 1 for i, c in enumerate(self.text) if c == "\n"]
 
 
 class Served:

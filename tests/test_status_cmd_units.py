@@ -19,6 +19,7 @@ import pytest
 from fakeredis.commands_mixins import server_mixin
 
 from tests.support.publishing import backdate, publish
+from tests.support.streams import GoneReader as _GoneReader
 from worker.cli import status as status_cmd
 from worker.core.names import Keys
 from worker.read.reader import unreachable
@@ -253,22 +254,6 @@ def test_a_refused_timeout_is_one_unknown_line(
     assert capsys.readouterr().out == ("UNKNOWN - petsage-heartbeat: --service 'a b' is "
                                        "invalid; accepted: 1-64 characters of A-Z a-z 0-9 . _ "
                                        "-\n")
-
-
-class _GoneReader:
-    """Standard output whose reader went away (``| head``): every write is a broken pipe."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def write(self, text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def flush(self) -> None:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def fileno(self) -> int:
-        return self.fd
 
 
 def test_a_reader_that_went_away_leaves_the_exit_code_and_later_output_goes_nowhere(

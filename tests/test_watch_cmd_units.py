@@ -24,6 +24,7 @@ import redis
 from fakeredis.commands_mixins import server_mixin
 
 from tests.support.publishing import backdate, publish
+from tests.support.streams import GoneReader as _GoneReader
 from worker.cli import watch
 from worker.core.names import Keys
 from worker.core.settings import Settings
@@ -542,20 +543,6 @@ def test_run_ends_quietly_on_an_interrupt(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(watch, "make_client", interrupted)
     assert watch.run_watch(SETTINGS, **options) == 0
     assert capsys.readouterr() == ("", "\n")
-
-
-class _GoneReader:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def write(self, text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def flush(self) -> None:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def fileno(self) -> int:
-        return self.fd
 
 
 def test_a_reader_that_went_away_ends_watch_with_0_and_later_output_goes_nowhere(
