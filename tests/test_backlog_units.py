@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 
+from tests.support.pipelines import Pipelines as _Pipelines
+from tests.support.pipelines import fresh_pipelines
 from worker.publish.backlog import _published_at, amqp_backlog, redis_backlog
 
 Q = "hb"
@@ -26,21 +27,9 @@ def _message(published_at_ms: Any = None, **headers: Any) -> str:
     return json.dumps({"body": "e30=", "headers": headers})
 
 
-class _Pipelines(fakeredis.FakeRedis):
-    """fakeredis that records how each pipeline is asked for."""
-
-    asked: list[dict[str, Any]]
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        self.asked.append({"transaction": transaction, "shard_hint": shard_hint})
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
-
-
 @pytest.fixture
 def client() -> _Pipelines:
-    fake = _Pipelines()
-    fake.asked = []
-    return fake
+    return fresh_pipelines()
 
 
 # -- the published_at_ms header -------------------------------------------------------------

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import fakeredis
 import pytest
 
+from tests.support.pipelines import Pipelines as _Pipelines
+from tests.support.pipelines import fresh_pipelines
 from worker.publish.queue_bound import QueueBound
 
 Q = "hb"
@@ -17,21 +18,9 @@ SUB3, SUB6, SUB9 = "hb\x06\x163", "hb\x06\x166", "hb\x06\x169"
 LOGGER = "worker.publish.queue_bound"
 
 
-class _Pipelines(fakeredis.FakeRedis):
-    """fakeredis that records how each pipeline is asked for."""
-
-    asked: list[dict[str, Any]]
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        self.asked.append({"transaction": transaction, "shard_hint": shard_hint})
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
-
-
 @pytest.fixture
 def client() -> _Pipelines:
-    fake = _Pipelines()
-    fake.asked = []
-    return fake
+    return fresh_pipelines()
 
 
 def _records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
