@@ -285,14 +285,23 @@ def _events(lines: list[str]) -> list[tuple[str, str | None, str, str, int]]:
             for e in map(json.loads, lines)]
 
 
-def test_a_service_that_fails_turns_only_its_own_entries_unreachable(
-        store: DictStore) -> None:
+def _watching_billing_and_petsage(
+        store: DictStore) -> tuple[list[str], entries_cmd.EntryWatcher]:
+    """A watcher of every service that has seen one entry ok in ``billing`` and one in
+    ``petsage``, its lines so far dropped: where the cases of a service failing, or of the
+    whole store failing, start, so that every line after it is the failure's own."""
     store.put("billing", "invoices", **_succeeded(store))
     store.put("petsage", "export", **_succeeded(store))
     lines: list[str] = []
     watcher = _watcher(lines, all_services=True)
     watcher.observe([_report(store, "billing"), _report(store, "petsage")])
     del lines[:]
+    return lines, watcher
+
+
+def test_a_service_that_fails_turns_only_its_own_entries_unreachable(
+        store: DictStore) -> None:
+    lines, watcher = _watching_billing_and_petsage(store)
     # The failing report first: the reports after it are still read.
     watcher.observe([EntriesReport("petsage", None, (), "boom"), _report(store, "billing")])
     assert _events(lines) == [("petsage", "export", "ok", "unreachable", 3)]
@@ -304,12 +313,7 @@ def test_a_service_that_fails_turns_only_its_own_entries_unreachable(
 
 def test_a_store_that_fails_for_all_turns_every_known_entry_unreachable(
         store: DictStore) -> None:
-    store.put("billing", "invoices", **_succeeded(store))
-    store.put("petsage", "export", **_succeeded(store))
-    lines: list[str] = []
-    watcher = _watcher(lines, all_services=True)
-    watcher.observe([_report(store, "billing"), _report(store, "petsage")])
-    del lines[:]
+    lines, watcher = _watching_billing_and_petsage(store)
     watcher.observe([EntriesReport("*", None, (), "down")])
     assert _events(lines) == [("billing", "invoices", "ok", "unreachable", 3),
                               ("petsage", "export", "ok", "unreachable", 3)]
