@@ -23,6 +23,7 @@ import pytest
 import redis
 from fakeredis.commands_mixins import server_mixin
 
+from tests.support.hooks import HookProc as _Proc
 from tests.support.publishing import backdate, publish
 from tests.support.streams import GoneReader as _GoneReader
 from worker.cli import watch
@@ -84,14 +85,6 @@ def test_a_hook_without_path_gets_the_default_one_and_an_entry_s_event_names_it(
 
 
 # --- the hooks' debounce ----------------------------------------------------------------------
-
-class _Proc:
-    def __init__(self) -> None:
-        self.done = False
-
-    def poll(self) -> int | None:
-        return 0 if self.done else None
-
 
 class _Spawner:
     def __init__(self) -> None:

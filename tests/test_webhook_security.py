@@ -19,6 +19,7 @@ from typing import Any
 import fakeredis
 import pytest
 
+from tests.support.hooks import HookProc as _Proc
 from tests.support.publishing import backdate, publish
 from worker.cli.monitor import webhook_value
 from worker.cli.watch import Hooks, hook_env
@@ -350,14 +351,6 @@ def test_a_webhook_from_a_file_or_a_variable(tmp_path: Path,
 
 
 # -- watch --exec hooks ----------------------------------------------------------------------
-
-
-class _Proc:
-    def __init__(self) -> None:
-        self.done = False
-
-    def poll(self) -> int | None:
-        return 0 if self.done else None
 
 
 class _Spawner:
