@@ -30,10 +30,13 @@ from worker import State, read_heartbeat
 
 pytestmark = pytest.mark.e2e
 INTERVAL_S = 0.5
-BACK_WITHIN_S = 2 * INTERVAL_S + 0.5 + 10 * INTERVAL_S
+BACK_WITHIN_S = 2 * INTERVAL_S + 0.5 + 20 * INTERVAL_S
 """The promise, one interval (the next publish) plus the consumer's reconnect wait (half an
-interval, at least 0.5 s) after the broker accepts writes, and ten intervals of headroom
-for a busy machine; what runs measure is in docs/reliability.md."""
+interval, at least 0.5 s) after the broker accepts writes, and twenty intervals of headroom
+for a busy machine: 0.3 to 0.5 s on a quiet one, but once over 6.5 s (ten intervals of
+headroom) beside four CPU burners, a mutation run and the rest of the suite, load 9 on two
+cores, where the worker's consumer restarts its parts in turn; what runs measure is in
+docs/reliability.md."""
 
 STARTUP_S = 120
 """Waits that are no promise (a task received, a heartbeat gone stale after a failover):
@@ -77,8 +80,12 @@ def _start(broker: RedisServer, store: RedisServer, procs: list[Proc],
 def _consumes_again(worker: Proc, store: redis.Redis, since_seq: int | None) -> float:
     """Seconds until a heartbeat newer than ``since_seq`` lands (fails after the bound)."""
     start = time.monotonic()
-    wait_for(lambda: (_seq(store) or -1) > (since_seq or -1), BACK_WITHIN_S, interval_s=0.02,
-             what="a new heartbeat after the broker came back")
+    try:
+        wait_for(lambda: (_seq(store) or -1) > (since_seq or -1), BACK_WITHIN_S,
+                 interval_s=0.02, what="a new heartbeat after the broker came back")
+    except pytest.fail.Exception:
+        print(worker.output()[-4000:])  # what the worker said: shown beside the failure
+        raise
     assert worker.alive(), worker.output()[-3000:]
     return time.monotonic() - start
 
