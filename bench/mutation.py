@@ -43,8 +43,10 @@ _SLIM_FALSE = (
     "length] row has the value b'', refused as not JSON before any payload exists")
 _NO_PAYLOAD_NO_THRESHOLDS = 'a [type, length] row holds no payload: no thresholds are applied to it'
 _ZIP_DEFAULT = "strict=None and no strict are zip's default (strict=False)"
-_HEADER_CASE = "urllib's Request stores a header name capitalized, whatever its case"
-_POST_WITH_DATA = 'a urllib Request with data is a POST without being told'
+_HTTPS_DEFAULT = ("http.client's HTTPSConnection without a context makes the default one, "
+                  'which verifies certificates and host names as create_default_context does')
+_TIMER_CANCELLED = ('the timer is cancelled in a finally before post returns: whether it would '
+                    'have kept the interpreter alive at exit is never put to the test')
 _NONE_FALSE = 'None is false, as False is: the flag is only ever tested for truth'
 _ZIP_ONE_REPLY_EACH = (
     "strict=None and no strict are zip's default (strict=False); the pipeline returns one reply"
@@ -123,39 +125,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'on one Redis the script already wrote this index entry, and ZADD GT of the same score '
         'changes nothing; on a cluster, a refused write re-adds the stored (newer) ts_ms with '
         'GT: nothing either, unless an earlier index write was lost, which this then repairs'),
-    'worker.observe.delivery.x_post__mutmut_5': (
-        'headers = {"content-type": "application/json",', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_6': (
-        'headers = {"CONTENT-TYPE": "application/json",', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_10': (
-        '"user-agent": f"petsage-heartbeat/{__version__}"}', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_11': (
-        '"USER-AGENT": f"petsage-heartbeat/{__version__}"}', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_15': (
-        'headers["authorization"] = authorization', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_16': (
-        'headers["AUTHORIZATION"] = authorization', _HEADER_CASE),
-    'worker.observe.delivery.x_post__mutmut_20': (
-        'target, data=body, method=None, headers=headers)', _POST_WITH_DATA),
-    'worker.observe.delivery.x_post__mutmut_24': (
-        'target, data=body, headers=headers)', _POST_WITH_DATA),
     'worker.observe.delivery.xǁDeliveryǁ__init____mutmut_23': (
         'self._store_down = None', _NONE_FALSE),
     'worker.observe.delivery.xǁDeliveryǁrun__mutmut_9': (
         'self._store_down = None', _NONE_FALSE),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_14': (
-        'event = json.loads(raw or b"XXXX")',
-        "b'' and b'XXXX' are both not JSON: a missing event is skipped either way"),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_62': (
-        'if int(entry.split("-", )[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_63': (
-        'if int(entry.rsplit("-", 1)[0]) < now_ms - self.max_age_ms:',
-        "a stream id holds one '-': its first piece is the same from either end"),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_65': (
-        'if int(entry.split("-", 2)[0]) < now_ms - self.max_age_ms:', _FIRST_PIECE),
-    'worker.observe.delivery.xǁDeliveryǁ_deliver__mutmut_79': (
-        'self.webhook.shown, what, self.max_age_ms / 1000)',
-        "'%d' formats a float as its whole part, as // gives it"),
+    'worker.observe.delivery.x_post__mutmut_25': (
+        'host, port = parts.hostname or "XXXX", parts.port',
+        'every webhook URL is checked to have a host (parse_webhooks) before it is posted to'),
+    'worker.observe.delivery.x_post__mutmut_33': ('context=None)', _HTTPS_DEFAULT),
+    'worker.observe.delivery.x_post__mutmut_37': (')', _HTTPS_DEFAULT),
+    'worker.observe.delivery.x_post__mutmut_70': ('timer.daemon = None', _TIMER_CANCELLED),
+    'worker.observe.delivery.x_post__mutmut_71': ('timer.daemon = False', _TIMER_CANCELLED),
     'worker.observe.delivery.xǁDeliveryǁstep__mutmut_10': (
         'entries = self.client.xrange(self.keys.outbox, f"({cursor}", count=50)',
         "'+' is XRANGE's default end in redis-py"),
