@@ -91,13 +91,14 @@ class Child:
 
 @pytest.fixture
 def killpg(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every ``os.killpg`` call, none sent."""
+    """Every ``os.killpg`` (``kill``) and ``os.kill`` (``term``) call, none sent."""
     events: list[Any] = []
     monkeypatch.setattr(run_cmd.os, "killpg", lambda pgid, sig: events.append(("kill", pgid, sig)))
+    monkeypatch.setattr(run_cmd.os, "kill", lambda pid, sig: events.append(("term", pid, sig)))
     return events
 
 
-def test_stop_terms_the_running_groups_waits_out_the_grace_then_kills_every_group(
+def test_stop_terms_the_running_children_waits_out_the_grace_then_kills_every_group(
         killpg: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([100.0, 101.0, 104.0])
     monkeypatch.setattr(run_cmd, "time", SimpleNamespace(monotonic=lambda: next(clock)))
@@ -105,12 +106,22 @@ def test_stop_terms_the_running_groups_waits_out_the_grace_then_kills_every_grou
     exited = Child(22, [0], killpg)
     run_cmd._stop({"beat": running, "worker": exited})
     assert killpg == [
-        ("kill", 11, signal.SIGTERM),  # the exited one's group is not asked
+        ("term", 11, signal.SIGTERM),  # the child alone; the exited one is not asked
         ("wait", 11, 100.0 + 3.5 - 101.0),  # the grace left
         ("wait", 22, 0.01),  # past the grace: the least wait
         ("kill", 11, signal.SIGKILL), ("wait", 11, 2),
         ("kill", 22, signal.SIGKILL),  # its pool children too; it is not waited for again
     ]
+
+
+def test_a_child_gone_at_stop_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def kill(pid: int, sig: int) -> None:
+        raise {1: ProcessLookupError, 2: PermissionError}[pid]()
+
+    monkeypatch.setattr(run_cmd.os, "kill", kill)
+    monkeypatch.setattr(run_cmd.os, "killpg", lambda pgid, sig: None)
+    monkeypatch.setattr(run_cmd, "STOP_GRACE_S", 0.0)
+    run_cmd._stop({"beat": Child(1, [None], []), "worker": Child(2, [None], [])})
 
 
 def test_a_group_gone_or_not_ours_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,13 @@
 """``petsage-heartbeat run``: beat, one worker and a monitor as child processes, for a laptop.
 
 Beat and the worker run as two ``celery`` processes (not ``worker -B``, whose beat child is
-not reaped on SIGTERM), each in its own process group so that stopping also stops the
-worker's pool children. With no URL configured, an embedded Redis-compatible server runs
-in this process. Each heartbeat is printed as it lands, read back through the reader.
-A child that dies is started again with back-off (``supervise``), one line each time.
+not reaped on SIGTERM), each in its own process group. Stopping sends SIGTERM to each child
+alone (the worker then ends its pool children itself, after the task in hand: a SIGTERM to
+the pool child too would kill that task and print ``WorkerLostError``), then, after a grace,
+SIGKILL to each whole group, so that no pool child outlives ``run``. With no URL configured,
+an embedded Redis-compatible server runs in this process. Each heartbeat is printed as it
+lands, read back through the reader. A child that dies is started again with back-off
+(``supervise``), one line each time.
 """
 
 from __future__ import annotations
@@ -61,10 +64,11 @@ def _spawn(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _stop(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every child's process group, wait, then SIGKILL what is left."""
+    """SIGTERM every running child (not its group), wait, then SIGKILL every group."""
     for child in children.values():
         if child.poll() is None:
-            _signal_group(child.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for child in children.values():
         with contextlib.suppress(subprocess.TimeoutExpired):
