@@ -192,6 +192,7 @@ def run_forget(*, service: str, yes: bool, redis_url: str | None, prefix: str | 
                         runtime=True)
         deleted = client.delete(*keys.service_keys(service))
         client.zrem(keys.index, service)
+        client.hdel(keys.summary_of(service), service)
     except Exception as exc:
         return fail("forget", f"Redis could not be asked: {redact(str(exc))[:200]}",
                     runtime=True)

@@ -24,6 +24,10 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
                                    never stored)
     petsage:hb:webhook:{ID}:lock   which monitor delivers to webhook ID (a lease)
     petsage:hb:index               sorted set: member = service, score = last ts_ms
+    petsage:hb:summary:{0000}..{2047} hash shards: member = service, value = its compact
+                                   summary (JSON: seq, ts_ms, timestamp, interval_s,
+                                   stale_after_s, status, ...); shard = CRC-32 of the name
+                                   modulo 2,048
     petsage:hb:events              pub/sub channel: each payload as published
 
 The service part is wrapped in braces, a Redis Cluster *hash tag*, so that all of one
@@ -37,6 +41,7 @@ Beat and the worker agree on the task names, the queues and the message headers 
 from __future__ import annotations
 
 import re
+from zlib import crc32
 
 from worker.core.errors import ConfigError
 
@@ -54,6 +59,17 @@ PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}(:[A-Za-z0-9._-]{1,32}){0,3}")
 
 DEFAULT_PREFIX = "petsage:hb"
 """The default key prefix (``HEARTBEAT_KEY_PREFIX``)."""
+
+SUMMARY_SHARDS = 2048
+"""Hash shards of the fleet's compact summaries: 1,000,000 services are about 490 fields a
+shard (the most loaded under 600), so no shard nears 1,000 fields below about 1.7 million
+services, and a fleet read needs no command over 1,000 fields. A contract: writers and
+readers of every version must agree on it."""
+
+
+def summary_shard(service: str) -> int:
+    """The shard of ``service``'s summary: a stable hash (CRC-32 of the UTF-8 name)."""
+    return crc32(service.encode()) % SUMMARY_SHARDS
 
 
 def _shown(value: str) -> str:
@@ -228,6 +244,16 @@ class Keys:
     def index(self) -> str:
         """The fleet index: member = service, score = last heartbeat ts_ms."""
         return self._join("index")
+
+    def summary(self, shard: int) -> str:
+        """Summary shard ``shard`` (a hash: service -> compact summary), its own hash tag."""
+        if not 0 <= shard < SUMMARY_SHARDS:
+            raise ValueError(f"summary shard {shard} is not in 0..{SUMMARY_SHARDS - 1}")
+        return self._join("summary", f"{{{shard:04d}}}")
+
+    def summary_of(self, service: str) -> str:
+        """The summary shard that holds ``service``'s summary."""
+        return self.summary(summary_shard(validate_service(service)))
 
     @property
     def events(self) -> str:

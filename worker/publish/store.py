@@ -3,12 +3,16 @@
 The script (``publish.lua``) stamps ``seq``, ``ts_ms`` and ``timestamp`` itself, so the
 time that decides staleness is the server's, never the worker's. It refuses to move a
 service's heartbeat backwards, sets the TTL on every write, caps the history stream,
-updates the fleet index and publishes the payload on the events channel.
+updates the fleet index and the service's compact summary (what a fleet read needs to
+tell fresh from not fresh, and to show a fresh service), and publishes the payload on
+the events channel. On a Redis Cluster the index and the summary live in other slots:
+they are written by two more commands, the summary never backwards (``summary.lua``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +30,18 @@ PUBLISH_SCRIPT = lua_script(__package__, "publish.lua")
 
 NODE_SCRIPT = lua_script(__package__, "node.lua")
 """The Lua source of a node heartbeat write."""
+
+SUMMARY_SCRIPT = lua_script(__package__, "summary.lua")
+"""The Lua source of a summary write on a Redis Cluster (never backwards)."""
+
+SUMMARY_FIELDS = ("interval_s", "stale_after_s", "status", "message", "queue_lag_ms",
+                  "duration_ms", "clock_offset_ms", "backlog")
+"""The payload fields a summary keeps (with ``seq``, ``ts_ms``, ``timestamp``, the
+worker's node and whether the service has a node set): what fleet views show of a fresh
+service. A service that is not fresh is read in full."""
+
+SUMMARY_MESSAGE_CHARS = 200
+"""A longer message is cut in the summary (the latest payload keeps it whole)."""
 
 STAMP_RESERVE_BYTES = 96
 """Room the script's ``seq``/``ts_ms``/``timestamp`` prefix takes in the size limit."""
@@ -51,6 +67,18 @@ def encode_body(body: dict[str, Any]) -> str:
     return text
 
 
+def summary_fields(body: dict[str, Any]) -> str:
+    """The summary's fields of ``body`` as a compact JSON object (the script adds the rest)."""
+    slim = {name: body[name] for name in SUMMARY_FIELDS if name in body}
+    message = slim.get("message")
+    if isinstance(message, str) and len(message) > SUMMARY_MESSAGE_CHARS:
+        slim["message"] = message[:SUMMARY_MESSAGE_CHARS]
+    worker = body.get("worker")
+    if isinstance(worker, dict):
+        slim["worker"] = {"node": worker.get("node")}
+    return json.dumps(slim, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
 class HeartbeatStore:
     """Writes heartbeats for any number of services through one redis-py client."""
 
@@ -62,6 +90,7 @@ class HeartbeatStore:
         self._history_len = history_len
         self._script = client.register_script(PUBLISH_SCRIPT)
         self._node_script = client.register_script(NODE_SCRIPT)
+        self._summary_script = client.register_script(SUMMARY_SCRIPT)
         #: On a Redis Cluster the fleet index lives in another slot than the service's
         #: keys, so the script can't touch it: it is updated by a second command.
         self._cluster = is_cluster_client(client)
@@ -97,23 +126,50 @@ class HeartbeatStore:
 
     def publish(self, service: str, body: dict[str, Any]) -> PublishResult:
         """Write one heartbeat of ``service``; ``body`` is the payload minus the stamped fields."""
+        keys, args = self._script_call(service, body)
+        return self._done(service, self._script(keys=keys, args=args))
+
+    def publish_many(self, heartbeats: Sequence[tuple[str, dict[str, Any]]]
+                     ) -> list[PublishResult]:
+        """Write several heartbeats (service, body) in one round trip, each its own script.
+
+        What a worker does once per heartbeat; a fleet is filled this way (``bench.fill``).
+        On a Redis Cluster one script each, then the index and the summaries apart.
+        """
+        calls = [self._script_call(service, body) for service, body in heartbeats]
+        if self._cluster:
+            return [self._done(service, self._script(keys=keys, args=args))
+                    for (service, _), (keys, args) in zip(heartbeats, calls, strict=True)]
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
+            self._script(keys=keys, args=args, client=pipe)
+        return [self._done(service, reply)
+                for (service, _), reply in zip(heartbeats, pipe.execute(), strict=True)]
+
+    def _done(self, service: str, reply: list[Any]) -> PublishResult:
+        """The script's reply as a result; on a cluster, the index and the summary written."""
+        accepted, seq, ts_ms = (int(x) for x in reply[:3])
+        if self._cluster and accepted:
+            self._client.zadd(self._keys.index, {service: ts_ms}, gt=True)
+            self._summary_script(keys=[self._keys.summary_of(service)],
+                                 args=[service, reply[3], ts_ms, FUTURE_TOLERANCE_MS])
+        return PublishResult(bool(accepted), seq, ts_ms)
+
+    def _script_call(self, service: str, body: dict[str, Any]
+                     ) -> tuple[list[str], list[str | int]]:
         validate_service(service)
         if not body:
             raise ValueError("a heartbeat body needs at least one field")
         text = encode_body(body)
         lag = body.get("queue_lag_ms")
         depth = (body.get("backlog") or {}).get("depth")
-        keys = [self._keys.latest(service), self._keys.history(service)]
-        reply = self._script(
-            keys=keys if self._cluster else [*keys, self._keys.index],
-            args=[
-                text, service, self._retention_ms, self._history_len, self._keys.events,
-                FUTURE_TOLERANCE_MS, body.get("status", "ok"),
-                "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
-                "" if depth is None else int(depth),
-            ],
-        )
-        accepted, seq, ts_ms = (int(x) for x in reply)
-        if self._cluster and accepted:
-            self._client.zadd(self._keys.index, {service: ts_ms}, gt=True)
-        return PublishResult(bool(accepted), seq, ts_ms)
+        keys = [self._keys.latest(service), self._keys.history(service),
+                self._keys.nodes(service)]
+        if not self._cluster:
+            keys += (self._keys.index, self._keys.summary_of(service))
+        return keys, [
+            text, service, self._retention_ms, self._history_len, self._keys.events,
+            FUTURE_TOLERANCE_MS, body.get("status", "ok"),
+            "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
+            "" if depth is None else int(depth), summary_fields(body),
+        ]

@@ -1,4 +1,11 @@
-"""Read every service in the fleet index in bounded chunks that never stall Redis.
+"""Read every service of the fleet in bounded chunks that never stall Redis.
+
+A whole fleet is read in two passes: the compact summaries first (``worker.read.summary``:
+every fresh service is judged there), then, for the services a summary does not show
+fresh, the full read below. The index is read too only when its size and the summaries'
+count differ (a summary missing: a service that published through an older version, or
+removed from the index by hand), and then it decides which services are in the fleet.
+The full read:
 
 A fleet read touches tens of thousands of keys; one script over all of them would block
 Redis (the broker too, often) for its whole run: 25 ms at 10,000 services, 400 ms at
@@ -57,6 +64,7 @@ from worker.read.reader import (
     read_many,
 )
 from worker.read.store_writes import ask_refusal
+from worker.read.summary import first_pass
 
 FLEET_CHUNK_KEYS = 1000
 """No command of a fleet read touches more keys (or index members) than this."""
@@ -207,6 +215,20 @@ class Fleet(NamedTuple):
         return max((r.exit_code for r in self.reports), default=2)
 
 
+def read_all(client: Any, keys: Keys, overrides: Overrides = (None, None)
+             ) -> list[HeartbeatReport]:
+    """Every indexed service: the summaries first, then in full those not shown fresh."""
+    first = first_pass(client, keys, overrides, cluster=is_cluster_client(client))
+    fresh, unsure = first.fresh, first.unsure
+    if len(fresh) + len(unsure) != first.indexed:
+        indexed = fleet_services(client, keys)
+        known = set(indexed)
+        summarised = {r.service for r in fresh}.union(unsure)
+        fresh = [r for r in fresh if r.service in known]
+        unsure = [s for s in unsure if s in known] + [s for s in indexed if s not in summarised]
+    return fresh + read_services(client, unsure, keys, overrides)
+
+
 def read_fleet(client: Any, keys: Keys, *, only: str | None = None) -> Fleet:
     """Every indexed service, worst first (or just ``only``, if the index lists it).
 
@@ -215,13 +237,12 @@ def read_fleet(client: Any, keys: Keys, *, only: str | None = None) -> Fleet:
     """
     try:
         if only is None:
-            services = fleet_services(client, keys)
+            reports = read_all(client, keys)
         else:
             (score,) = execute_many(client, [("ZSCORE", keys.index, only)])
             if isinstance(score, BaseException):
                 raise score
-            services = [] if score is None else [only]
-        reports = read_services(client, services, keys)
+            reports = read_services(client, [] if score is None else [only], keys)
     except Exception as exc:  # the reader reports, never raises
         return Fleet([], f"Redis could not be asked: {redact(str(exc))[:200]}")
     return Fleet(sort_worst_first(reports))
@@ -235,4 +256,5 @@ def sort_worst_first(reports: list[HeartbeatReport]) -> list[HeartbeatReport]:
     return sorted(reports, key=lambda r: (_RANK[r.state], -(r.age_s or 0), r.service))
 
 
-__all__ = ["Fleet", "fleet_services", "read_fleet", "read_services", "sort_worst_first"]
+__all__ = ["Fleet", "fleet_services", "read_all", "read_fleet", "read_services",
+           "sort_worst_first"]

@@ -1,0 +1,161 @@
+"""A fleet's first pass from the compact summaries: fresh services told apart cheaply.
+
+The publish script keeps one summary per service (``seq``, ``ts_ms``, ``timestamp``,
+thresholds, status and the fields fleet views show, about 300 bytes) in 2,048 hash
+shards, in the same atomic write as the latest payload. A fleet read scans the shards
+(``HSCAN ... COUNT 1000``, many shards per round trip: no command over 1,000 fields),
+judges each summary on one Redis clock reading, and keeps a fresh one as its report. Only
+the services a summary does not show fresh (late, stale, failing, missing, unreadable) are
+read in full, with their markers and notes, by ``worker.read.fleet``: a fleet that is all
+down costs what a full read costs, a healthy one a tenth of it.
+
+Why a fresh summary can be trusted: the summary and the latest payload are written
+together, so a summary is never newer than the payload, and its ``ts_ms`` is the
+payload's. A summary that shows fresh shows a payload of that age. (A latest key changed by
+hand, outside the publish script, is seen when its summary goes late.) On a Redis Cluster
+the shards live in other slots than the services' keys, so the first pass measures ages on
+the latest clock of the primaries: an age can only come out longer, never fresher, and
+every service it does not show fresh is judged again on its own node's clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+
+from worker.core.names import SERVICE_PATTERN, SUMMARY_SHARDS, Keys
+from worker.core.redis_io import as_text, execute_many, redis_time_ms
+from worker.core.states import FUTURE_TOLERANCE_MS, State
+from worker.read.nodes import FLEET_NODES_LIMIT
+from worker.read.reader import HeartbeatReport, Overrides, _shared, _thresholds, with_components
+
+SCAN_COUNT = 1000
+"""``HSCAN``'s ``COUNT``: no command of the first pass returns more fields than about this."""
+
+SHARDS_PER_ROUND_TRIP = 128
+"""Shards scanned per round trip: 16 round trips for the 2,048 shards, and a client holds
+the raw summaries of at most about 64,000 services (at 1,000,000) at a time."""
+
+NODES_PER_ROUND_TRIP = 1000
+"""Node sets of fresh services read per round trip (``ZREVRANGE``, a few members each)."""
+
+
+class FirstPass(NamedTuple):
+    """What the summaries told: the fresh services' reports and who needs a full read."""
+
+    now_ms: int  #: the one clock reading every age of the pass is measured on
+    fresh: list[HeartbeatReport]  #: services the summary shows fresh, with their nodes
+    unsure: list[str]  #: services to read in full: not fresh, or an unreadable summary
+    indexed: int  #: members of the fleet index (ZCARD), to tell the summaries are complete
+
+
+def first_pass(client: Any, keys: Keys, overrides: Overrides = (None, None), *,
+               cluster: bool = False) -> FirstPass:
+    """Scan every summary shard and judge each summary; raise on a store error."""
+    now_ms, indexed = _clock_and_count(client, keys, cluster)
+    fresh: list[HeartbeatReport] = []
+    with_nodes: list[int] = []
+    unsure: list[str] = []
+    seen: set[str] = set()
+    late_override, stale_override = overrides
+    pending = [(shard, b"0") for shard in range(SUMMARY_SHARDS)]
+    while pending:
+        batch = pending[:SHARDS_PER_ROUND_TRIP]
+        del pending[:SHARDS_PER_ROUND_TRIP]
+        replies = execute_many(client, [("HSCAN", keys.summary(shard), cursor, "COUNT",
+                                         SCAN_COUNT) for shard, cursor in batch])
+        for (shard, _), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            cursor, pairs = _scan_reply(reply)
+            if cursor not in (b"0", "0", 0):
+                pending.append((shard, cursor))
+            for name, raw in pairs:
+                service = as_text(name)
+                if service in seen or not SERVICE_PATTERN.fullmatch(service):
+                    continue  # a field seen twice (HSCAN may repeat), or not a valid name
+                seen.add(service)
+                judged = _judge(service, raw, now_ms, late_override, stale_override)
+                if judged is None:
+                    unsure.append(service)
+                    continue
+                report, has_nodes = judged
+                if has_nodes:
+                    with_nodes.append(len(fresh))
+                fresh.append(report)
+    _add_nodes(client, keys, fresh, with_nodes, now_ms)
+    return FirstPass(now_ms, fresh, unsure, indexed)
+
+
+def _scan_reply(reply: Any) -> tuple[Any, list[tuple[Any, Any]]]:
+    """``HSCAN``'s reply as (cursor, pairs): redis-py gives a dict, the probe's client a list."""
+    cursor, body = reply
+    if isinstance(body, dict):
+        return cursor, list(body.items())
+    return cursor, list(zip(body[0::2], body[1::2], strict=True))
+
+
+def _clock_and_count(client: Any, keys: Keys, cluster: bool) -> tuple[int, int]:
+    """One clock reading (on a cluster, the latest of the primaries') and the index's size."""
+    if cluster:
+        times = client.execute_command("TIME", target_nodes=client.get_primaries())
+        readings = times.values() if isinstance(times, dict) else [times]
+        now_ms = max(redis_time_ms(reading) for reading in readings)
+        (count,) = execute_many(client, [("ZCARD", keys.index)])
+    else:
+        clock, count = execute_many(client, [("TIME",), ("ZCARD", keys.index)])
+        if isinstance(clock, BaseException):
+            raise clock
+        now_ms = redis_time_ms(clock)
+    if isinstance(count, BaseException):
+        raise count
+    return now_ms, int(count)
+
+
+def _judge(service: str, raw: Any, now_ms: int, late_override: float | None,
+           stale_override: float | None) -> tuple[HeartbeatReport, bool] | None:
+    """A fresh report and whether the service has nodes, or None: read it in full."""
+    try:
+        data = orjson.loads(raw)
+        ts_ms, seq, status = data["ts_ms"], data["seq"], data["status"]
+        interval_s, stale_after_s = data["interval_s"], data["stale_after_s"]
+    except (ValueError, TypeError, KeyError):
+        return None  # not a summary of ours: the full read judges the payload
+    if not (type(ts_ms) is int and type(seq) is int and status == "ok"
+            and type(interval_s) in (int, float) and type(stale_after_s) in (int, float)
+            and 0 < interval_s <= stale_after_s < 1e9):
+        return None
+    age_ms = now_ms - ts_ms
+    if age_ms < -FUTURE_TOLERANCE_MS:
+        return None
+    thresholds = _thresholds(interval_s, stale_after_s, late_override, stale_override)
+    age_s = max(age_ms, 0) / 1000
+    if age_s > thresholds.late_after_s:
+        return None
+    has_nodes = data.pop("nodes", 0) == 1
+    data["message"] = _shared(data.get("message"))
+    if "backlog" in data:
+        data["backlog"] = _shared(data["backlog"])
+    report = HeartbeatReport(service, State.FRESH, f"last heartbeat {age_s:.1f}s ago",
+                             age_s=age_s, thresholds=thresholds, payload=data, now_ms=now_ms)
+    return report, has_nodes
+
+
+def _add_nodes(client: Any, keys: Keys, fresh: list[HeartbeatReport], with_nodes: list[int],
+               now_ms: int) -> None:
+    """Judge the worker nodes of the fresh services that have a node set, in place."""
+    prefix = keys.prefix
+    for start in range(0, len(with_nodes), NODES_PER_ROUND_TRIP):
+        part = with_nodes[start:start + NODES_PER_ROUND_TRIP]
+        replies = execute_many(client, [
+            ("ZREVRANGE", f"{prefix}:{{{fresh[i].service}}}:nodes", 0, FLEET_NODES_LIMIT - 1,
+             "WITHSCORES") for i in part])
+        for i, raw in zip(part, replies, strict=True):
+            if isinstance(raw, BaseException):
+                raise raw
+            if raw:
+                fresh[i] = with_components(fresh[i], now_ms, None, raw)
+
+
+__all__ = ["FirstPass", "first_pass"]
