@@ -47,6 +47,7 @@ class RedisProcess:
                     break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()  # never left running, whatever the caller does next
                     raise BenchError("redis-server did not start") from None
                 time.sleep(0.05)
 

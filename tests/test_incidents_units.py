@@ -35,10 +35,9 @@ from worker.read.incidents import (
     _transitions,
     parse_silence,
     read_incidents,
-    silence_commands,
-    silence_from_replies,
     summarize,
 )
+from worker.read.silence import silence_commands, silence_from_replies
 
 KEYS = Keys()
 

@@ -118,13 +118,13 @@ def test_lua_timestamp_matches_python_across_dates(client: redis.Redis) -> None:
     store = make_store(client)
     script = store._script  # the same script, run with a crafted clock via a wrapper
     probe = script.script.replace(
-        "local t = redis.call('TIME')", "local t = {ARGV[10], ARGV[11]}")
+        "local t = redis.call('TIME')", "local t = {ARGV[12], ARGV[13]}")
     run = client.register_script(probe)
     for ms in [0, 951_782_400_000, 1_709_251_199_999, 1_709_164_800_123, 4_102_444_800_000,
                1_795_668_625_609, 253_402_300_799_999]:
         key = f"iso{ms}"
-        run(keys=[key, key + "h", KEYS.index],
-            args=['{"a":1}', "svc", 60_000, 10, "ch", 0, "ok", "", "1",
+        run(keys=[key, key + "h", key + "n", KEYS.index, KEYS.summary(0)],
+            args=[',"a":1}', "svc", 60_000, 10, "ch", 0, "ok", "", "1", "", "}",
                   ms // 1000, (ms % 1000) * 1000])
         stored = json.loads(client.get(key))
         moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)

@@ -1,7 +1,10 @@
 """``petsage-heartbeat check``: a probe with Nagios exit codes and a hard deadline.
 
 Imports neither Celery, kombu nor redis-py: it runs as a fresh process on every
-Kubernetes probe or cron tick, where import time is most of the cost.
+Kubernetes probe or cron tick, where import time is most of the cost. For the same reason
+the component probes' modules (``--node``, ``--beat``: ``liveness``, ``absence``) are
+imported only by those probes, and the monitors' incident streams never
+(tests/test_check_imports.py).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
@@ -19,17 +22,8 @@ from worker.core.redis_io import execute_many
 from worker.core.settings import MAX_STALE_AFTER_S, Settings
 from worker.core.states import State
 from worker.core.urls import redact
-from worker.read.absence import Absence, absent_for, present, state_path
 from worker.read.connect import reader_client
 from worker.read.diagnosis import beat_seen_ms
-from worker.read.incidents import Silence, silence_commands, silence_from_replies
-from worker.read.liveness import (
-    StoreEvidence,
-    Verdict,
-    beat_verdict,
-    node_verdict,
-    store_evidence,
-)
 from worker.read.nodes import PROBE_NODES_LIMIT, matches
 from worker.read.reader import HeartbeatReport, read_heartbeat, unreachable
 from worker.read.render import (
@@ -39,7 +33,12 @@ from worker.read.render import (
     silence_note,
     summary,
 )
+from worker.read.silence import Silence, silence_commands, silence_from_replies
 from worker.read.store_writes import parse_info
+
+if TYPE_CHECKING:
+    from worker.read.absence import Absence
+    from worker.read.liveness import StoreEvidence, Verdict
 
 T = TypeVar("T")
 
@@ -127,6 +126,8 @@ def run_check(*, redis_url: str | None, service: str | None, prefix: str | None,
     except StoreUnreachableError as exc:
         report = unreachable(settings.service, f"Redis could not be asked: {exc}"[:300])
     if node is not None or beat:
+        from worker.read.liveness import beat_verdict, node_verdict  # component probes only
+
         store = evidence[0] if evidence else None
         absence = None
         if liveness and report.state is not State.UNREACHABLE:
@@ -158,6 +159,8 @@ def _ask_store(client: object, index_key: str) -> StoreEvidence:
 
     A denied or failed ``INFO`` says nothing (the evidence is empty), never an error.
     """
+    from worker.read.liveness import StoreEvidence, store_evidence  # liveness probes only
+
     try:
         info, size = execute_many(client, [("INFO",), ("ZCARD", index_key)])
     except Exception:  # the read just worked: a failure now is the next probe's to see
@@ -173,6 +176,8 @@ def _absence(report: HeartbeatReport, redis_url: str, prefix: str, node: str | N
     Counted only while the store takes writes; the record there, or a store that can't
     take writes, removes the state file.
     """
+    from worker.read.absence import absent_for, present, state_path  # liveness probes only
+
     component = "beat" if node is None else f"node:{node}"
     path = state_path(redis_url, prefix, report.service, component)
     if node is None:

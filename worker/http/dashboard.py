@@ -23,9 +23,10 @@ from worker.core.entries import EntryState
 from worker.core.states import State
 from worker.read.entries import EntriesReport, EntryReport
 from worker.read.entry_scrape import EntriesFleet, last_run_ms
-from worker.read.incidents import IncidentSummary, Silence
+from worker.read.incidents import IncidentSummary
 from worker.read.nodes import node_counts
 from worker.read.reader import HeartbeatReport
+from worker.read.silence import Silence
 
 REFRESH_S = 3
 """How often the page refreshes its rows."""

@@ -1,15 +1,16 @@
 -- One heartbeat write: atomic, one round trip, stamped with this server's clock.
 -- KEYS[1] latest  KEYS[2] history  KEYS[3] nodes (only looked at)
 -- KEYS[4] index  KEYS[5] summary shard (both absent on a cluster: written apart)
--- ARGV[1] body: the payload as a JSON object without seq, ts_ms and timestamp
+-- ARGV[1] body: the payload's other fields as a JSON object without its opening brace
+--   and with a leading comma (',"schema":1,...}'): the script prepends its own fields
 -- ARGV[2] service  ARGV[3] retention ms  ARGV[4] history cap  ARGV[5] events channel
 -- ARGV[6] future tolerance ms  ARGV[7] status  ARGV[8] queue lag ms ('' = unknown)
 -- ARGV[9] duration ms  ARGV[10] queue depth ('' = unknown)
--- ARGV[11] the summary's fields as a JSON object without seq, ts_ms, timestamp and nodes
+-- ARGV[11] the summary's other fields, the same way (',"interval_s":10,...}', or '}')
 -- Returns {accepted (1/0), seq, ts_ms, summary}: on 0, the stored (newer) seq and ts_ms
 -- and no summary; the summary ('' when written here) for the caller to write apart.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local seq = 1
 -- The first 64 bytes hold seq and ts_ms (47 at most): no copy of a 16 KiB value.
 local old = redis.pcall('GETRANGE', KEYS[1], 0, 63)
@@ -49,19 +50,17 @@ local function iso(ms)
     math.floor(sod / 3600), math.floor(sod % 3600 / 60), sod % 60, ms % 1000)
 end
 
-local stamp = iso(now)
-local payload = string.format('{"seq":%d,"ts_ms":%d,"timestamp":"%s",', seq, now, stamp)
-  .. string.sub(ARGV[1], 2)
+local now_text = string.format('%d', now)
+local seq_text = string.format('%d', seq)
+local head = '{"seq":' .. seq_text .. ',"ts_ms":' .. now_text .. ',"timestamp":"' .. iso(now)
+  .. '"'
+local payload = head .. ARGV[1]
 redis.call('SET', KEYS[1], payload, 'PX', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'ts_ms', string.format('%d', now),
-  'seq', string.format('%d', seq), 'status', ARGV[7], 'lag_ms', ARGV[8],
-  'duration_ms', ARGV[9], 'queue_depth', ARGV[10])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'ts_ms', now_text, 'seq', seq_text,
+  'status', ARGV[7], 'lag_ms', ARGV[8], 'duration_ms', ARGV[9], 'queue_depth', ARGV[10])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-local tail = ARGV[11]
-if tail == '{}' then tail = '}' else tail = ',' .. string.sub(tail, 2) end
 -- nodes: 1 when the service has a node set, for a fleet read to fetch it (rarely).
-local summary = string.format('{"seq":%d,"ts_ms":%d,"timestamp":"%s","nodes":%d', seq, now,
-  stamp, redis.call('EXISTS', KEYS[3])) .. tail
+local summary = head .. ',"nodes":' .. redis.call('EXISTS', KEYS[3]) .. ARGV[11]
 if KEYS[4] then
   redis.call('ZADD', KEYS[4], now, ARGV[2])
   redis.call('HSET', KEYS[5], ARGV[2], summary)

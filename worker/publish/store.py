@@ -68,7 +68,8 @@ def encode_body(body: dict[str, Any]) -> str:
 
 
 def summary_fields(body: dict[str, Any]) -> str:
-    """The summary's fields of ``body`` as a compact JSON object (the script adds the rest)."""
+    """The summary's fields of ``body`` as the tail of a compact JSON object: the script
+    writes ``seq``, ``ts_ms``, ``timestamp`` and ``nodes`` first, then this."""
     slim = {name: body[name] for name in SUMMARY_FIELDS if name in body}
     message = slim.get("message")
     if isinstance(message, str) and len(message) > SUMMARY_MESSAGE_CHARS:
@@ -76,7 +77,8 @@ def summary_fields(body: dict[str, Any]) -> str:
     worker = body.get("worker")
     if isinstance(worker, dict):
         slim["worker"] = {"node": worker.get("node")}
-    return json.dumps(slim, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text = json.dumps(slim, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return "}" if text == "{}" else "," + text[1:]  # the script writes its fields first
 
 
 class HeartbeatStore:
@@ -168,7 +170,7 @@ class HeartbeatStore:
         if not self._cluster:
             keys += (self._keys.index, self._keys.summary_of(service))
         return keys, [
-            text, service, self._retention_ms, self._history_len, self._keys.events,
+            "," + text[1:], service, self._retention_ms, self._history_len, self._keys.events,
             FUTURE_TOLERANCE_MS, body.get("status", "ok"),
             "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
             "" if depth is None else int(depth), summary_fields(body),

@@ -18,7 +18,7 @@ from worker.core.redis_io import as_text, execute_many, redis_time_ms
 from worker.read.diagnosis import MAX_MARKER_BYTES, parse_marker, publish_failure
 from worker.read.entry_judge import Evidence, judge
 from worker.read.entry_silence import entry_silences_command, silences_from_reply
-from worker.read.incidents import Silence
+from worker.read.silence import Silence
 
 MAX_RECORD_BYTES = 16 * 1024
 """An entry record over this size is not ours: reported invalid, never decoded."""

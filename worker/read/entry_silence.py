@@ -18,7 +18,7 @@ from typing import Any
 from worker.core.entries import ENTRY_NAME_MAX
 from worker.core.names import Keys
 from worker.core.redis_io import Command, as_text, execute_many, lua_script, redis_time_ms
-from worker.read.incidents import MAX_SILENCE_BYTES, Silence, parse_silence
+from worker.read.silence import MAX_SILENCE_BYTES, Silence, parse_silence
 
 MAX_ENTRY_SILENCES = 2000
 """A service's entry silences read at most: as many as the entries a reader reads (beat

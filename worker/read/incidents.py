@@ -21,12 +21,10 @@ oldest entry read, so ``covered_s`` shrinks to the span read (docs/incidents.md)
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
 from worker.core.names import Keys
 from worker.core.redis_io import (
-    Command,
     as_text,
     execute_many,
     is_cluster_client,
@@ -34,6 +32,7 @@ from worker.core.redis_io import (
     redis_time_ms,
 )
 from worker.read.reader import eval_read_only
+from worker.read.silence import MAX_SILENCE_BYTES, Silence, parse_silence
 
 WINDOWS: tuple[tuple[str, int], ...] = (("24h", 86_400_000), ("7d", 604_800_000),
                                          ("30d", 2_592_000_000))
@@ -61,10 +60,6 @@ read to here, the newest first, and the summary says ``truncated``."""
 MAX_FIELD_CHARS = 300
 """The longest field a read returns (a reason, a diagnosis, a state ...): the monitors write
 reasons of at most 300 characters; anything longer is cut, in the script."""
-
-MAX_SILENCE_BYTES = 4096
-"""The longest silence value read. ``silence`` writes at most 300 characters of reason in a
-small JSON object (under 2 KiB however escaped); a longer value is no silence, never read."""
 
 ENTRIES_PER_CALL = 128
 """The most stream entries one ``incidents.lua`` call reads: a page. Inside a script, an
@@ -97,14 +92,6 @@ class Outage(NamedTuple):
     ended_ms: int | None  #: None while it lasts
     diagnosis: str  #: the broken hop: the last one named during it (``_amend``)
     reason: str
-
-
-class Silence(NamedTuple):
-    """An operator's silence: notifications held back and alert rules quiet until then."""
-
-    until_ms: int
-    reason: str
-    since_ms: int
 
 
 class IncidentSummary(NamedTuple):
@@ -145,35 +132,6 @@ class IncidentSummary(NamedTuple):
                 "until_ms": self.silence.until_ms, "reason": self.silence.reason,
                 "remaining_s": round(max(self.silence.until_ms - now_ms, 0) / 1000, 3)},
         }
-
-
-def parse_silence(raw: Any) -> Silence | None:
-    """A stored silence, or None (absent, or not what ``silence`` writes)."""
-    if raw is None or len(raw) > MAX_SILENCE_BYTES:
-        return None
-    try:
-        data = json.loads(raw)
-        return Silence(int(data["until_ms"]), str(data.get("reason", ""))[:300],
-                       int(data.get("since_ms", 0)))
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
-        return None
-
-
-def silence_commands(keys: Keys, service: str) -> list[Command]:
-    """The commands that read ``service``'s silence, bounded: its length and its first
-    ``MAX_SILENCE_BYTES`` bytes (``silence_from_replies`` makes a silence of their replies)."""
-    key = keys.silence(service)
-    return [("STRLEN", key), ("GETRANGE", key, 0, MAX_SILENCE_BYTES - 1)]
-
-
-def silence_from_replies(length: Any, value: Any) -> Silence | None:
-    """The silence in the replies to ``silence_commands``: None when absent, unreadable, or
-    longer than ``MAX_SILENCE_BYTES`` (not what ``silence`` writes). Never raises."""
-    if isinstance(length, BaseException) or isinstance(value, BaseException):
-        return None
-    if not isinstance(length, int) or not 0 < length <= MAX_SILENCE_BYTES:
-        return None
-    return parse_silence(value)
 
 
 def _transitions(entries: Any) -> list[Transition]:

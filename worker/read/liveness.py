@@ -28,16 +28,18 @@ component.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from worker.core.names import default_queue
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import State, Thresholds, state_for
-from worker.read.absence import Absence
 from worker.read.diagnosis import beat_seen_ms, publish_failure
 from worker.read.nodes import NodeReport, matches, node_summaries
 from worker.read.reader import HeartbeatReport, component_thresholds, positive_number
 from worker.read.store_writes import refusal
+
+if TYPE_CHECKING:  # the absence clock's module is imported by the probes that run it
+    from worker.read.absence import Absence
 
 
 class StoreEvidence(NamedTuple):

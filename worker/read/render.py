@@ -11,13 +11,16 @@ its own: ``json.dumps`` escapes controls.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from worker.core.states import State
 from worker.read.diagnosis import publish_failure
-from worker.read.incidents import WINDOWS, IncidentSummary, Silence
 from worker.read.nodes import node_counts, node_summaries
 from worker.read.reader import HeartbeatReport
+from worker.read.silence import Silence
+
+if TYPE_CHECKING:
+    from worker.read.incidents import IncidentSummary
 
 NAGIOS_LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 """Nagios plugin status words by exit code."""
@@ -214,6 +217,10 @@ def silence_json(silence: Silence | None, now_ms: int) -> dict[str, Any] | None:
 
 def incident_lines(record: IncidentSummary, now_ms: int) -> list[str]:
     """What ``status SERVICE`` prints under its table: uptime, outages, MTTR, silence."""
+    # Here, not at the top: ``check`` renders its line with this module and reads no
+    # incident stream, so it never pays for importing them.
+    from worker.read.incidents import WINDOWS
+
     if record.silence is not None:
         lines = [f"{escape(silence_note(record.silence, now_ms))} (notifications held back, "
                  "alert rules quiet)"]
