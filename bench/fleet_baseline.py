@@ -3,8 +3,9 @@
     python -m bench.fleet_baseline PORT [PREFIX]      # prints a JSON list, like status --all
 
 ZRANGE the index, one TIME, MGET of the values in chunks of 1,000, ``json.loads`` each,
-the age on the Redis clock, and beat's markers (MGET, same chunks) for the services that
-are not fresh. No validation, no diagnosis, no nodes: the floor, not a competitor.
+the age on the Redis clock (fresh up to 1.5 intervals, never beyond the stale threshold),
+and beat's markers (MGET, same chunks) for the services that are not fresh. No
+validation, no diagnosis, no nodes: the floor, not a competitor.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def main() -> None:
                                 strict=True):
             data = json.loads(raw) if raw else None
             age_s = None if data is None else (now_ms - data["ts_ms"]) / 1000
-            fresh = age_s is not None and age_s <= 1.5 * data["interval_s"]
+            fresh = age_s is not None and age_s <= min(1.5 * data["interval_s"],
+                                                       data["stale_after_s"])
             out.append({"service": service, "state": "fresh" if fresh else "stale",
                         "age_s": age_s, "seq": None if data is None else data["seq"]})
             if not fresh:

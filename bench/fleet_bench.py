@@ -1,20 +1,32 @@
-"""Fleet reads side by side: ``status --all --json`` vs the plain baseline vs naive SCAN+GET.
+"""Fleet reads against their floor, side by side in one run, and the fleet goals table.
 
-    python -m bench.fleet_bench [--sizes 1000,10000,100000] [--runs 7]
+    python -m bench.fleet_bench [--sizes 1000,10000,100000] [--runs 7] [--not-fresh 0.01]
+                                [--metrics-size 10000] [--publish-calls 10000]
 
-For each fleet size, against a redis-server of its own: payloads of about 615 bytes in the
-documented schema, half of them stale (with beat's markers); each command run as a process,
-interleaved, ``--runs`` times (medians of wall, CPU and peak RSS). During one run of each,
-another client PINGs every millisecond (its slowest answer is the stall a fleet read causes
-everyone else, the broker's clients included) and ``SLOWLOG`` records every command (the
-slowest single command). Then ``serve`` answers ``/metrics`` at 10,000 services. Prints one
-markdown table; exits non-zero only if a benchmark could not run.
+For each fleet size, against a redis-server of its own filled by ``bench.fill`` (the real
+write path: latest payloads, history, index and compact summaries; ``--not-fresh`` of the
+services stale, the rest fresh): ``status --all --json`` beside the compact-summary floor
+(``bench/summary_baseline.py``: TIME + HSCAN of every shard + ages, nothing else) and the
+full-read floor (``bench/fleet_baseline.py``: ZRANGE + MGET of every payload). Each
+command runs as a process, interleaved, ``--runs`` times: medians of wall, CPU, peak RSS
+and the Redis server's CPU per read (``INFO``'s ``used_cpu_sys + used_cpu_user`` before
+and after). In one more run of each, ``SLOWLOG`` (slower than 0) records every command
+(the slowest single one) while another client PINGs every millisecond (its slowest answer
+is the stall a read causes everyone else, the broker's clients included); that run's
+output is checked: every service listed, exactly the not-fresh ones not fresh.
+
+Then ``serve``'s ``/metrics`` at ``--metrics-size`` services, interleaved with
+``status --all --json`` on the same store; and the publish script's Redis time per call
+against a ``SET`` of the same payload (``INFO commandstats``, same server, same run).
+
+Prints the details, then the goals table (measure | ours | baseline | ratio | goal | met?)
+with the load average beside it. A missed goal is printed, not failed; the command exits
+non-zero only if a benchmark could not run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,63 +35,35 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import orjson
 import redis
 
 from bench.common import BenchError, ProcessCost, RedisProcess, free_port, machine, run_measured
 from bench.common import medians as median_cost
 from bench.common import table as markdown
+from bench.fill import fill, not_fresh_indices, service_name, template
+from worker.core.names import Keys
+from worker.core.settings import DEFAULT_HISTORY_LEN, DEFAULT_RETENTION_S
+from worker.publish.store import HeartbeatStore
 
-PAYLOAD = {
-    "schema": 1, "status": "ok", "message": "PetSage is healthy",
-    "published_at": "2026-11-27T05:00:00.000+00:00", "started_at": "2026-11-27T05:00:00.001+00:00",
-    "finished_at": "2026-11-27T05:00:00.004+00:00", "queue_lag_ms": 3.1, "duration_ms": 1.2,
-    "clock_offset_ms": 0.4, "backlog": {"depth": 0, "oldest_age_ms": None, "error": None},
-    "worker": {"node": "celery@petsage-worker-7d9f8-abcde", "hostname": "petsage-worker-7d9f8",
-               "pid": 7}, "version": "0.9.0",
-    "checks": {"redis": {"status": "ok", "latency_ms": 0.2},
-               "database": {"status": "ok", "latency_ms": 1.4}},
-}
+GOAL_SIZE = 100_000
+"""The fleet size the goals are set at (the largest size run stands in when it is not run)."""
 
-
-def fill(client: redis.Redis, services: int, prefix: str = "petsage:hb") -> None:
-    """``services`` heartbeats, every other one stale (two minutes old, its marker as old)."""
-    seconds, micros = client.time()
-    now_ms = seconds * 1000 + micros // 1000
-    pipe = client.pipeline(transaction=False)
-    for i in range(services):
-        name = f"svc-{i:06d}"
-        stale = i % 2 == 1
-        ts_ms = now_ms - 120_000 if stale else now_ms
-        interval = 10 if stale else 3600  # the fresh half stays fresh for the whole run
-        body = {**PAYLOAD, "service": name, "seq": 1000 + i, "ts_ms": ts_ms,
-                "timestamp": "2026-11-27T05:00:00.005+00:00", "interval_s": interval,
-                "stale_after_s": 3 * interval}
-        pipe.set(f"{prefix}:{{{name}}}", json.dumps(body, separators=(",", ":")))
-        pipe.zadd(f"{prefix}:index", {name: ts_ms})
-        if stale:
-            pipe.set(f"{prefix}:{{{name}}}:beat", json.dumps({
-                "published_at_ms": ts_ms, "next_due_ms": ts_ms + 10_000, "seq": 12,
-                "queue_depth": None, "since_ms": ts_ms - 60_000, "beat_id": "h:1:abc",
-                "other_beat": None, "service": name, "interval_s": 10, "stale_after_s": 30,
-                "queue": f"heartbeat.{name}", "hostname": "h", "pid": 1, "version": "0.9.0"},
-                separators=(",", ":")))
-        if i % 2000 == 1999:
-            pipe.execute()
-    pipe.execute()
+OURS = "status --all --json"
+SUMMARY = "summary baseline"
+FULL = "full-read baseline"
 
 
-NAIVE = """
-import json, sys, redis
-c = redis.Redis(port=int(sys.argv[1]))
-out = []
-for key in c.scan_iter(match="petsage:hb:{*}", count=1000):
-    if key.endswith(b"}"):
-        raw = c.get(key)
-        if raw:
-            out.append(json.loads(raw)["ts_ms"])
-print(len(out))
-"""
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg has them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 class Watch:
@@ -105,6 +89,11 @@ class Watch:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._client.close()
+
+
+IGNORED = (b"PING", b"SLOWLOG", b"CONFIG", b"INFO")
+"""Commands of the measurement itself, left out of the slowest command."""
 
 
 def slowest_command(client: redis.Redis, run: Callable[[], object]) -> tuple[float, str]:
@@ -112,115 +101,279 @@ def slowest_command(client: redis.Redis, run: Callable[[], object]) -> tuple[flo
     client.config_set("slowlog-log-slower-than", 0)
     client.config_set("slowlog-max-len", 1_000_000)
     client.slowlog_reset()
-    run()
-    entries = client.slowlog_get(1_000_000)
-    client.config_set("slowlog-log-slower-than", 10_000)
-    ours = [e for e in entries if e["command"].split()[0].upper() not in (b"PING", b"SLOWLOG",
-                                                                            b"CONFIG")]
+    try:
+        run()
+        entries = client.slowlog_get(1_000_000)
+    finally:
+        client.config_set("slowlog-log-slower-than", 10_000)
+    ours = [e for e in entries if e["command"].split()[0].upper() not in IGNORED]
     if not ours:
         return 0.0, "-"
     worst = max(ours, key=lambda e: e["duration"])
     return worst["duration"] / 1000, worst["command"].split()[0].decode()
 
 
-def measure(sizes: Sequence[int], runs: int) -> list[list[object]]:
-    rows: list[list[object]] = []
-    for size in sizes:
-        server = RedisProcess()
-        try:
-            client = redis.Redis(port=server.port)
-            fill(client, size)
-            env = {**os.environ, "HEARTBEAT_REDIS_URL": server.url,
-                   "CELERY_BROKER_URL": server.url}
-            commands = {
-                "status --all --json": [sys.executable, "-m", "worker", "status", "--all",
-                                        "--json", "--timeout", "60"],
-                "baseline": [sys.executable, "-m", "bench.fleet_baseline", str(server.port)],
-                "naive SCAN+GET": [sys.executable, "-c", NAIVE, str(server.port)],
-            }
-            costs: dict[str, list[ProcessCost]] = {name: [] for name in commands}
-            for _ in range(runs):  # interleaved: a busy moment slows every side alike
-                for name, argv in commands.items():
-                    if name == "naive SCAN+GET" and size > 10_000 and costs[name]:
-                        continue  # one run is enough to show it, at 100,000
-                    costs[name].append(run_measured(argv, env))
-            stalls = {}
-            for name, argv in commands.items():
-                with Watch(server.port) as watch:
-                    slow_ms, command = slowest_command(
-                        client, lambda a=argv, e=env: subprocess.run(a, env=e, check=False,
-                                                                     capture_output=True))
-                stalls[name] = (slow_ms, command, watch.slowest_ms)
-            base = median_cost(costs["baseline"])
-            for name in commands:
-                cost = median_cost(costs[name])
-                if cost.exit_code not in (0, 2):
-                    raise BenchError(f"{name} exited {cost.exit_code} at {size} services")
-                slow_ms, command, ping_ms = stalls[name]
-                rows.append([f"{size:,}", name, f"{cost.wall_s:.3f}", f"{cost.cpu_s:.3f}",
-                             f"{cost.rss_mib:.0f}", f"{cost.wall_s / base.wall_s:.2f}x",
-                             f"{cost.rss_mib / base.rss_mib:.2f}x",
-                             f"{slow_ms:.2f} ({command})", f"{ping_ms:.1f}"])
-        finally:
-            server.close()
-    return rows
+def redis_cpu_s(client: redis.Redis) -> float:
+    """The server's CPU so far: ``used_cpu_sys + used_cpu_user``."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
-def metrics_scrape(services: int, runs: int) -> tuple[float, float, int]:
-    """``serve``'s ``/metrics`` at ``services``: first and median scrape seconds, bytes."""
+@dataclass(frozen=True)
+class Read:
+    """One command's medians at one size, and its one watched run."""
+
+    cost: ProcessCost
+    redis_cpu_s: float
+    slowest_ms: float
+    slowest_command: str
+    ping_ms: float
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    return {
+        OURS: [sys.executable, "-m", "worker", "status", "--all", "--json", "--timeout", "60",
+               "--redis", f"redis://127.0.0.1:{port}/0"],
+        SUMMARY: [sys.executable, "-m", "bench.summary_baseline", str(port)],
+        FULL: [sys.executable, "-m", "bench.fleet_baseline", str(port)],
+    }
+
+
+def check_output(name: str, stdout: bytes, size: int, stale: int) -> None:
+    """A read that lists every service, exactly ``stale`` of them not fresh."""
+    try:
+        listed = orjson.loads(stdout)
+    except orjson.JSONDecodeError as exc:
+        raise BenchError(f"{name} printed no JSON list at {size:,} services: {exc}") from None
+    names = {row["service"] for row in listed}
+    not_fresh = sum(row["state"] != "fresh" for row in listed)
+    if len(listed) != size or len(names) != size or not_fresh != stale:
+        raise BenchError(f"{name} listed {len(listed):,} services ({len(names):,} names), "
+                         f"{not_fresh:,} not fresh, where {size:,} were filled, {stale:,} "
+                         "not fresh")
+
+
+def measure_size(size: int, runs: int, not_fresh: float) -> dict[str, Read]:
+    """Every command at ``size`` services, against a redis-server of its own."""
+    server = RedisProcess()
+    try:
+        client = redis.Redis(port=server.port)
+        fill(server.url, size, not_fresh=not_fresh)
+        stale = len(not_fresh_indices(size, not_fresh))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTBEAT_", "CELERY_"))}
+        argv_by_name = commands(server.port)
+        costs: dict[str, list[ProcessCost]] = {name: [] for name in argv_by_name}
+        cpu: dict[str, list[float]] = {name: [] for name in argv_by_name}
+        for _ in range(runs):  # interleaved: a busy moment slows every side alike
+            for name, argv in argv_by_name.items():
+                before = redis_cpu_s(client)
+                cost = run_measured(argv, env)
+                cpu[name].append(redis_cpu_s(client) - before)
+                if cost.exit_code not in (0, 1, 2):  # status: the worst service's code
+                    raise BenchError(f"{name} exited {cost.exit_code} at {size:,} services")
+                costs[name].append(cost)
+        reads = {}
+        for name, argv in argv_by_name.items():
+            done: list[subprocess.CompletedProcess[bytes]] = []
+            with Watch(server.port) as watch:
+                slow_ms, command = slowest_command(client, lambda a=argv, d=done: d.append(
+                    subprocess.run(a, env=env, check=False, capture_output=True, timeout=600)))
+            check_output(name, done[0].stdout, size, stale)
+            reads[name] = Read(median_cost(costs[name]), statistics.median(cpu[name]), slow_ms,
+                               command, watch.slowest_ms)
+        return reads
+    finally:
+        server.close()
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=120) as response:
+        return len(response.read())
+
+
+def metrics_against_status(services: int, runs: int, not_fresh: float
+                           ) -> tuple[float, float, int]:
+    """``/metrics`` of ``serve`` and ``status --all --json`` at ``services``, interleaved:
+    median scrape seconds, median status seconds (a whole process), bytes scraped."""
     server = RedisProcess()
     port = free_port()
     proc = None
     try:
-        fill(redis.Redis(port=server.port), services)
-        env = {**os.environ, "HEARTBEAT_REDIS_URL": server.url, "CELERY_BROKER_URL": server.url}
+        fill(server.url, services, not_fresh=not_fresh)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTBEAT_", "CELERY_"))}
+        env["HEARTBEAT_REDIS_URL"] = server.url
         proc = subprocess.Popen([sys.executable, "-m", "worker", "serve", "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/metrics"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/system/health", timeout=5)
+                _get(url)  # the first scrape: imports and warm-up, not counted
                 break
-            except OSError as exc:
-                if "503" in str(exc):
-                    break
-                if time.monotonic() > deadline:
-                    raise BenchError("serve did not start") from None
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise BenchError("serve did not answer /metrics within 60 s") from None
                 time.sleep(0.1)
-        samples, size = [], 0
+        status = commands(server.port)[OURS]
+        scrapes: list[float] = []
+        reads: list[float] = []
+        size = 0
+        last = time.monotonic()
         for _ in range(runs):
+            time.sleep(max(1.1 - (time.monotonic() - last), 0))  # past serve's 1 s cache
             started = time.perf_counter()
-            with urllib.request.urlopen(url, timeout=60) as response:
-                size = len(response.read())
-            samples.append(time.perf_counter() - started)
-            time.sleep(1.0)  # past any cache: each scrape reads the fleet
-        return samples[0], statistics.median(samples), size
+            size = _get(url)
+            scrapes.append(time.perf_counter() - started)
+            last = time.monotonic()
+            cost = run_measured(status, env)
+            if cost.exit_code not in (0, 1, 2):
+                raise BenchError(f"status --all --json exited {cost.exit_code}")
+            reads.append(cost.wall_s)
+        return statistics.median(scrapes), statistics.median(reads), size
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         server.close()
+
+
+def publish_against_set(calls: int) -> tuple[float, float]:
+    """The publish script's and a SET's Redis time per call (µs, ``INFO commandstats``):
+    heartbeats of 1,000 services at the worker's default history cap and retention, and SETs
+    of the same payload, in alternating blocks on one server."""
+    server = RedisProcess()
+    try:
+        client = redis.Redis(port=server.port)
+        store = HeartbeatStore(client, Keys(), retention_s=DEFAULT_RETENTION_S,
+                               history_len=DEFAULT_HISTORY_LEN)
+        base = template()
+        count = min(calls, 1000)
+        names = [service_name(i) for i in range(count)]
+        batch = [(name, {**base, "service": name, "interval_s": 10.0, "stale_after_s": 30.0})
+                 for name in names]
+        store.publish_many(batch)  # loads the script; every key exists from here on
+        payload = client.get(Keys().latest(names[0])) or b""
+        totals = {"evalsha": [0, 0.0], "set": [0, 0.0]}
+        for _ in range(max(calls // count, 1)):
+            client.config_resetstat()
+            store.publish_many(batch)
+            stat: dict[str, Any] = client.info("commandstats").get("cmdstat_evalsha", {})
+            totals["evalsha"][0] += int(stat.get("calls", 0))
+            totals["evalsha"][1] += float(stat.get("usec", 0))
+            client.config_resetstat()
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.set(f"bench:set:{name}", payload)
+            pipe.execute()
+            stat = client.info("commandstats").get("cmdstat_set", {})
+            totals["set"][0] += int(stat.get("calls", 0))
+            totals["set"][1] += float(stat.get("usec", 0))
+        (script_calls, script_us), (set_calls, set_us) = totals["evalsha"], totals["set"]
+        if not script_calls or not set_calls:
+            raise BenchError("INFO commandstats counted no EVALSHA or no SET")
+        return float(script_us) / int(script_calls), float(set_us) / int(set_calls)
+    finally:
+        server.close()
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def goals(reads: dict[str, Read], size: int, metrics: tuple[float, float, int],
+          metrics_size: int, publish: tuple[float, float]) -> list[list[object]]:
+    ours, base = reads[OURS], reads[SUMMARY]
+    scrape_s, status_s, _ = metrics
+    script_us, set_us = publish
+    at = f"{size:,} services"
+    wall = ours.cost.wall_s / base.cost.wall_s
+    rss = ours.cost.rss_mib / base.cost.rss_mib
+    return [
+        [f"status --all --json wall, {at} (s)", f"{ours.cost.wall_s:.3f}",
+         f"{base.cost.wall_s:.3f}", f"{wall:.2f}x", "<= 1.2x", _verdict(wall <= 1.2)],
+        [f"Redis CPU per fleet read, {at} (s)", f"{ours.redis_cpu_s:.4f}",
+         f"{base.redis_cpu_s:.4f}", f"{ours.redis_cpu_s / max(base.redis_cpu_s, 1e-6):.2f}x",
+         "<= 0.1 s", _verdict(ours.redis_cpu_s <= 0.1)],
+        [f"slowest Redis command during status --all, {at} (ms)",
+         f"{ours.slowest_ms:.2f} ({ours.slowest_command})",
+         f"{base.slowest_ms:.2f} ({base.slowest_command})", "-", "<= 2 ms",
+         _verdict(ours.slowest_ms <= 2)],
+        [f"another client's worst PING during status --all, {at} (ms)", f"{ours.ping_ms:.1f}",
+         f"{base.ping_ms:.1f}", "-", "<= 5 ms", _verdict(ours.ping_ms <= 5)],
+        [f"peak RSS of status --all, {at} (MiB)", f"{ours.cost.rss_mib:.0f}",
+         f"{base.cost.rss_mib:.0f}", f"{rss:.2f}x", "<= 1.5x", _verdict(rss <= 1.5)],
+        [f"/metrics scrape vs status --all --json, {metrics_size:,} services (s)",
+         f"{scrape_s:.3f}", f"{status_s:.3f}", f"{scrape_s / status_s:.2f}x", "<= 2x",
+         _verdict(scrape_s <= 2 * status_s)],
+        ["publish script vs SET of the same payload, Redis time per call (µs)",
+         f"{script_us:.1f}", f"{set_us:.1f}", f"{script_us / set_us:.2f}x", "<= 10x",
+         _verdict(script_us <= 10 * set_us)],
+    ]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sizes: {text}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"every size must be at least 1: {text}")
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--sizes", type=_sizes, default=[1000, 10_000, 100_000],
+                        help="fleet sizes, comma-separated (default 1000,10000,100000)")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each command (default 7)")
+    parser.add_argument("--not-fresh", type=float, default=0.01, metavar="FRACTION",
+                        help="fraction of the fleet filled stale (default 0.01)")
+    parser.add_argument("--metrics-size", type=int, default=10_000,
+                        help="services of the /metrics comparison (default 10000)")
+    parser.add_argument("--publish-calls", type=int, default=10_000,
+                        help="heartbeats (and SETs) of the publish comparison (default 10000)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.runs < 1 or args.metrics_size < 1 or args.publish_calls < 1:
+        parser.error("--runs, --metrics-size and --publish-calls must be at least 1")
+    if not 0 <= args.not_fresh <= 1:
+        parser.error("--not-fresh must be a fraction from 0 to 1")
+    load_before = loadavg()
+    rows: list[list[object]] = []
+    measured: dict[int, dict[str, Read]] = {}
     try:
-        rows = measure(sizes, args.runs)
-        first_s, median_s, size = metrics_scrape(10_000, max(3, args.runs // 2))
+        for size in args.sizes:
+            measured[size] = reads = measure_size(size, args.runs, args.not_fresh)
+            base = reads[SUMMARY]
+            for name, read in reads.items():
+                rows.append([f"{size:,}", name, f"{read.cost.wall_s:.3f}",
+                             f"{read.cost.cpu_s:.3f}", f"{read.cost.rss_mib:.0f}",
+                             f"{read.redis_cpu_s * 1000:.1f}",
+                             f"{read.cost.wall_s / base.cost.wall_s:.2f}x",
+                             f"{read.cost.rss_mib / base.cost.rss_mib:.2f}x",
+                             f"{read.slowest_ms:.2f} ({read.slowest_command})",
+                             f"{read.ping_ms:.1f}"])
+        metrics = metrics_against_status(args.metrics_size, max(args.runs, 3), args.not_fresh)
+        publish = publish_against_set(args.publish_calls)
     except BenchError as exc:
         print(f"benchmark could not run: {exc}", file=sys.stderr)
         return 1
-    print(f"Fleet reads on {machine()}; medians of {args.runs} process runs, interleaved.\n")
-    print(markdown(["services", "command", "wall s", "CPU s", "peak RSS MiB", "wall vs baseline",
-                    "RSS vs baseline", "slowest command ms", "slowest PING of another client ms"],
-                   rows))
-    print(f"\n/metrics at 10,000 services: first scrape {first_s:.3f} s, median {median_s:.3f} s, "
-          f"{size / 1e6:.1f} MB")
+    goal_size = GOAL_SIZE if GOAL_SIZE in measured else max(measured)
+    print(f"### Fleet reads ({machine()}; {args.not_fresh:.0%} of each fleet stale; medians of "
+          f"{args.runs} process runs, interleaved)\n")
+    print(markdown(["services", "command", "wall s", "CPU s", "peak RSS MiB",
+                    "Redis CPU ms per read", "wall vs summary baseline",
+                    "RSS vs summary baseline", "slowest command ms",
+                    "slowest PING of another client ms"], rows))
+    print(f"\n/metrics at {args.metrics_size:,} services: median scrape {metrics[0]:.3f} s "
+          f"({metrics[2] / 1e6:.1f} MB), status --all --json beside it {metrics[1]:.3f} s\n")
+    print(f"### Fleet goals (at {goal_size:,} services; load average {load_before} before, "
+          f"{loadavg()} after)\n")
+    print(markdown(["measure", "ours", "baseline", "ratio", "goal", "met?"],
+                   goals(measured[goal_size], goal_size, metrics, args.metrics_size, publish)))
     return 0
 
 

@@ -2,11 +2,11 @@
 
     python -m bench.monitor_bench [--sizes 1000,10000] [--runs 7]
 
-For each fleet size (``bench.fleet_bench.fill``: half fresh, half stale), against a
-redis-server of its own: one steady monitor round (read the fleet, record every service:
-nothing changed, so the record script only compares) beside the fleet read alone; and
-``/metrics`` with the monitors' record (uptime, outages, silences: three one-key commands a
-service) beside the exposition without it. Medians of ``--runs`` interleaved runs; the
+For each fleet size (``bench.fill``: half fresh, half stale), against a redis-server of
+its own: one steady monitor round (read the fleet, record every service: nothing
+changed, so the record script only compares) beside the fleet read alone; and
+``/metrics`` with the monitors' record (uptime, outages, silences: three one-key commands
+a service) beside the exposition without it. Medians of ``--runs`` interleaved runs; the
 slowest single command of a monitor round (SLOWLOG). Prints one markdown table.
 """
 
@@ -22,7 +22,8 @@ import redis
 
 from bench.common import RedisProcess, machine
 from bench.common import table as markdown
-from bench.fleet_bench import fill, slowest_command
+from bench.fill import fill
+from bench.fleet_bench import slowest_command
 from worker.core.names import Keys
 from worker.core.settings import Settings
 from worker.http.metrics import exposition
@@ -44,7 +45,7 @@ def measure(sizes: Sequence[int], runs: int) -> list[list[object]]:
         server = RedisProcess()
         try:
             client = redis.Redis(port=server.port)
-            fill(client, size)
+            fill(server.url, size, not_fresh=0.5)
             monitor = Monitor(Settings(redis_url=server.url), client, every_s=10)
             monitor.judge_once()  # the first round starts every record
             read_s: list[float] = []
