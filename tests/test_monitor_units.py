@@ -236,13 +236,54 @@ def test_a_whole_round_on_fakeredis() -> None:
     client = fakeredis.FakeRedis()
     publish(client, "a", interval_s=10)
     monitor = Monitor(Settings(), client, every_s=1.0, owner="m1")
-    assert monitor.judge_once() == [Recorded("a", "fresh", "", None)]
+    assert monitor.judge_once() == [Recorded("a", "fresh", "", None, settled=True)]
     backdate(client, "a", 20)
     (late,) = monitor.judge_once()
     assert (late.service, late.state) == ("a", "late") and late.incident != ""
     assert monitor.rounds == 2 and monitor.entries_recorded == []
     ((_, fields),) = client.xrange(KEYS.incidents("a"))
     assert fields[b"monitor"] == b"m1"
+
+
+def test_a_steady_fresh_service_is_sent_again_only_in_its_slice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh and notified fresh: skipped until its slice's turn; anything else each round."""
+    from worker.core.names import summary_shard
+
+    monkeypatch.setattr(module, "REFRESH_SLICES", 3)
+    client = fakeredis.FakeRedis()
+    names = ["a", "b", "c", "d", "e", "f"]
+    for name in names:
+        publish(client, name, interval_s=10)
+    client.set(KEYS.silence("f"), '{"until_ms": 9999999999999}')  # silenced: nothing notified
+    monitor = Monitor(Settings(), client, every_s=1.0, owner="m1")
+    first = monitor.judge_once()  # a restarted monitor sends every service
+    assert sorted((r.service, r.settled) for r in first) == [
+        ("a", True), ("b", True), ("c", True), ("d", True), ("e", True), ("f", False)]
+    slices = {name: summary_shard(name) % 3 for name in names}
+    assert len(set(slices.values())) > 1  # the names fall in different slices
+    backdate(client, "b", 20)  # late now
+    for turn in (1, 2, 3):
+        sent = {r.service for r in monitor.judge_once()}
+        steady = {n for n in "acde" if slices[n] == turn % 3}
+        assert sent == steady | {"b", "f"}, turn
+    client.delete(KEYS.silence("f"))
+    (f,) = [r for r in monitor.judge_once() if r.service == "f"]
+    assert f.settled  # nothing held back any more: skipped from now on
+    assert "f" not in {r.service for r in monitor.judge_once()} or slices["f"] == 2
+
+
+def test_a_service_gone_from_the_fleet_is_forgotten_by_the_monitor() -> None:
+    client = fakeredis.FakeRedis()
+    publish(client, "a", interval_s=10)
+    monitor = Monitor(Settings(), client, every_s=1.0, owner="m1")
+    monitor.judge_once()
+    assert monitor._settled == {"a"}
+    client.zrem(KEYS.index, "a")
+    client.hdel(KEYS.summary_of("a"), "a")
+    publish(client, "b", interval_s=10)
+    monitor.judge_once()
+    assert monitor._settled == {"b"}
 
 
 # -- the loop --------------------------------------------------------------------------------

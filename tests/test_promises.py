@@ -51,12 +51,13 @@ def _samples(text: str) -> dict[str, float]:
 def test_every_metric_with_known_values() -> None:
     client = fakeredis.FakeRedis()
     keys = Keys()
+    now_ms = redis_time_ms(client.time())
+    # The node set first: a heartbeat's summary says whether its service has one.
+    client.zadd(keys.nodes("api"), {"w1@a": now_ms - 1000, "w2@b": now_ms - 100_000})
     publish(client, "api", interval_s=10, backlog={"depth": 4})
     publish(client, "old", interval_s=10)
     backdate(client, "old", 40)
     BeatMarker(client, keys, "old", interval_s=10, retention_s=60).record_publish()
-    now_ms = redis_time_ms(client.time())
-    client.zadd(keys.nodes("api"), {"w1@a": now_ms - 1000, "w2@b": now_ms - 100_000})
     record(client, keys, read_fleet(client, keys).reports, monitor_id="m")
     client.set(keys.silence("old"), json.dumps({"until_ms": now_ms + 60_000, "reason": "r"}))
     fleet = read_fleet(client, keys)

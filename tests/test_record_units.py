@@ -46,7 +46,7 @@ def _echo(command: tuple[Any, ...]) -> Any:
     """An EVAL answered without a script: each service's recorded state is its name."""
     numkeys = command[2]
     judged = [json.loads(j) for j in command[3 + numkeys + 5:]]
-    return [[j["service"].encode(), b"", b""] for j in judged]
+    return [[j["service"].encode(), b"", b"", 0] for j in judged]
 
 
 # -- when a state began ----------------------------------------------------------------------
@@ -158,10 +158,10 @@ def test_an_error_reply_is_raised() -> None:
 
 
 def test_the_reply_is_read_as_text_and_the_notification_as_json() -> None:
-    reply = [[b"late", b"5-0", b'{"kind": "transition", "seq": "7"}'], [b"fresh", b"", b""]]
+    reply = [[b"late", b"5-0", b'{"kind": "transition", "seq": "7"}', 0], [b"fresh", b"", b"", 1]]
     assert _parse([_report("a"), _report("b")], reply) == [
         Recorded("a", "late", "5-0", {"kind": "transition", "seq": "7"}),
-        Recorded("b", "fresh", "", None)]
+        Recorded("b", "fresh", "", None, settled=True)]
     with pytest.raises(ValueError, match="zip"):
         _parse([_report("a")], reply)
 
@@ -170,7 +170,7 @@ def test_on_fakeredis_a_transition_comes_back_with_its_incident_and_notification
     server = fakeredis.FakeRedis()
     publish(server, interval_s=10)
     first = record(server, KEYS, [read_heartbeat(server, "petsage")], monitor_id="m1")
-    assert first == [Recorded("petsage", "fresh", "", None)]
+    assert first == [Recorded("petsage", "fresh", "", None, settled=True)]
     backdate(server, "petsage", 20)
     report = read_heartbeat(server, "petsage")
     (late,) = record(server, KEYS, [report], monitor_id="m1")
@@ -194,7 +194,7 @@ def test_on_a_cluster_each_service_is_one_call_and_the_outbox_comes_after() -> N
     client = RecordingCluster(server)
     reports = [read_heartbeat(server, s) for s in ("a", "b")]
     assert record(client, KEYS, reports, monitor_id="m1") == [
-        Recorded("a", "fresh", "", None), Recorded("b", "fresh", "", None)]
+        Recorded("a", "fresh", "", None, True), Recorded("b", "fresh", "", None, True)]
     assert client.batches == [[
         ("EVAL", RECORD_SCRIPT, 3, *KEYS.monitor_keys([r.service]), "1000", TTL, "10000",
          "m1", "0", judgement(r)) for r in reports]]  # no notification: no second trip
@@ -239,7 +239,7 @@ def test_on_a_cluster_an_error_reply_is_raised_for_the_record_and_for_the_outbox
     note = b'{"kind": "transition"}'
 
     def outbox_fails(command: tuple[Any, ...]) -> Any:
-        return [[b"late", b"1-0", note]] if command[0] == "EVAL" else error
+        return [[b"late", b"1-0", note, 1]] if command[0] == "EVAL" else error
 
     client = RecordingCluster(answer=outbox_fails)
     with pytest.raises(redis.ResponseError) as raised:
@@ -256,6 +256,6 @@ class Short(RecordingCluster):
 
 
 def test_on_a_cluster_a_reply_short_of_the_calls_is_an_error_not_a_service_dropped() -> None:
-    client = Short(answer=lambda c: [[b"fresh", b"", b""]])
+    client = Short(answer=lambda c: [[b"fresh", b"", b"", 1]])
     with pytest.raises(ValueError, match="zip"):
         record(client, KEYS, [_report("a"), _report("b")], monitor_id="m")

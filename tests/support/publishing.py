@@ -32,8 +32,14 @@ def publish(client: redis.Redis, service: str = "petsage", *, interval_s: float 
 
 
 def backdate(client: redis.Redis, service: str, age_s: float, keys: Keys | None = None) -> None:
-    """Rewrite the stored heartbeat's ts_ms to ``age_s`` before the server's clock now."""
+    """Rewrite the stored heartbeat's ts_ms to ``age_s`` before the server's clock now, in
+    its summary too (as the publish script would have written them: together)."""
     keys = keys or Keys()
     data = json.loads(client.get(keys.latest(service)) or b"{}")
     data["ts_ms"] = redis_time_ms(client.time()) - int(age_s * 1000)
     client.set(keys.latest(service), json.dumps(data))
+    summary = client.hget(keys.summary_of(service), service)
+    if summary is not None:
+        fields = json.loads(summary)
+        fields["ts_ms"] = data["ts_ms"]
+        client.hset(keys.summary_of(service), service, json.dumps(fields))

@@ -17,7 +17,8 @@
 -- and its record and stream expire within NEVER_FRESH_TTL_MS unless judged again, so a
 -- name added to the index that never published pages nobody and soon leaves no keys.
 -- Returns per service: the recorded state, the new incident's id or '', the notification
--- (JSON) or ''.
+-- (JSON) or '', and 1 when the state recorded is the state notified last (nothing held
+-- back by a silence: a monitor may skip a service that stays so; see monitor.py), else 0.
 local NEVER_FRESH_TTL_MS = 3600000
 local maxlen, full_ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = #KEYS
@@ -37,7 +38,7 @@ for i = 0, n / 3 - 1 do
   if not known and j.to ~= 'fresh' then ttl = math.min(full_ttl, NEVER_FRESH_TTL_MS) end
   if seen and j.seen < seen then
     -- Judged before the last recorded change (a slower monitor): it says nothing new.
-    out[i + 1] = {state or '', '', ''}
+    out[i + 1] = {state or '', '', '', 0}
   else
     local recorded = ''
     if state ~= j.to then
@@ -112,7 +113,9 @@ for i = 0, n / 3 - 1 do
       end
       redis.call('HSET', obs, 'notified_diagnosis', diagnosis)
     end
-    out[i + 1] = {state, recorded, note}
+    local settled = 0
+    if redis.call('HGET', obs, 'notified') == state then settled = 1 end
+    out[i + 1] = {state, recorded, note, settled}
   end
 end
 return out

@@ -43,6 +43,7 @@ class Recorded(NamedTuple):
     state: str  #: the recorded state
     incident: str  #: the id of the transition this judgement recorded, or ''
     notification: dict[str, Any] | None  #: the notification it queued, if any
+    settled: bool = False  #: the state recorded is the state notified last
 
 
 def began_ms(report: HeartbeatReport) -> int:
@@ -126,8 +127,8 @@ def _record_cluster(client: Any, keys: Keys, judged: list[HeartbeatReport],
 
 def _parse(reports: list[HeartbeatReport], reply: list[Any]) -> list[Recorded]:
     out = []
-    for report, (state, incident, note) in zip(reports, reply, strict=True):
+    for report, (state, incident, note, settled) in zip(reports, reply, strict=True):
         text = as_text(note)
         out.append(Recorded(report.service, as_text(state), as_text(incident),
-                            json.loads(text) if text else None))
+                            json.loads(text) if text else None, int(settled) == 1))
     return out

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from worker.core.json_loads import loads
 from worker.core.settings import DEFAULT_INTERVAL_S
 from worker.core.states import Diagnosis, State, Thresholds
 
@@ -53,7 +52,7 @@ def _json_object(raw: Any) -> dict[str, Any] | None:
     if not raw or isinstance(raw, BaseException) or len(raw) >= MAX_MARKER_BYTES:
         return None
     try:
-        data = orjson.loads(raw)
+        data = loads(raw)
     except (TypeError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

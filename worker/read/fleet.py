@@ -217,15 +217,19 @@ class Fleet(NamedTuple):
 
 def read_all(client: Any, keys: Keys, overrides: Overrides = (None, None)
              ) -> list[HeartbeatReport]:
-    """Every indexed service: the summaries first, then in full those not shown fresh."""
+    """Every indexed service: the summaries first, then in full those not shown fresh.
+
+    The index decides who is in the fleet: a summary of a service no longer indexed is
+    dropped, and an indexed service without a summary (written by an older version) is
+    read in full.
+    """
+    indexed = fleet_services(client, keys)
     first = first_pass(client, keys, overrides, cluster=is_cluster_client(client))
-    fresh, unsure = first.fresh, first.unsure
-    if len(fresh) + len(unsure) != first.indexed:
-        indexed = fleet_services(client, keys)
-        known = set(indexed)
-        summarised = {r.service for r in fresh}.union(unsure)
-        fresh = [r for r in fresh if r.service in known]
-        unsure = [s for s in unsure if s in known] + [s for s in indexed if s not in summarised]
+    known = set(indexed)
+    fresh = [r for r in first.fresh if r.service in known]
+    summarised = {r.service for r in first.fresh}.union(first.unsure)
+    unsure = [s for s in first.unsure if s in known]
+    unsure += (s for s in indexed if s not in summarised)
     return fresh + read_services(client, unsure, keys, overrides)
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
-import orjson
-
+from worker.core.json_loads import loads
 from worker.core.names import Keys, validate_service
 from worker.core.payload import MAX_PAYLOAD_BYTES, Payload, payload_problem
 from worker.core.redis_io import (
@@ -160,10 +160,15 @@ def _judge(service: str, now_ms: int, kind: str, strlen_reply: Any, value: Any, 
 
 
 def _judge_text(service: str, now_ms: int, value: bytes, *, late_after_s: float | None,
-                stale_after_s: float | None, slim: bool = False) -> HeartbeatReport:
-    """Judge a stored string value of at most ``MAX_PAYLOAD_BYTES`` (the common case)."""
+                stale_after_s: float | None, slim: bool = False,
+                decode: Callable[[bytes], Any] = loads) -> HeartbeatReport:
+    """Judge a stored string value of at most ``MAX_PAYLOAD_BYTES`` (the common case).
+
+    ``decode`` is ``orjson.loads``, or ``json_loads.loads`` (the same answers) where
+    importing orjson would cost more than decoding a value or two with it.
+    """
     try:
-        data = orjson.loads(value)
+        data = decode(value)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return HeartbeatReport(service, State.INVALID,
                                f"stored value is not JSON: {str(exc)[:100]}", now_ms=now_ms)
@@ -279,15 +284,17 @@ def judge_values(services: list[str], now_ms: int, values: list[Any], nodes: lis
     The payload kept is slimmed to what the fleet's readers show (``FLEET_FIELDS``): a
     100,000-service read must not hold 100,000 whole payloads.
     """
+    import orjson  # thousands of payloads: orjson itself, imported once, worth its cost
+
     late_after_s, stale_after_s = overrides
     reports = []
     for service, row, raw_nodes in zip(services, values, nodes, strict=True):
         if type(row) is bytes:  # the script returns a value only when within the cap
             report = _judge_text(service, now_ms, row, late_after_s=late_after_s,
-                                 stale_after_s=stale_after_s, slim=True)
+                                 stale_after_s=stale_after_s, slim=True, decode=orjson.loads)
         elif isinstance(row, str):
             report = _judge_text(service, now_ms, row.encode(), late_after_s=late_after_s,
-                                 stale_after_s=stale_after_s, slim=True)
+                                 stale_after_s=stale_after_s, slim=True, decode=orjson.loads)
         else:  # [type, length]: missing, another type, empty or oversized
             report = _judge(service, now_ms, as_text(row[0]), row[1], b"",
                             late_after_s=late_after_s, stale_after_s=stale_after_s, slim=True)

@@ -47,13 +47,12 @@ class FirstPass(NamedTuple):
     now_ms: int  #: the one clock reading every age of the pass is measured on
     fresh: list[HeartbeatReport]  #: services the summary shows fresh, with their nodes
     unsure: list[str]  #: services to read in full: not fresh, or an unreadable summary
-    indexed: int  #: members of the fleet index (ZCARD), to tell the summaries are complete
 
 
 def first_pass(client: Any, keys: Keys, overrides: Overrides = (None, None), *,
                cluster: bool = False) -> FirstPass:
     """Scan every summary shard and judge each summary; raise on a store error."""
-    now_ms, indexed = _clock_and_count(client, keys, cluster)
+    now_ms = _clock(client, cluster)
     fresh: list[HeartbeatReport] = []
     with_nodes: list[int] = []
     unsure: list[str] = []
@@ -85,7 +84,7 @@ def first_pass(client: Any, keys: Keys, overrides: Overrides = (None, None), *,
                     with_nodes.append(len(fresh))
                 fresh.append(report)
     _add_nodes(client, keys, fresh, with_nodes, now_ms)
-    return FirstPass(now_ms, fresh, unsure, indexed)
+    return FirstPass(now_ms, fresh, unsure)
 
 
 def _scan_reply(reply: Any) -> tuple[Any, list[tuple[Any, Any]]]:
@@ -96,21 +95,16 @@ def _scan_reply(reply: Any) -> tuple[Any, list[tuple[Any, Any]]]:
     return cursor, list(zip(body[0::2], body[1::2], strict=True))
 
 
-def _clock_and_count(client: Any, keys: Keys, cluster: bool) -> tuple[int, int]:
-    """One clock reading (on a cluster, the latest of the primaries') and the index's size."""
+def _clock(client: Any, cluster: bool) -> int:
+    """One clock reading: the server's, or on a cluster the latest of the primaries'."""
     if cluster:
         times = client.execute_command("TIME", target_nodes=client.get_primaries())
         readings = times.values() if isinstance(times, dict) else [times]
-        now_ms = max(redis_time_ms(reading) for reading in readings)
-        (count,) = execute_many(client, [("ZCARD", keys.index)])
-    else:
-        clock, count = execute_many(client, [("TIME",), ("ZCARD", keys.index)])
-        if isinstance(clock, BaseException):
-            raise clock
-        now_ms = redis_time_ms(clock)
-    if isinstance(count, BaseException):
-        raise count
-    return now_ms, int(count)
+        return max(redis_time_ms(reading) for reading in readings)
+    (clock,) = execute_many(client, [("TIME",)])
+    if isinstance(clock, BaseException):
+        raise clock
+    return redis_time_ms(clock)
 
 
 def _judge(service: str, raw: Any, now_ms: int, late_override: float | None,
@@ -131,7 +125,9 @@ def _judge(service: str, raw: Any, now_ms: int, late_override: float | None,
         return None
     thresholds = _thresholds(interval_s, stale_after_s, late_override, stale_override)
     age_s = max(age_ms, 0) / 1000
-    if age_s > thresholds.late_after_s:
+    if age_s > thresholds.late_after_s or age_s > stale_after_s:
+        # Not fresh; or fresh only by a caller's threshold beyond the payload's own stale
+        # threshold, past which the retention (never shorter) may have ended it.
         return None
     has_nodes = data.pop("nodes", 0) == 1
     data["message"] = _shared(data.get("message"))
@@ -155,7 +151,20 @@ def _add_nodes(client: Any, keys: Keys, fresh: list[HeartbeatReport], with_nodes
             if isinstance(raw, BaseException):
                 raise raw
             if raw:
-                fresh[i] = with_components(fresh[i], now_ms, None, raw)
+                fresh[i] = with_components(fresh[i], now_ms, None, _flat(raw))
+
+
+def _flat(reply: list[Any]) -> list[Any]:
+    """``ZREVRANGE ... WITHSCORES`` as the read script returns it: member, score, ...
+
+    redis-py parses the reply into (member, score) pairs; the probe's client does not.
+    """
+    if not isinstance(reply[0], list | tuple):
+        return reply
+    flat: list[Any] = []
+    for member, score in reply:
+        flat += (member, f"{score:.0f}" if isinstance(score, float) else score)
+    return flat
 
 
 __all__ = ["FirstPass", "first_pass"]

@@ -1,0 +1,159 @@
+"""The compact summary against a real redis-server: written with each heartbeat, never at
+odds with the latest payload after any write, refusal, expiry or forget."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+import redis
+
+from tests.support.helpers import wait_for
+from tests.support.publishing import publish
+from worker.cli.silence import run_forget
+from worker.core.names import SUMMARY_SHARDS, Keys, summary_shard
+from worker.core.redis_io import redis_time_ms
+from worker.core.states import FUTURE_TOLERANCE_MS, State
+from worker.publish.store import SUMMARY_SCRIPT, HeartbeatStore, summary_fields
+from worker.read.fleet import read_fleet
+from worker.read.reader import read_heartbeat
+
+KEYS = Keys()
+
+
+def _summary(client: redis.Redis, service: str) -> dict[str, object] | None:
+    raw = client.hget(KEYS.summary_of(service), service)
+    return None if raw is None else json.loads(raw)
+
+
+def test_the_summary_is_written_with_the_heartbeat_field_by_field(real: redis.Redis) -> None:
+    publish(real, "api", interval_s=10, backlog={"depth": 4}, message="m" * 300)
+    latest = json.loads(real.get(KEYS.latest("api")))  # type: ignore[arg-type]
+    assert _summary(real, "api") == {
+        "seq": latest["seq"], "ts_ms": latest["ts_ms"], "timestamp": latest["timestamp"],
+        "nodes": 0, "interval_s": 10, "stale_after_s": 30, "status": "ok",
+        "message": "m" * 200, "queue_lag_ms": 3.0, "duration_ms": 1.0, "clock_offset_ms": 0.0,
+        "backlog": {"depth": 4}, "worker": {"node": "test@host"}}
+    assert KEYS.summary_of("api") == f"petsage:hb:summary:{{{summary_shard('api'):04d}}}"
+    real.zadd(KEYS.nodes("api"), {"w@h": 1})
+    publish(real, "api", interval_s=10)
+    assert _summary(real, "api")["nodes"] == 1  # type: ignore[index]
+    assert _summary(real, "api")["seq"] == 2  # type: ignore[index]
+
+
+def test_the_summary_fields_of_a_body() -> None:
+    assert summary_fields({"other": 1}) == "}"
+    assert summary_fields({"status": "ok", "worker": "x", "checks": {}}) == ',"status":"ok"}'
+    assert summary_fields({"worker": {"node": "n", "pid": 1}, "message": "é"}) == (
+        ',"message":"é","worker":{"node":"n"}}')
+
+
+def test_shards_are_stable_and_spread() -> None:
+    assert summary_shard("petsage") == 353  # a contract: every writer and reader agrees
+    shards = [summary_shard(f"svc-{i:06d}") for i in range(100_000)]
+    assert min(shards) == 0 and max(shards) == SUMMARY_SHARDS - 1
+    assert max(shards.count(s) for s in set(shards[:50])) < 100  # about 49 a shard
+    with pytest.raises(ValueError, match="summary shard 2048 is not in 0..2047"):
+        KEYS.summary(SUMMARY_SHARDS)
+
+
+def _agree(client: redis.Redis, services: list[str]) -> None:
+    """The fleet read (summaries first) says what each service's own read says."""
+    fleet = {r.service: r for r in read_fleet(client, KEYS).reports}
+    for service in services:
+        own = read_heartbeat(client, service)
+        if service not in fleet:
+            assert own.state is State.MISSING and client.zscore(KEYS.index, service) is None
+            continue
+        got = fleet[service]
+        assert (got.state, got.diagnosis) == (own.state, own.diagnosis), service
+        latest = client.get(KEYS.latest(service))
+        summary = _summary(client, service)
+        if latest is not None and summary is not None:
+            stored = json.loads(latest)
+            assert (summary["seq"], summary["ts_ms"]) == (stored["seq"], stored["ts_ms"])
+
+
+def test_summary_and_latest_never_disagree_after_any_write_refusal_expiry_or_forget(
+        real: redis.Redis, redis_server: object) -> None:
+    services = ["a", "b", "c", "d"]
+    rng = random.Random(7)
+    url = f"redis://127.0.0.1:{real.connection_pool.connection_kwargs['port']}/0"
+    short = HeartbeatStore(real, KEYS, retention_s=1, history_len=10)
+    for step in range(60):
+        service = rng.choice(services)
+        action = rng.choice(["publish", "publish", "status", "ahead", "expire", "forget"])
+        if action == "publish":
+            publish(real, service, interval_s=rng.choice([1, 10]))
+        elif action == "status":
+            publish(real, service, status=rng.choice(["degraded", "error"]))
+        elif action == "ahead" and real.exists(KEYS.latest(service)):
+            # A heartbeat stamped ahead of this clock (a failover): the next is refused.
+            original = real.get(KEYS.latest(service))
+            stored = json.loads(original)  # type: ignore[arg-type]
+            stored["ts_ms"] = redis_time_ms(real.time()) + FUTURE_TOLERANCE_MS // 2
+            real.set(KEYS.latest(service), json.dumps(stored, separators=(",", ":")))
+            before = _summary(real, service)
+            publish(real, service)
+            assert _summary(real, service) == before  # refused: the summary is untouched
+            real.set(KEYS.latest(service), original, keepttl=True)  # the test's write undone
+        elif action == "expire":
+            # The retention is at least the stale threshold (the settings' rule), so a
+            # summary still fresh always has its payload.
+            short.publish(service, {"schema": 1, "service": service, "status": "ok",
+                                    "message": "m", "interval_s": 0.25, "stale_after_s": 1,
+                                    "checks": {}})
+            wait_for(lambda s=service: not real.exists(KEYS.latest(s)), 10,
+                     what="the latest key's expiry")
+        elif action == "forget":
+            assert run_forget(service=service, yes=True, redis_url=url, prefix=None) in (0, 2)
+            assert _summary(real, service) is None
+        try:
+            _agree(real, services)
+        except AssertionError as exc:
+            raise AssertionError(f"step {step}, {action} {service}") from exc
+
+
+def test_the_cluster_summary_write_never_goes_backwards(real: redis.Redis) -> None:
+    write = real.register_script(SUMMARY_SCRIPT)
+    shard = KEYS.summary(0)
+
+    def put(seq: int, ts_ms: int) -> int:
+        return int(write(keys=[shard], args=["a", f'{{"seq":{seq},"ts_ms":{ts_ms},"x":1}}',
+                                             ts_ms, FUTURE_TOLERANCE_MS]))
+
+    assert put(1, 1_000_000) == 1
+    assert put(2, 1_000_500) == 1
+    assert put(1, 1_000_000) == 0  # older: the newer is kept
+    assert json.loads(real.hget(shard, "a"))["seq"] == 2  # type: ignore[arg-type]
+    assert put(3, 1_000_500) == 1  # the same ts_ms: the last writer wins
+    assert put(9, 1_000_500 + FUTURE_TOLERANCE_MS + 1) == 1
+    assert put(4, 1_000_499) == 1  # the stored one was too far ahead: not ours to keep
+    real.hset(shard, "a", "junk")
+    assert put(5, 1_000_700) == 1
+
+
+def test_a_missing_summary_is_read_from_the_index_and_an_unindexed_one_is_dropped(
+        real: redis.Redis) -> None:
+    for name in ("a", "b", "c"):
+        publish(real, name)
+    real.hdel(KEYS.summary_of("b"), "b")  # published by an older version, say
+    real.zrem(KEYS.index, "c")  # removed from the index by hand
+    fleet = read_fleet(real, KEYS)
+    assert sorted((r.service, r.state) for r in fleet.reports) == [
+        ("a", State.FRESH), ("b", State.FRESH)]
+
+
+def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis) -> None:
+    for i in range(50):
+        publish(real, f"s{i}", interval_s=10)
+    real.config_resetstat()
+    started = time.monotonic()
+    fleet = read_fleet(real, KEYS)
+    assert len(fleet.reports) == 50 and {r.state for r in fleet.reports} == {State.FRESH}
+    stats = real.info("commandstats")
+    assert "cmdstat_evalsha" not in stats and "cmdstat_eval_ro" not in stats
+    assert stats["cmdstat_hscan"]["calls"] == SUMMARY_SHARDS
+    assert time.monotonic() - started < 30
