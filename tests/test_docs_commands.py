@@ -129,6 +129,8 @@ RUN: dict[str, Expect] = {
     "redis-cli GET 'petsage:hb:{petsage}'": Expect(
         r'^\{.*"message":"PetSage system is alive and purring!".*\}$'),
     "redis-cli ZREM petsage:hb:index billing": Expect(r"^1$"),
+    "python3 -c 'import zlib; print(zlib.crc32(b\"billing\") % 2048)'": Expect(r"^1194$"),
+    "redis-cli HDEL 'petsage:hb:summary:{1194}' billing": Expect(r"^1$"),
     "curl -i http://127.0.0.1:9808/system/health": Expect(
         r'^HTTP/1\.1 200 OK(?s:.*)"message":"PetSage system is alive and purring!"'
         r'(?s:.*)"state":"fresh"', needs_serve=True),
