@@ -1,17 +1,29 @@
-"""Every benchmark in one run, against a real redis-server it starts; one markdown table.
+"""Every benchmark in one run, against a real redis-server it starts; markdown tables.
 
-    python -m bench.run_all [--quick] [--soak-seconds 0]
+    python -m bench.run_all [--quick | --tiny] [--soak-seconds 0]
 
 Medians and ratios are measured side by side in this run (interleaved where it matters),
 so a loaded machine slows both sides alike. Nothing here is a test: a missed target is
 reported, not failed; a benchmark that cannot run exits non-zero.
+
+Every module of ``bench/`` is accounted for: run (``MODULES``, each as a process of its
+own, whose output must hold a markdown table), run by another (``RUN_BY``), or not a
+benchmark (``NOT_RUN``, printed with the reason); a module in none of them fails the run.
+``--tiny`` runs every benchmark once at a tiny size (100 services, 3 repetitions, seconds
+where the full run takes minutes), the soak included: what CI runs, so that no benchmark
+rots. Every process a benchmark starts is stopped when it ends, on SIGTERM and on
+Ctrl-C too: this process is their subreaper, and kills whatever is left.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -19,13 +31,15 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from bench.common import BIN, BenchError, RedisProcess, free_port, machine, table
+from bench.fill import not_fresh_indices
 from bench.probe_bench import _body, _naive_scan_get
-from worker.core.names import Keys
+from worker.core.names import Keys, default_queue
 from worker.core.settings import DEFAULT_HISTORY_LEN
 from worker.publish.store import HeartbeatStore
 from worker.read.fleet import read_fleet
@@ -105,13 +119,14 @@ def bench_read(server: RedisProcess, client: redis.Redis, n: int) -> None:
             ratio, "<= 1.5x", ratio <= 1.5)
 
 
-def bench_fleet_read(server: RedisProcess, client: redis.Redis, services: int) -> None:
+def bench_fleet_read(server: RedisProcess, client: redis.Redis, services: int,
+                     runs: int = 5) -> None:
     store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
     for i in range(services):
         store.publish(f"svc-{i}", _body(f"svc-{i}"))
     probe = ProbeClient(server.url, timeout_s=30)
     ours, naive = [], []
-    for _ in range(5):
+    for _ in range(runs):
         t = time.perf_counter()
         read_fleet(probe, Keys())
         ours.append(time.perf_counter() - t)
@@ -160,7 +175,7 @@ def bench_end_to_end(server: RedisProcess, seconds: int) -> list[float]:
     base = [sys.executable, "-m", "celery", "-A", "worker"]
     procs = [subprocess.Popen([*base, "beat"], env=env, cwd=workdir, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True),
-             subprocess.Popen([*base, "worker", "-Q", "heartbeat.petsage", "--without-mingle",
+             subprocess.Popen([*base, "worker", "-Q", default_queue("e2e"), "--without-mingle",
                                "--without-gossip"], env=env, cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)]
@@ -296,50 +311,275 @@ def bench_fleet_load(server: RedisProcess, services: int, seconds: int) -> None:
         f"{errors} ({late_rounds})", "-", None, "0", errors == 0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
-    parser.add_argument("--soak-seconds", type=int, default=0,
-                        help="also run the soak for this long (600 for the README figure)")
-    args = parser.parse_args()
-    quick = args.quick
+@dataclass(frozen=True)
+class Sizes:
+    """How much each in-process benchmark of one mode does."""
+
+    calls: int  #: publishes and reads timed, in interleaved blocks of 100
+    fleet: int  #: services of the fleet read
+    fleet_runs: int
+    e2e_s: int  #: seconds of real beat and worker
+    load: tuple[int, int]  #: services and seconds of the fleet load
+    fill: int  #: services bench.fill writes
+
+
+SIZES = {
+    "full": Sizes(5000, 10_000, 5, 60, (1000, 20), 100_000),
+    "quick": Sizes(1000, 1000, 5, 10, (1000, 5), 10_000),
+    "tiny": Sizes(300, 100, 3, 2, (100, 2), 100),
+}
+
+MODULES: dict[str, dict[str, list[str]]] = {
+    "probe_bench": {"full": [], "quick": ["--runs", "5", "--services", "1000"],
+                    "tiny": ["--runs", "3", "--services", "100"]},
+    "check_cost": {"full": [], "quick": ["--runs", "3"], "tiny": ["--runs", "3"]},
+    "memory_bench": {"full": ["--heartbeats", "10000"], "quick": ["--heartbeats", "2000"],
+                     "tiny": ["--heartbeats", "200"]},
+    "fleet_bench": {"full": ["--sizes", "1000,10000,100000", "--runs", "7"],
+                    "quick": ["--sizes", "1000,10000", "--runs", "3"],
+                    "tiny": ["--sizes", "100", "--runs", "3", "--metrics-size", "100",
+                             "--publish-calls", "1000"]},
+    "monitor_bench": {"full": ["--runs", "7"], "quick": ["--runs", "3"],
+                      "tiny": ["--sizes", "100", "--runs", "3"]},
+    "entries_bench": {"full": ["--rounds", "8"], "quick": ["--rounds", "3"],
+                      "tiny": ["--entries", "100", "--rounds", "3"]},
+    "soak": {"tiny": ["--seconds", "3"]},  # full and quick: with --soak-seconds only
+}
+"""The benchmarks run as processes of their own, with their flags in each mode (a module
+listed here whose file is gone is left out: ``check_cost`` came later)."""
+
+IN_PROCESS = ("fill",)
+"""Run by this process, its figures rows of the first table (``bench.fill`` as a process:
+its line, then the fleet it filled read back)."""
+
+RUN_BY = {"fleet_baseline": "fleet_bench", "summary_baseline": "fleet_bench"}
+"""Floors that another benchmark runs, side by side with what they are the floor of."""
+
+NOT_RUN = {
+    "mutation": "mutation testing, not a benchmark: it runs the test suite inside itself "
+                "(python -m bench.mutation)",
+    "lua_mutations": "hand-made Lua mutations, not a benchmark: it runs parts of the test "
+                     "suite inside itself (python -m bench.lua_mutations)",
+}
+"""Modules of bench/ that are no benchmark, with why."""
+
+PLUMBING = ("__init__", "common", "run_all")
+
+TABLE = re.compile(r"^\|.*\|\n\|(---\|)+$", re.MULTILINE)
+"""A markdown table's header and rule: what every benchmark prints."""
+
+BENCH = Path(__file__).resolve().parent
+
+
+def bench_modules() -> list[str]:
+    """Every module of bench/ but its plumbing."""
+    return sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in PLUMBING)
+
+
+def unaccounted() -> list[str]:
+    """Modules of bench/ that this file neither runs nor says why not."""
+    known = set(MODULES) | set(IN_PROCESS) | set(RUN_BY) | set(NOT_RUN)
+    return [name for name in bench_modules() if name not in known]
+
+
+def bench_fill(server: RedisProcess, services: int) -> None:
+    """``python -m bench.fill`` against this run's server, then its fleet read back."""
+    prefix = "fill"
+    argv = [sys.executable, "-m", "bench.fill", "--services", str(services), "--redis",
+            server.url, "--prefix", prefix, "--not-fresh", "0.1"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+    if done.returncode != 0:
+        raise BenchError(f"bench.fill exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    match = re.search(r"in ([\d.]+) s: ([\d,]+) services/s", done.stdout)
+    if match is None:
+        raise BenchError(f"bench.fill printed no rate: {done.stdout.strip()[-300:]}")
+    probe = ProbeClient(server.url, timeout_s=60)
+    try:
+        fleet = read_fleet(probe, Keys(prefix))
+    finally:
+        probe.close()
+    stale = sum(r.state.value == "stale" for r in fleet.reports)
+    fresh = sum(r.state.value == "fresh" for r in fleet.reports)
+    want_stale = len(not_fresh_indices(services, 0.1))
+    row(f"bench.fill: {services:,} services through publish_many (services/s)",
+        match.group(2), "-", None, "-", None)
+    row("bench.fill: its fleet read back (fresh / stale)", f"{fresh:,} / {stale:,}",
+        f"{services - want_stale:,} / {want_stale:,} filled", None, "the same",
+        fresh == services - want_stale and stale == want_stale)
+
+
+def run_module(module: str, args: list[str]) -> None:
+    """``python -m bench.MODULE ARGS`` in a process group of its own; its output shown; a
+    BenchError if it fails or prints no table. Stopped, with its group, on any exit."""
+    print(f"\n## bench.{module} {' '.join(args)}\n", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{module}", *args],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate()
+    finally:
+        _stop_group(proc)
+    print(out, end="", flush=True)
+    if proc.returncode != 0:
+        raise BenchError(f"bench.{module} exited {proc.returncode}")
+    if not TABLE.search(out):
+        raise BenchError(f"bench.{module} printed no table")
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group, a grace, then SIGKILL it (whatever is left in it)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(10)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Linux: the processes our children leave behind (a celery worker in a session of its
+    own, whose parent died) become our children, not init's, so ``stop_left`` finds them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(root: int) -> list[tuple[int, int, str]]:
+    """(pid, parent pid, state) of every process below ``root``, from /proc."""
+    parents: dict[int, list[tuple[int, int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents.setdefault(int(fields[1]), []).append((int(entry), int(fields[1]), fields[0]))
+    found, todo = [], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def stop_left() -> list[str]:
+    """SIGKILL every process still running below this one; their command lines."""
+    me = os.getpid()
+    left = []
+    for pid, _, state in _descendants(me):
+        if state != "Z":
+            try:
+                left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                            .decode(errors="replace").strip())
+            except OSError:
+                left.append(str(pid))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pending = [(pid, ppid) for pid, ppid, _ in _descendants(me)]
+        if not pending:
+            break
+        for pid, ppid in pending:
+            if ppid == me:  # an orphan handed to us, or a child of ours: reap it
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return left
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # the finally blocks stop what was started
+
+
+def run(mode: str, soak_seconds: int) -> int:
+    missing = unaccounted()
+    if missing:
+        print("benchmark failed: bench/ modules neither run nor listed as not run in "
+              f"bench/run_all.py: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    sizes = SIZES[mode]
+    present = set(bench_modules())
     server = RedisProcess()
     try:
         client = redis.Redis(port=server.port)
-        bench_publish(client, 1000 if quick else 5000)
-        bench_read(server, client, 1000 if quick else 5000)
-        bench_fleet_read(server, client, 1000 if quick else 10_000)
+        bench_publish(client, sizes.calls)
+        bench_read(server, client, sizes.calls)
+        bench_fleet_read(server, client, sizes.fleet, sizes.fleet_runs)
         cost = bench_store_cost(client)
-        bench_end_to_end(server, 10 if quick else 60)
-        bench_fleet_load(server, 1000, 5 if quick else 20)
+        bench_end_to_end(server, sizes.e2e_s)
+        bench_fleet_load(server, *sizes.load)
+        bench_fill(server, sizes.fill)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     finally:
         server.close()
-    print(f"### All benchmarks ({machine()}, redis-server on loopback)\n")
+    print(f"### All benchmarks ({machine()}, redis-server on loopback, {mode} run; load "
+          f"average {' / '.join(f'{x:.2f}' for x in os.getloadavg())})\n")
     print(table(["benchmark", "ours", "baseline", "ratio", "target", "verdict"], ROWS))
     print("\n### Store cost per service (MEMORY USAGE, bytes)\n")
     print(table(["latest payload", f"history, cap {DEFAULT_HISTORY_LEN} (default)",
                  "history, cap 1000", "index entry"],
                 [(f"{cost['latest']:,.0f}", f"{cost['history_default']:,.0f}",
                   f"{cost['history_1000']:,.0f}", f"{cost['index_entry']:,.0f}")]))
-    others = [["bench.probe_bench", "--runs", "5" if quick else "10",
-               "--services", "1000" if quick else "10000"],
-              ["bench.memory_bench", "--heartbeats", "2000" if quick else "10000"],
-              ["bench.fleet_bench", "--sizes", "1000,10000" if quick else "1000,10000,100000",
-               "--runs", "3" if quick else "7"],
-              ["bench.monitor_bench", "--runs", "3" if quick else "7"],
-              ["bench.entries_bench", "--rounds", "3" if quick else "8"]]
-    if args.soak_seconds:
-        others.append(["bench.soak", "--seconds", str(args.soak_seconds)])
-    for module in others:  # each starts its own redis-server (and celery where it needs it)
-        print(flush=True)
-        done = subprocess.run([sys.executable, "-m", *module], check=False)
-        if done.returncode != 0:
-            print(f"benchmark failed: {module[0]} exited {done.returncode}", file=sys.stderr)
+    for name, runner in RUN_BY.items():
+        if name in present:
+            print(f"\nbench.{name}: run by bench.{runner}, beside what it is the floor of")
+    for name, why in NOT_RUN.items():
+        if name in present:
+            print(f"\nbench.{name}: not run: {why}")
+    for module, flags in MODULES.items():  # each starts its own redis-server (and celery)
+        if module not in present:
+            continue
+        if module == "soak" and mode != "tiny":
+            if not soak_seconds:
+                print("\nbench.soak: not run (--soak-seconds 600 runs it)")
+                continue
+            args = ["--seconds", str(soak_seconds)]
+        else:
+            args = flags[mode]
+        try:
+            run_module(module, args)
+        except BenchError as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
+    size.add_argument("--tiny", action="store_true",
+                      help="every benchmark once at a tiny size, the soak included (CI)")
+    parser.add_argument("--soak-seconds", type=int, default=0,
+                        help="also run the soak for this long (600 for the README figure)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    become_subreaper()
+    code = 1
+    try:
+        code = run("tiny" if args.tiny else "quick" if args.quick else "full", args.soak_seconds)
+    finally:
+        # Interrupted, a benchmark stopped mid-way leaves its servers: expected, and stopped
+        # here. After a run that ended, anything left is a benchmark's leak: a failure.
+        left = stop_left()
+        if left:
+            print(f"{'stopped' if code == 1 else 'benchmark failed:'} {len(left)} processes "
+                  "left running, now killed: " + "; ".join(cmd[:120] for cmd in left),
+                  file=sys.stderr)
+            code = 1
+    return code
 
 
 if __name__ == "__main__":
