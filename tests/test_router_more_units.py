@@ -334,7 +334,7 @@ def test_a_page_s_reports_problem_total_and_cursor(configured: fakeredis.FakeRed
     def refuse(*_: Any) -> Any:
         raise RuntimeError("NOPERM redis://:s3cret@db:6379 " + "z" * 300)
 
-    monkeypatch.setattr(router, "read_services", refuse)
+    monkeypatch.setattr(router, "read_listed", refuse)
     assert _page(ApiQuery(None, None, 500, 60)) == (
         [], "Redis could not be asked: " + ("NOPERM redis://:***@db:6379 " + "z" * 300)[:200],
         0, None)

@@ -157,3 +157,22 @@ def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis) -> No
     assert "cmdstat_evalsha" not in stats and "cmdstat_eval_ro" not in stats
     assert stats["cmdstat_hscan"]["calls"] == SUMMARY_SHARDS
     assert time.monotonic() - started < 30
+
+
+def test_a_listed_page_reads_summaries_and_only_the_rest_in_full(real: redis.Redis) -> None:
+    from tests.support.publishing import backdate
+    from worker.read.fleet import read_listed
+
+    for name in ("a", "b", "c", "d"):
+        publish(real, name, interval_s=10)
+    backdate(real, "b", 20)
+    real.hdel(KEYS.summary_of("c"), "c")
+    real.config_resetstat()
+    reports = {r.service: r for r in read_listed(real, ["a", "b", "c"], KEYS)}
+    assert {n: r.state for n, r in reports.items()} == {
+        "a": State.FRESH, "b": State.LATE, "c": State.FRESH}
+    assert reports["b"].diagnosis is not None  # read in full: diagnosed
+    stats = real.info("commandstats")
+    assert stats["cmdstat_hget"]["calls"] == 3
+    own = read_heartbeat(real, "a")
+    assert reports["a"].payload["seq"] == own.payload["seq"]  # type: ignore[index]

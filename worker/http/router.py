@@ -39,7 +39,7 @@ from worker.http.metrics import CONTENT_TYPE, scrape
 from worker.http.shared_read import AnswerCache, SharedRead
 from worker.read.entries import read_entries
 from worker.read.entry_scrape import EntriesFleet, read_fleet_entries
-from worker.read.fleet import Fleet, fleet_services, read_fleet, read_services, sort_worst_first
+from worker.read.fleet import Fleet, fleet_services, read_fleet, read_listed, sort_worst_first
 from worker.read.history import read_histories
 from worker.read.incidents import IncidentSummary, read_incidents
 from worker.read.reader import HeartbeatReport, read_heartbeat
@@ -501,7 +501,7 @@ def _page(query: ApiQuery) -> tuple[list[HeartbeatReport], str | None, int, str 
     page = names[start:start + size]
     following = page[-1] if page and start + size < len(names) else None
     try:
-        reports = read_services(source.client(), page, source.keys())
+        reports = read_listed(source.client(), page, source.keys())
     except Exception as exc:  # the reader reports, never raises
         return [], f"Redis could not be asked: {redact(str(exc))[:200]}", 0, None
     return sort_worst_first(reports), None, len(names), following

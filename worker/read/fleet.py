@@ -64,7 +64,7 @@ from worker.read.reader import (
     read_many,
 )
 from worker.read.store_writes import ask_refusal
-from worker.read.summary import first_pass
+from worker.read.summary import first_pass, listed_pass
 
 FLEET_CHUNK_KEYS = 1000
 """No command of a fleet read touches more keys (or index members) than this."""
@@ -233,6 +233,14 @@ def read_all(client: Any, keys: Keys, overrides: Overrides = (None, None)
     return fresh + read_services(client, unsure, keys, overrides)
 
 
+def read_listed(client: Any, services: list[str], keys: Keys,
+                overrides: Overrides = (None, None)) -> list[HeartbeatReport]:
+    """``services`` (indexed, valid names): their summaries first, then in full those not
+    shown fresh, as ``read_all`` does for the whole fleet."""
+    first = listed_pass(client, keys, services, overrides, cluster=is_cluster_client(client))
+    return first.fresh + read_services(client, first.unsure, keys, overrides)
+
+
 def read_fleet(client: Any, keys: Keys, *, only: str | None = None) -> Fleet:
     """Every indexed service, worst first (or just ``only``, if the index lists it).
 
@@ -260,5 +268,5 @@ def sort_worst_first(reports: list[HeartbeatReport]) -> list[HeartbeatReport]:
     return sorted(reports, key=lambda r: (_RANK[r.state], -(r.age_s or 0), r.service))
 
 
-__all__ = ["Fleet", "fleet_services", "read_all", "read_fleet", "read_services",
-           "sort_worst_first"]
+__all__ = ["Fleet", "fleet_services", "read_all", "read_fleet", "read_listed",
+           "read_services", "sort_worst_first"]
