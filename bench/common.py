@@ -41,15 +41,18 @@ class RedisProcess:
              "--appendonly", "no", "--dir", self.dir, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.close()  # never left running, whatever the caller does next
-                    raise BenchError("redis-server did not start") from None
-                time.sleep(0.05)
+        try:
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise BenchError("redis-server did not start") from None
+                    time.sleep(0.05)
+        except BaseException:
+            self.close()  # never left running, whatever stopped its start (SIGTERM too)
+            raise
 
     @property
     def url(self) -> str:
