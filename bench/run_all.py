@@ -343,6 +343,9 @@ MODULES: dict[str, dict[str, list[str]]] = {
                       "tiny": ["--sizes", "100", "--runs", "3"]},
     "entries_bench": {"full": ["--rounds", "8"], "quick": ["--rounds", "3"],
                       "tiny": ["--entries", "100", "--rounds", "3"]},
+    # Its own default run goes to 1,000,000 services (minutes of filling a cluster).
+    "cluster_scale": {"full": ["--sizes", "10000,100000"], "quick": ["--sizes", "10000"],
+                      "tiny": ["--sizes", "100", "--runs", "3"]},
     "soak": {"tiny": ["--seconds", "3"]},  # full and quick: with --soak-seconds only
 }
 """The benchmarks run as processes of their own, with their flags in each mode (a module
