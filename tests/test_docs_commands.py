@@ -198,6 +198,9 @@ COVERED: dict[str, tuple[str, str]] = {
         "the same command with --json, a short --poll and --redis, against real beat and "
         "worker processes of the sample app (the fleet here has no entries to report), "
         "stopped by SIGTERM"),
+    ".venv/bin/python -m bench.run_all --tiny": (
+        "tests/test_benchmarks.py::test_every_benchmark_runs_at_a_tiny_size_and_prints_its_table",
+        "the same command, run to its end: exit 0, every benchmark's table printed"),
     "petsage-heartbeat serve": (
         "tests/test_serve.py::test_health_metrics_and_store_outage_over_http",
         "serve with --port on a free port (the default, 9808, may be taken); the curl "
@@ -229,6 +232,11 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m bench.memory_bench": _BENCH,
     ".venv/bin/python -m bench.soak --seconds 600": _BENCH,
     ".venv/bin/python -m bench.monitor_bench": _BENCH,
+    ".venv/bin/python -m bench.fleet_bench --sizes 1000,10000,100000 --runs 7": _BENCH,
+    ".venv/bin/python -m bench.fill --services 1000000 --redis redis://127.0.0.1:6379/0 "
+    "--not-fresh 0.01": "a million services into a Redis on the default port: minutes of "
+                        "load; tests/test_benchmarks.py fills 50 through the same command, "
+                        "and its flags are checked here",
     ".venv/bin/python -m bench.mutation": "mutation testing: minutes of CPU, and it runs the "
                                           "suite inside itself; its flags are checked here",
     ".venv/bin/python -m bench.mutation --survivors": "mutation testing again, of what "
