@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,9 @@ def main() -> int:
     finally:
         os.killpg(worker.pid, 9)
         worker.wait(10)
+        log.close()
         server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -23,6 +23,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -209,6 +210,7 @@ def bench_end_to_end(server: RedisProcess, seconds: int) -> list[float]:
         for proc in procs:
             os.killpg(proc.pid, 9)
             proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
     if len(fractions) < seconds:
         raise BenchError(f"only {len(fractions)} heartbeats in {seconds} s at 0.5 s")
     fractions.sort()

@@ -12,6 +12,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,7 @@ def main() -> int:
             os.killpg(proc.pid, 9)
             proc.wait(10)
         server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
