@@ -184,8 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster.close()
     print(table(["services", "fill", "Redis memory a service", "status --all wall s", "CPU s",
                  "s per 100k", "peak RSS MiB", "slowest command ms"], rows))
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"\nnot fresh: {args.not_fresh:.0%} of each fleet, read in full; history length 1; "
-          f"medians of {args.runs} runs; load average {Path('/proc/loadavg').read_text().split()[0:3]}")
+          f"medians of {args.runs} runs; load average {load}")
     return 0
 
 

@@ -10,6 +10,7 @@ import orjson
 from worker.cli.check import positive_seconds, within
 from worker.core.errors import ConfigError, StoreUnreachableError
 from worker.core.exits import fail
+from worker.core.gc_pause import paused_gc
 from worker.core.settings import Settings
 from worker.core.states import State
 from worker.core.urls import redact
@@ -78,9 +79,11 @@ def run_status(*, redis_url: str | None, service: str | None, all_services: bool
             print(orjson.dumps([{**summary(reports[0]),
                                  "incidents": summary_of.as_json(now_ms)}]).decode())
         elif as_json:
-            _write_json(reports)
+            with paused_gc():
+                _write_json(reports)
         elif reports:
-            print(render_table([table_row(r) for r in reports]))
+            with paused_gc():
+                print(render_table([table_row(r) for r in reports]))
             if record:
                 print("\n".join(incident_lines(record[0][1], record[0][0])))
             for problem in problems:

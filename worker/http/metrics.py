@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from worker.core.entries import EntryState
+from worker.core.gc_pause import paused_gc
 from worker.core.states import State
 from worker.read.entry_scrape import EntriesFleet, last_run_ms
 from worker.read.fleet import Fleet
@@ -114,6 +115,12 @@ def exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None = None,
     """The whole scrape: ``store_up``, then every family with one sample per service, then
     the monitors' record of each service when ``records`` has been read, then the beat
     entries when ``entries`` has been read."""
+    with paused_gc():
+        return _exposition(fleet, records, entries)
+
+
+def _exposition(fleet: Fleet, records: dict[str, IncidentSummary] | None,
+                entries: EntriesFleet | None) -> bytes:
     head = [f"# HELP {PREFIX}_store_up 1 if the heartbeat store answered this scrape, else 0",
             f"# TYPE {PREFIX}_store_up gauge",
             f"{PREFIX}_store_up {0.0 if fleet.store_problem else 1.0}"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+from worker.core.gc_pause import paused_gc
 from worker.core.names import SERVICE_PATTERN, Keys
 from worker.core.payload import MAX_PAYLOAD_BYTES
 from worker.core.redis_io import (
@@ -249,7 +250,8 @@ def read_fleet(client: Any, keys: Keys, *, only: str | None = None) -> Fleet:
     """
     try:
         if only is None:
-            reports = read_all(client, keys)
+            with paused_gc():
+                return Fleet(sort_worst_first(read_all(client, keys)))
         else:
             (score,) = execute_many(client, [("ZSCORE", keys.index, only)])
             if isinstance(score, BaseException):

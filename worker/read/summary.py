@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import orjson
+from orjson import loads
 
 from worker.core.names import SERVICE_PATTERN, SUMMARY_SHARDS, Keys
 from worker.core.redis_io import as_text, execute_many, redis_time_ms
 from worker.core.states import FUTURE_TOLERANCE_MS, State
 from worker.read.nodes import FLEET_NODES_LIMIT
-from worker.read.reader import HeartbeatReport, Overrides, _shared, _thresholds, with_components
+from worker.read.reader import HeartbeatReport, Overrides, _thresholds, with_components
 
 SCAN_COUNT = 1000
 """``HSCAN``'s ``COUNT``: no command of the first pass returns more fields than about this."""
@@ -139,33 +139,45 @@ def _clock(client: Any, cluster: bool) -> int:
 
 def _judge(service: str, raw: Any, now_ms: int, late_override: float | None,
            stale_override: float | None) -> tuple[HeartbeatReport, bool] | None:
-    """A fresh report and whether the service has nodes, or None: read it in full."""
+    """A fresh report and whether the service has nodes, or None: read it in full.
+
+    Run for every service of the fleet: each check is one cheap expression.
+    """
     try:
-        data = orjson.loads(raw)
-        ts_ms, seq, status = data["ts_ms"], data["seq"], data["status"]
-        interval_s, stale_after_s = data["interval_s"], data["stale_after_s"]
+        data = loads(raw)
+        ts_ms, interval_s, stale_after_s = data["ts_ms"], data["interval_s"], data["stale_after_s"]
+        if (data["status"] != "ok" or type(ts_ms) is not int or type(data["seq"]) is not int
+                or type(interval_s) not in _NUMBERS or type(stale_after_s) not in _NUMBERS
+                or not 0 < interval_s <= stale_after_s < 1e9):
+            return None
     except (ValueError, TypeError, KeyError):
         return None  # not a summary of ours: the full read judges the payload
-    if not (type(ts_ms) is int and type(seq) is int and status == "ok"
-            and type(interval_s) in (int, float) and type(stale_after_s) in (int, float)
-            and 0 < interval_s <= stale_after_s < 1e9):
-        return None
     age_ms = now_ms - ts_ms
     if age_ms < -FUTURE_TOLERANCE_MS:
         return None
     thresholds = _thresholds(interval_s, stale_after_s, late_override, stale_override)
-    age_s = max(age_ms, 0) / 1000
+    age_s = age_ms / 1000 if age_ms > 0 else 0.0
     if age_s > thresholds.late_after_s or age_s > stale_after_s:
         # Not fresh; or fresh only by a caller's threshold beyond the payload's own stale
         # threshold, past which the retention (never shorter) may have ended it.
         return None
     has_nodes = data.pop("nodes", 0) == 1
-    data["message"] = _shared(data.get("message"))
-    if "backlog" in data:
-        data["backlog"] = _shared(data["backlog"])
-    report = HeartbeatReport(service, State.FRESH, f"last heartbeat {age_s:.1f}s ago",
-                             age_s=age_s, thresholds=thresholds, payload=data, now_ms=now_ms)
+    message = data.get("message")
+    if type(message) is str:  # a fleet repeats a few messages: each kept once
+        kept = _MESSAGES.get(message)
+        if kept is None and len(_MESSAGES) < 4096:
+            _MESSAGES[message] = kept = message
+        if kept is not None:
+            data["message"] = kept
+    report = HeartbeatReport(service, State.FRESH, f"last heartbeat {age_s:.1f}s ago", age_s,
+                             thresholds, data, now_ms)
     return report, has_nodes
+
+
+_NUMBERS = (int, float)
+
+_MESSAGES: dict[Any, Any] = {}
+"""Equal messages of many summaries, kept once (a few thousand at most)."""
 
 
 def _add_nodes(client: Any, keys: Keys, fresh: list[HeartbeatReport], with_nodes: list[int],
