@@ -25,6 +25,7 @@ from bench import fill as fill_module
 from bench.fill import fill, not_fresh_indices, service_name
 from tests.support.helpers import REPO, RedisServer, require_binary
 from tests.support.processes import processes_left, spawn, stop
+from tests.support.processes import run as run_process
 from worker.core.names import Keys
 from worker.core.states import State
 from worker.read.fleet import read_fleet
@@ -112,9 +113,9 @@ def _states(client: redis.Redis, prefix: str) -> dict[str, State]:
 
 def test_fill_writes_a_fleet_that_reads_fresh(redis_server: RedisServer,
                                               real: redis.Redis) -> None:
-    done = subprocess.run([sys.executable, "-m", "bench.fill", "--services", "50",
-                           "--redis", redis_server.url, "--prefix", "f50"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    done = run_process([sys.executable, "-m", "bench.fill", "--services", "50",
+                        "--redis", redis_server.url, "--prefix", "f50"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert re.fullmatch(r"wrote 50 services \(0 not fresh\) under f50 in [\d.]+ s: [\d,]+ "
@@ -169,9 +170,9 @@ def test_fill_refuses_bad_input_in_one_line(argv: list[str], says: str,
 
 
 def test_fill_as_a_command_says_a_bad_input_in_one_line_without_a_traceback() -> None:
-    done = subprocess.run([sys.executable, "-m", "bench.fill", "--services", "0",
-                           "--redis", "redis://127.0.0.1:6379/0"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+    done = run_process([sys.executable, "-m", "bench.fill", "--services", "0",
+                        "--redis", "redis://127.0.0.1:6379/0"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == ("python -m bench.fill: --services must be 1 to 10,000,000, not 0\n")
