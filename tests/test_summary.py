@@ -155,7 +155,7 @@ def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis) -> No
     assert len(fleet.reports) == 50 and {r.state for r in fleet.reports} == {State.FRESH}
     stats = real.info("commandstats")
     assert "cmdstat_evalsha" not in stats and "cmdstat_eval_ro" not in stats
-    assert stats["cmdstat_hscan"]["calls"] == SUMMARY_SHARDS
+    assert stats["cmdstat_hgetall"]["calls"] == SUMMARY_SHARDS
     assert time.monotonic() - started < 30
 
 
@@ -176,3 +176,22 @@ def test_a_listed_page_reads_summaries_and_only_the_rest_in_full(real: redis.Red
     assert stats["cmdstat_hget"]["calls"] == 3
     own = read_heartbeat(real, "a")
     assert reports["a"].payload["seq"] == own.payload["seq"]  # type: ignore[index]
+
+
+def test_a_fleet_past_the_hint_is_scanned_in_bounded_commands(
+        real: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.read import summary as module
+
+    monkeypatch.setattr(module, "SCAN_COUNT", 2)  # a shard's fields in several HSCANs
+    shard = KEYS.summary_of("a")
+    names = ["a", *[f"n{i}" for i in range(3000) if KEYS.summary_of(f"n{i}") == shard][:6]]
+    for name in names:
+        publish(real, name, interval_s=10)
+    real.config_resetstat()
+    small = module.first_pass(real, KEYS, services_hint=len(names))
+    big = module.first_pass(real, KEYS, services_hint=module.SCAN_FROM_SERVICES + 1)
+    assert sorted(r.service for r in small.fresh) == sorted(r.service for r in big.fresh)
+    assert sorted(r.service for r in big.fresh) == sorted(names)
+    stats = real.info("commandstats")
+    assert stats["cmdstat_hgetall"]["calls"] == SUMMARY_SHARDS
+    assert stats["cmdstat_hscan"]["calls"] > SUMMARY_SHARDS  # the shard took more than one

@@ -225,7 +225,8 @@ def read_all(client: Any, keys: Keys, overrides: Overrides = (None, None)
     read in full.
     """
     indexed = fleet_services(client, keys)
-    first = first_pass(client, keys, overrides, cluster=is_cluster_client(client))
+    first = first_pass(client, keys, overrides, cluster=is_cluster_client(client),
+                       services_hint=len(indexed))
     known = set(indexed)
     fresh = [r for r in first.fresh if r.service in known]
     summarised = {r.service for r in first.fresh}.union(first.unsure)
