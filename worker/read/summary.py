@@ -4,10 +4,11 @@ The publish script keeps one summary per service (``seq``, ``ts_ms``, ``timestam
 thresholds, status and the fields fleet views show, about 300 bytes) in 2,048 hash
 shards, in the same atomic write as the latest payload. A fleet read fetches the shards
 (``HGETALL``, or ``HSCAN ... COUNT 1000`` past 1.6 million services; 128 shards per round
-trip: no command over about 1,000 fields), judges each summary on one Redis clock reading, and keeps a fresh one as its report. Only
-the services a summary does not show fresh (late, stale, failing, missing, unreadable) are
-read in full, with their markers and notes, by ``worker.read.fleet``: a fleet that is all
-down costs what a full read costs, a healthy one a tenth of it.
+trip: no command over about 1,000 fields), judges each summary on one Redis clock
+reading, and keeps a fresh one as its report. Only the services a summary does not show
+fresh (late, stale, failing, missing, unreadable) are read in full, with their markers
+and notes, by ``worker.read.fleet``: a fleet that is all down costs what a full read
+costs, a healthy one a tenth of it.
 
 Why a fresh summary can be trusted: the summary and the latest payload are written
 together, so a summary is never newer than the payload, and its ``ts_ms`` is the
