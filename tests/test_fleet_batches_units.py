@@ -362,3 +362,18 @@ def test_a_service_whose_age_is_unknown_sorts_as_age_zero() -> None:
 
     assert [x.service for x in sort_worst_first([r("a", None), r("b", 0.5), r("c", 0)])] == [
         "b", "a", "c"]
+
+
+def test_sorting_fresh_apart_orders_as_one_key_would() -> None:
+    import random
+
+    from worker.core.states import SEVERITY
+
+    rank = {state: n for n, state in enumerate(SEVERITY)}
+    rng = random.Random(3)
+    reports = [HeartbeatReport(f"s{rng.randrange(50)}", rng.choice(list(State)), "",
+                               rng.choice([None, 0, 1.5, 2.0, rng.random()]))
+               for _ in range(500)]
+    reports = [r for r in reports if not (r.state is State.FRESH and r.age_s is None)]
+    one_key = sorted(reports, key=lambda r: (rank[r.state], -(r.age_s or 0), r.service))
+    assert sort_worst_first(reports) == one_key
