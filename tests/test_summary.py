@@ -195,3 +195,25 @@ def test_a_fleet_past_the_hint_is_scanned_in_bounded_commands(
     stats = real.info("commandstats")
     assert stats["cmdstat_hgetall"]["calls"] == SUMMARY_SHARDS
     assert stats["cmdstat_hscan"]["calls"] > SUMMARY_SHARDS  # the shard took more than one
+
+
+@pytest.mark.parametrize("summary", [
+    b"junk", b"[1, 2]", b'{"seq": 1}',
+    b'{"seq":1,"ts_ms":NOW,"interval_s":10,"stale_after_s":30,"status":"ok"}',  # no message
+    b'{"seq":1,"ts_ms":NOW,"interval_s":10,"stale_after_s":30,"status":"degraded","message":"m"}',
+    b'{"seq":"1","ts_ms":NOW,"interval_s":10,"stale_after_s":30,"status":"ok","message":"m"}',
+    b'{"seq":1,"ts_ms":NOW,"interval_s":30,"stale_after_s":10,"status":"ok","message":"m"}',
+    b'{"seq":1,"ts_ms":NOW,"interval_s":true,"stale_after_s":10,"status":"ok","message":"m"}',
+    b'{"seq":1,"ts_ms":LATER,"interval_s":10,"stale_after_s":30,"status":"ok","message":"m"}',
+])
+def test_a_summary_that_is_not_sound_is_read_in_full(real: redis.Redis, summary: bytes) -> None:
+    from worker.read import summary as module
+
+    publish(real, "a", interval_s=10)
+    now_ms = redis_time_ms(real.time())
+    real.hset(KEYS.summary_of("a"), "a", summary.replace(b"NOW", str(now_ms).encode())
+              .replace(b"LATER", str(now_ms + 60_000).encode()))
+    first = module.first_pass(real, KEYS)
+    assert (first.fresh, first.unsure) == ([], ["a"])
+    (report,) = read_fleet(real, KEYS).reports
+    assert report.state is State.FRESH and report.payload["schema"] == 1  # type: ignore[index]

@@ -177,14 +177,15 @@ def _judge(service: str, raw: Any, now_ms: int, late_override: float | None,
         # Not fresh; or fresh only by a caller's threshold beyond the payload's own stale
         # threshold, past which the retention (never shorter) may have ended it.
         return None
-    has_nodes = data.pop("nodes", 0) == 1
     message = data.get("message")
-    if type(message) is str:  # a fleet repeats a few messages: each kept once
-        kept = _MESSAGES.get(message)
-        if kept is None and len(_MESSAGES) < 4096:
-            _MESSAGES[message] = kept = message
-        if kept is not None:
-            data["message"] = kept
+    if type(message) is not str:
+        return None  # the views rely on a message: the full read says what is wrong
+    kept = _MESSAGES.get(message)  # a fleet repeats a few messages: each kept once
+    if kept is None and len(_MESSAGES) < 4096:
+        _MESSAGES[message] = kept = message
+    if kept is not None:
+        data["message"] = kept
+    has_nodes = data.pop("nodes", 0) == 1
     report = HeartbeatReport(service, State.FRESH, f"last heartbeat {age_s:.1f}s ago", age_s,
                              thresholds, data, now_ms)
     return report, has_nodes
