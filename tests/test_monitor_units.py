@@ -245,9 +245,10 @@ def test_a_whole_round_on_fakeredis() -> None:
     assert fields[b"monitor"] == b"m1"
 
 
-def test_a_steady_fresh_service_is_sent_again_only_in_its_slice(
+def test_a_steady_service_is_sent_again_only_in_its_slice(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fresh and notified fresh: skipped until its slice's turn; anything else each round."""
+    """Judged as recorded and notified: skipped until its slice's turn; a change, or a
+    record held back by a silence, each round."""
     from worker.core.names import summary_shard
 
     monkeypatch.setattr(module, "REFRESH_SLICES", 3)
@@ -263,10 +264,12 @@ def test_a_steady_fresh_service_is_sent_again_only_in_its_slice(
     slices = {name: summary_shard(name) % 3 for name in names}
     assert len(set(slices.values())) > 1  # the names fall in different slices
     backdate(client, "b", 20)  # late now
-    for turn in (1, 2, 3):
+    (late,) = [r for r in monitor.judge_once() if r.service == "b"]  # a change: sent
+    assert (late.state, late.settled) == ("late", True)
+    for turn in (2, 3, 4):  # late and recorded late: steady too
         sent = {r.service for r in monitor.judge_once()}
-        steady = {n for n in "acde" if slices[n] == turn % 3}
-        assert sent == steady | {"b", "f"}, turn
+        steady = {n for n in "abcde" if slices[n] == turn % 3}
+        assert sent == steady | {"f"}, turn
     client.delete(KEYS.silence("f"))
     (f,) = [r for r in monitor.judge_once() if r.service == "f"]
     assert f.settled  # nothing held back any more: skipped from now on
@@ -278,12 +281,12 @@ def test_a_service_gone_from_the_fleet_is_forgotten_by_the_monitor() -> None:
     publish(client, "a", interval_s=10)
     monitor = Monitor(Settings(), client, every_s=1.0, owner="m1")
     monitor.judge_once()
-    assert monitor._settled == {"a"}
+    assert monitor._settled == {"a": ("fresh", "")}
     client.zrem(KEYS.index, "a")
     client.hdel(KEYS.summary_of("a"), "a")
     publish(client, "b", interval_s=10)
     monitor.judge_once()
-    assert monitor._settled == {"b"}
+    assert monitor._settled == {"b": ("fresh", "")}
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -422,3 +425,32 @@ def test_a_real_monitor_thread_stops_when_asked() -> None:
     monitor.stop()
     thread.join(timeout=60)
     assert not thread.is_alive() and monitor.rounds >= 2
+
+
+def test_a_steady_state_with_a_new_diagnosis_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.core.names import summary_shard
+    from worker.core.states import Diagnosis
+
+    monkeypatch.setattr(module, "REFRESH_SLICES", 1000)
+    monitor = Monitor(Settings(), fakeredis.FakeRedis(), every_s=1.0, owner="m1")
+    name = next(n for n in (f"s{i}" for i in range(100)) if summary_shard(n) % 1000 != 0)
+    monitor._settled = {name: ("stale", "beat_down")}
+    same = HeartbeatReport(name, State.STALE, "r", diagnosis=Diagnosis.BEAT_DOWN)
+    moved = same._replace(diagnosis=Diagnosis.BROKER_DOWN)
+    assert monitor._due([same]) == []
+    assert monitor._due([moved]) == [moved]
+    assert monitor._due([same._replace(state=State.LATE)]) == [same._replace(state=State.LATE)]
+
+
+def test_a_service_never_seen_fresh_has_nothing_to_notify_and_is_settled() -> None:
+    client = fakeredis.FakeRedis()
+    publish(client, "g", interval_s=10)
+    backdate(client, "g", 60)  # stale at its first judgement: recorded, never notified
+    monitor = Monitor(Settings(), client, every_s=1.0, owner="m1")
+    (first,) = monitor.judge_once()
+    assert (first.state, first.notification, first.settled) == ("stale", None, True)
+    assert monitor._settled == {"g": ("stale", first_diagnosis(client))}
+
+
+def first_diagnosis(client: fakeredis.FakeRedis) -> str:
+    return (client.hget(KEYS.observed("g"), "diagnosis") or b"").decode()

@@ -8,12 +8,13 @@ has any (``worker.observe.entry_record``), recorded and notified once the same w
 
 A round reads the fleet from the compact summaries (``worker.read.fleet``: only services
 not fresh are read in full) and sends to ``record.lua`` only what may change the record:
-every service not fresh, every service this monitor has not yet seen recorded fresh with
-nothing held back, and a rotating slice of the rest (one in ``REFRESH_SLICES`` a round),
-so that each record is confirmed, and its TTL renewed, every ``REFRESH_SLICES`` rounds.
-A fresh service that stays fresh costs a monitor nothing else: 100,000 services are a
-fleet read and about 1,000 records a round, not 100,000. A restarted monitor knows
-nothing yet and sends every service once.
+every service whose judgement (state and diagnosis) differs from what this monitor last
+saw recorded and notified, and a rotating slice of the rest (one in ``REFRESH_SLICES`` a
+round), so that each record is confirmed, and its TTL renewed, every ``REFRESH_SLICES``
+rounds. A service that stays as it was costs a monitor nothing else: 100,000 services are
+a fleet read and about 1,000 records a round, not 100,000. A restarted monitor knows
+nothing yet and sends every service once; a record held back by a silence is sent every
+round until it is notified.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 from worker.core.names import summary_shard
 from worker.core.settings import Settings
-from worker.core.states import State
 from worker.observe.delivery import Delivery
 from worker.observe.entry_record import EntryRecorded, EntryRounds
 from worker.observe.record import Recorded, record
@@ -60,8 +60,9 @@ class Monitor:
         self.stopping = threading.Event()
         self.rounds = 0
         self._problem: str | None = None
-        #: Services whose record this monitor last saw fresh and notified as fresh.
-        self._settled: set[str] = set()
+        #: Service -> (state, diagnosis) this monitor last sent and saw recorded and
+        #: notified as such: sent again only when its judgement differs (or in its slice).
+        self._settled: dict[str, tuple[str, str]] = {}
         self.entry_rounds = EntryRounds(client, settings.keys, monitor_id=self.owner,
                                         incidents_len=settings.incidents_len,
                                         ttl_ms=settings.incidents_ttl_ms)
@@ -88,7 +89,7 @@ class Monitor:
         else:
             self._say_problem(fleet.store_problem)
             return []
-        self._remember(recorded)
+        self._remember(due, recorded)
         try:
             entries = self.entry_rounds.judge([r.service for r in fleet.reports],
                                               ENTRIES_BUDGET * self.every_s)
@@ -124,18 +125,24 @@ class Monitor:
         if not settled:
             return reports
         turn = self.rounds % REFRESH_SLICES
-        due = [r for r in reports if r.state is not State.FRESH or r.service not in settled
+        due = [r for r in reports
+               if settled.get(r.service) != (r.state.value, r.diagnosis or "")
                or summary_shard(r.service) % REFRESH_SLICES == turn]
-        settled.intersection_update(r.service for r in reports)  # gone from the fleet
+        if len(settled) > len(reports) // 2:  # forget services gone from the fleet
+            names = {r.service for r in reports}
+            for gone in [name for name in settled if name not in names]:
+                del settled[gone]
         return due
 
-    def _remember(self, recorded: list[Recorded]) -> None:
-        """Note which services the record shows fresh and notified as fresh."""
-        for each in recorded:
-            if each.state == State.FRESH.value and each.settled:
-                self._settled.add(each.service)
+    def _remember(self, sent: list[Any], recorded: list[Recorded]) -> None:
+        """Note each service whose record now holds, notified, what this round judged."""
+        settled = self._settled
+        for report, each in zip(sent, recorded, strict=False):
+            judged = report.state.value
+            if each.service == report.service and each.settled and each.state == judged:
+                settled[each.service] = (judged, report.diagnosis or "")
             else:
-                self._settled.discard(each.service)
+                settled.pop(each.service, None)
 
     def _say_problem(self, problem: str) -> None:
         from worker.core.urls import redact

@@ -17,8 +17,9 @@
 -- and its record and stream expire within NEVER_FRESH_TTL_MS unless judged again, so a
 -- name added to the index that never published pages nobody and soon leaves no keys.
 -- Returns per service: the recorded state, the new incident's id or '', the notification
--- (JSON) or '', and 1 when the state recorded is the state notified last (nothing held
--- back by a silence: a monitor may skip a service that stays so; see monitor.py), else 0.
+-- (JSON) or '', and 1 when nothing is left to notify (the state recorded is the state
+-- notified last, or the service was never fresh: a monitor may skip a service that stays
+-- so; see monitor.py), else 0 (a notification held back by a silence).
 local NEVER_FRESH_TTL_MS = 3600000
 local maxlen, full_ttl, outmax, monitor = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = #KEYS
@@ -113,8 +114,11 @@ for i = 0, n / 3 - 1 do
       end
       redis.call('HSET', obs, 'notified_diagnosis', diagnosis)
     end
+    -- Settled: nothing left to notify (notified as it is, or never fresh: never notified).
     local settled = 0
-    if redis.call('HGET', obs, 'notified') == state then settled = 1 end
+    if redis.call('HGET', obs, 'notified') == state or (not known and state ~= 'fresh') then
+      settled = 1
+    end
     out[i + 1] = {state, recorded, note, settled}
   end
 end
