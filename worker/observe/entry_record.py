@@ -1,8 +1,9 @@
 """Record the beat entries' transitions, once across monitors (``entry_record.lua``).
 
 Each round the monitor asks which indexed services have beat entries (pipelined
-``EXISTS``, of most services one round in ten: ``EntryRounds``), reads those services' entries (``read_entries``: one round trip each)
-and sends every entry's judged state to ``entry_record.lua``, one call per service. The
+``EXISTS``, of most services one round in ten: ``EntryRounds``), reads those services'
+entries (``read_entries``: one round trip each) and sends every entry's judged state to
+``entry_record.lua``, one call per service. The
 script keeps each entry's verdict in the service's ``entry_observed`` hash and, in the
 same atomic step, appends a change of verdict to the service's ``entry_incidents`` stream
 and a notification to the shared outbox, which the webhook threads deliver like any other.
