@@ -3,8 +3,8 @@
     python -m bench.monitor_bench [--sizes 1000,10000] [--runs 7]
 
 For each fleet size (``bench.fill``: half fresh, half stale), against a redis-server of
-its own: one steady monitor round (read the fleet, record every service: nothing
-changed, so the record script only compares) beside the fleet read alone; and
+its own: one steady monitor round (read the fleet; nothing changed, so only the services
+in this round's slice go to the record script) beside the fleet read alone; and
 ``/metrics`` with the monitors' record (uptime, outages, silences: three one-key commands
 a service) beside the exposition without it. Medians of ``--runs`` interleaved runs; the
 slowest single command of a monitor round (SLOWLOG). Prints one markdown table.
