@@ -334,17 +334,26 @@ def test_the_index_is_read_in_ranges_of_a_thousand() -> None:
                         ("ZRANGE", KEYS.index, 2000, 2999)])]
 
 
-@pytest.mark.parametrize("command", ["TIME", "ZCARD", "HGETALL", "ZRANGE", "ZSCORE", "EVAL_RO"])
-def test_an_error_reply_anywhere_is_the_fleets_store_problem(command: str) -> None:
+@pytest.mark.parametrize(("command", "shards"), [
+    ("TIME", False), ("ZCARD", False), ("ZRANGE", False), ("HGET", False), ("HGETALL", True),
+    ("TIME", True), ("ZSCORE", False), ("EVAL_RO", False), ("EVAL_RO", True)])
+def test_an_error_reply_anywhere_is_the_fleets_store_problem(
+        command: str, shards: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whichever command the store refuses, the read is a problem, not a partial fleet
-    (the whole fleet asks TIME, ZCARD and the summaries, then, b's summary gone, the index
-    and the script; one service ZSCORE and the script)."""
+    (the whole fleet asks ZCARD, the index, TIME and the summaries: one HGET a service, or
+    every shard in a fleet of 2,048 or more; then, b's summary gone, the script; one
+    service ZSCORE and the script)."""
+    from worker.read import fleet as fleet_module
+
+    if shards:
+        monkeypatch.setattr(fleet_module, "SUMMARY_SHARDS", 0)
     server = fakeredis.FakeRedis()
     publish(server, "a")
     publish(server, "b")
     assert server.hdel(KEYS.summary_of("b"), "b") == 1
     client = _Recorder(server, fail=command)
-    asks = {None: {"TIME", "ZCARD", "HGETALL", "ZRANGE", "EVAL_RO"}, "a": {"ZSCORE", "EVAL_RO"}}
+    asks = {None: {"TIME", "ZCARD", "HGETALL" if shards else "HGET", "ZRANGE", "EVAL_RO"},
+            "a": {"ZSCORE", "EVAL_RO"}}
     for only, sent in asks.items():
         found = read_fleet(client, KEYS, only=only)
         if command in sent:

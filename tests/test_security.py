@@ -43,7 +43,8 @@ WORKER_ACL = ("on", f">{SECRET}", "resetkeys", "~petsage:hb:*", "~heartbeat.pets
 READER_ACL = ("on", f">{SECRET}", "resetkeys", "%R~petsage:hb:*", "resetchannels",
               "&petsage:hb:events", "-@all", "+@connection", "+get", "+getrange", "+strlen",
               "+type", "+exists", "+time", "+zcard", "+zrange", "+zrevrange", "+xrevrange",
-              "+xrange", "+xlen", "+hmget", "+hlen", "+hkeys", "+hstrlen", "+eval_ro", "+info",
+              "+xrange", "+xlen", "+hmget", "+hget", "+hgetall", "+hscan", "+hlen", "+hkeys",
+              "+hstrlen", "+eval_ro", "+info",
               "+subscribe", "+unsubscribe",
               # The entries' silences, read bounded by a script in the entries' pipeline.
               "(~petsage:hb:*:entry_silence +eval +hlen +hkeys +hstrlen +hget)")

@@ -23,6 +23,17 @@ from worker.read.reader import read_heartbeat
 KEYS = Keys()
 
 
+@pytest.fixture(params=["each", "shards"])
+def fleet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fleet read by one HGET a service (fewer services than shards), or by every shard
+    (as a fleet of 2,048 services or more is)."""
+    from worker.read import fleet as fleet_module
+
+    if request.param == "shards":
+        monkeypatch.setattr(fleet_module, "SUMMARY_SHARDS", 0)
+    return str(request.param)
+
+
 def _summary(client: redis.Redis, service: str) -> dict[str, object] | None:
     raw = client.hget(KEYS.summary_of(service), service)
     return None if raw is None else json.loads(raw)
@@ -77,7 +88,7 @@ def _agree(client: redis.Redis, services: list[str]) -> None:
 
 
 def test_summary_and_latest_never_disagree_after_any_write_refusal_expiry_or_forget(
-        real: redis.Redis, redis_server: object) -> None:
+        real: redis.Redis, redis_server: object, fleet_path: str) -> None:
     services = ["a", "b", "c", "d"]
     rng = random.Random(7)
     url = f"redis://127.0.0.1:{real.connection_pool.connection_kwargs['port']}/0"
@@ -136,7 +147,7 @@ def test_the_cluster_summary_write_never_goes_backwards(real: redis.Redis) -> No
 
 
 def test_a_missing_summary_is_read_from_the_index_and_an_unindexed_one_is_dropped(
-        real: redis.Redis) -> None:
+        real: redis.Redis, fleet_path: str) -> None:
     for name in ("a", "b", "c"):
         publish(real, name)
     real.hdel(KEYS.summary_of("b"), "b")  # published by an older version, say
@@ -146,7 +157,8 @@ def test_a_missing_summary_is_read_from_the_index_and_an_unindexed_one_is_droppe
         ("a", State.FRESH), ("b", State.FRESH)]
 
 
-def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis) -> None:
+def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis,
+                                                        fleet_path: str) -> None:
     for i in range(50):
         publish(real, f"s{i}", interval_s=10)
     real.config_resetstat()
@@ -155,7 +167,10 @@ def test_a_fleet_that_is_all_fresh_costs_no_read_script(real: redis.Redis) -> No
     assert len(fleet.reports) == 50 and {r.state for r in fleet.reports} == {State.FRESH}
     stats = real.info("commandstats")
     assert "cmdstat_evalsha" not in stats and "cmdstat_eval_ro" not in stats
-    assert stats["cmdstat_hgetall"]["calls"] == SUMMARY_SHARDS
+    if fleet_path == "shards":
+        assert stats["cmdstat_hgetall"]["calls"] == SUMMARY_SHARDS
+    else:
+        assert stats["cmdstat_hget"]["calls"] == 50 and "cmdstat_hgetall" not in stats
     assert time.monotonic() - started < 30
 
 
@@ -184,11 +199,12 @@ def test_a_fleet_past_the_hint_is_scanned_in_bounded_commands(
 
     monkeypatch.setattr(module, "SCAN_COUNT", 2)  # a shard's fields in several HSCANs
     shard = KEYS.summary_of("a")
-    names = ["a", *[f"n{i}" for i in range(3000) if KEYS.summary_of(f"n{i}") == shard][:6]]
+    names = ["a", *[f"n{i}" for i in range(30000) if KEYS.summary_of(f"n{i}") == shard][:6]]
+    assert len(names) == 7
     for name in names:
         publish(real, name, interval_s=10)
     real.config_resetstat()
-    small = module.first_pass(real, KEYS, services_hint=len(names))
+    small = module.first_pass(real, KEYS, services_hint=len(names))  # every shard
     big = module.first_pass(real, KEYS, services_hint=module.SCAN_FROM_SERVICES + 1)
     assert sorted(r.service for r in small.fresh) == sorted(r.service for r in big.fresh)
     assert sorted(r.service for r in big.fresh) == sorted(names)

@@ -1,8 +1,9 @@
 """Read every service of the fleet in bounded chunks that never stall Redis.
 
 A whole fleet is read in two passes: the compact summaries first (``worker.read.summary``:
-every fresh service is judged there), then, for the services a summary does not show
-fresh, the full read below. The index is read too only when its size and the summaries'
+every fresh service is judged there; one ``HGET`` a service in a fleet smaller than the
+2,048 shards, else every shard), then, for the services a summary does not show fresh,
+the full read below. The index is read too only when its size and the summaries'
 count differ (a summary missing: a service that published through an older version, or
 removed from the index by hand), and then it decides which services are in the fleet.
 The full read:
@@ -36,7 +37,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from worker.core.gc_pause import paused_gc
-from worker.core.names import SERVICE_PATTERN, Keys
+from worker.core.names import SERVICE_PATTERN, SUMMARY_SHARDS, Keys
 from worker.core.payload import MAX_PAYLOAD_BYTES
 from worker.core.redis_io import (
     as_text,
@@ -226,8 +227,13 @@ def read_all(client: Any, keys: Keys, overrides: Overrides = (None, None)
     read in full.
     """
     indexed = fleet_services(client, keys)
-    first = first_pass(client, keys, overrides, cluster=is_cluster_client(client),
-                       services_hint=len(indexed))
+    cluster = is_cluster_client(client)
+    if len(indexed) < SUMMARY_SHARDS:
+        # Fewer services than shards: one HGET each costs less than every shard (an
+        # embedded server, a small fleet).
+        first = listed_pass(client, keys, indexed, overrides, cluster=cluster)
+        return first.fresh + read_services(client, first.unsure, keys, overrides)
+    first = first_pass(client, keys, overrides, cluster=cluster, services_hint=len(indexed))
     known = set(indexed)
     fresh = [r for r in first.fresh if r.service in known]
     summarised = {r.service for r in first.fresh}.union(first.unsure)
