@@ -137,8 +137,8 @@ def measure(cluster: LocalCluster, services: int, runs: int, not_fresh: float) -
     before = cluster.used_memory()
     filled = fill(cluster.url, services, not_fresh=not_fresh, history_len=1)
     per_service = (cluster.used_memory() - before) / services
-    # --timeout: the read's deadline (twice this); a million services take more than the
-    # default's 4 s on two cores.
+    # --timeout: the read's deadline is twice this; a million services take more than the
+    # default's 10 s on two cores.
     argv = [sys.executable, "-m", "worker", "status", "--all", "--json", "--timeout", "150",
             "--redis", cluster.url]
     costs: list[ProcessCost] = []
