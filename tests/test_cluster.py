@@ -74,3 +74,26 @@ def test_pipeline_with_a_cluster_store(cluster: RedisClusterSet, own_redis: Redi
              what="more heartbeats")
     report = read_heartbeat(client, "clustered")
     assert report.beat is not None and report.beat["seq"] >= 4  # the marker, in the same slot
+
+
+def test_a_failing_heartbeat_whose_summary_write_fails_is_not_shown_fresh(
+        cluster: RedisClusterSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.publish.store import HeartbeatStore
+
+    client = make_client(cluster.url, timeout_s=2)
+    publish(client, "flaky")
+    store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
+
+    def lost(**_: object) -> None:
+        raise ConnectionError("the summary's node went away")
+
+    monkeypatch.setattr(store, "_summary_script", lost)
+    body = json.loads(client.get(Keys().latest("flaky")))  # type: ignore[arg-type]
+    for stamped in ("seq", "ts_ms", "timestamp"):
+        body.pop(stamped)
+    with pytest.raises(ConnectionError):
+        store.publish("flaky", {**body, "status": "error"})
+    assert client.hget(Keys().summary_of("flaky"), "flaky") is None
+    own = read_heartbeat(client, "flaky")
+    (report,) = [r for r in read_fleet(client, Keys()).reports if r.service == "flaky"]
+    assert own.state is State.STALE and report.state is State.STALE

@@ -454,3 +454,23 @@ def test_a_service_never_seen_fresh_has_nothing_to_notify_and_is_settled() -> No
 
 def first_diagnosis(client: fakeredis.FakeRedis) -> str:
     return (client.hget(KEYS.observed("g"), "diagnosis") or b"").decode()
+
+
+def test_a_transition_another_monitor_recorded_makes_this_one_send_everything(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(module, "REFRESH_SLICES", 10**6)  # no slice: only the counter
+    client = fakeredis.FakeRedis()
+    publish(client, "x", interval_s=10)
+    a = Monitor(Settings(), client, every_s=1.0, owner="a")
+    b = Monitor(Settings(), client, every_s=1.0, owner="b")
+    a.judge_once()
+    b.judge_once()
+    assert a._settled == {"x": ("fresh", "")}
+    backdate(client, "x", 20)
+    (late,) = b.judge_once()  # b records x late; a never sees it late
+    assert late.incident and int(client.get(KEYS.transitions) or 0) == 1
+    publish(client, "x", interval_s=10)  # back: fresh again, as a last remembers it
+    (back,) = a.judge_once()  # the counter moved: a sends x, and records the recovery
+    assert (back.service, back.state) == ("x", "fresh") and back.incident
+    assert int(client.get(KEYS.transitions) or 0) == 2
+    assert a.judge_once() == []  # settled again: nothing sent

@@ -54,11 +54,39 @@ def test_the_summary_is_written_with_the_heartbeat_field_by_field(real: redis.Re
     assert _summary(real, "api")["seq"] == 2  # type: ignore[index]
 
 
+SOUND = {"schema": 1, "service": "a", "status": "ok", "message": "é", "interval_s": 10,
+         "stale_after_s": 30, "checks": {}}
+
+
 def test_the_summary_fields_of_a_body() -> None:
-    assert summary_fields({"other": 1}) == "}"
-    assert summary_fields({"status": "ok", "worker": "x", "checks": {}}) == ',"status":"ok"}'
-    assert summary_fields({"worker": {"node": "n", "pid": 1}, "message": "é"}) == (
-        ',"message":"é","worker":{"node":"n"}}')
+    assert summary_fields(SOUND, "a") == (
+        ',"interval_s":10,"stale_after_s":30,"status":"ok","message":"é"}')
+    assert summary_fields({**SOUND, "worker": {"node": "n", "pid": 1}}, "a").endswith(
+        ',"worker":{"node":"n"}}')
+    assert summary_fields({**SOUND, "worker": "x"}, "a").endswith('"message":"é"}')
+
+
+@pytest.mark.parametrize("change", [
+    {"schema": 2}, {"service": "b"}, {"checks": None}, {"queue_lag_ms": True},
+    {"clock_offset_ms": "1"}, {"status": "fine"}, {"message": 1}, {"interval_s": 0},
+    {"stale_after_s": 5}, {"seq": 3}, {"ts_ms": 1}, {"timestamp": "2026-01-01T00:00:00+00:00"},
+])
+def test_a_body_readers_would_not_take_as_it_is_has_no_summary_fields(
+        change: dict[str, object]) -> None:
+    assert summary_fields({**SOUND, **change}, "a") == "}"
+
+
+@pytest.mark.parametrize("change", [{"schema": 2}, {"service": "b"}, {"checks": None},
+                                    {"queue_lag_ms": True}, {"ts_ms": 1}])
+def test_a_fleet_never_shows_fresh_what_the_single_read_finds_invalid(
+        real: redis.Redis, change: dict[str, object], fleet_path: str) -> None:
+    HeartbeatStore(real, KEYS, retention_s=3600, history_len=10).publish(
+        "a", {**SOUND, **change})
+    own = read_heartbeat(real, "a")
+    (fleet,) = read_fleet(real, KEYS).reports
+    assert own.state is not State.FRESH
+    assert (fleet.state, fleet.diagnosis) == (own.state, own.diagnosis)
+    assert fleet.reason.split(" ago")[-1] == own.reason.split(" ago")[-1]  # the same why
 
 
 def test_shards_are_stable_and_spread() -> None:

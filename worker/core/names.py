@@ -28,6 +28,7 @@ Names (prefix ``petsage:hb`` by default, service ``petsage``)::
                                    summary (JSON: seq, ts_ms, timestamp, interval_s,
                                    stale_after_s, status, ...); shard = CRC-32 of the name
                                    modulo 2,048
+    petsage:hb:transitions         counter: transitions the monitors recorded (for monitors)
     petsage:hb:events              pub/sub channel: each payload as published
 
 The service part is wrapped in braces, a Redis Cluster *hash tag*, so that all of one
@@ -254,6 +255,12 @@ class Keys:
     def summary_of(self, service: str) -> str:
         """The summary shard that holds ``service``'s summary."""
         return self.summary(summary_shard(validate_service(service)))
+
+    @property
+    def transitions(self) -> str:
+        """A counter the monitors add their recorded transitions to: a monitor that sees it
+        moved by another's sends every service to the record again (``monitor.py``)."""
+        return self._join("transitions")
 
     @property
     def events(self) -> str:

@@ -14,7 +14,10 @@ round), so that each record is confirmed, and its TTL renewed, every ``REFRESH_S
 rounds. A service that stays as it was costs a monitor nothing else: 100,000 services are
 a fleet read and about 1,000 records a round, not 100,000. A restarted monitor knows
 nothing yet and sends every service once; a record held back by a silence is sent every
-round until it is notified.
+round until it is notified. Monitors add the transitions they record to a shared counter
+(``Keys.transitions``): one that finds it moved by another sends every service that
+round, so a transition another monitor recorded (and a recovery after it) is never left
+to a slice.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Monitor:
         #: Service -> (state, diagnosis) this monitor last sent and saw recorded and
         #: notified as such: sent again only when its judgement differs (or in its slice).
         self._settled: dict[str, tuple[str, str]] = {}
+        self._version: int | None = None  #: the transitions counter as this monitor left it
         self.entry_rounds = EntryRounds(client, settings.keys, monitor_id=self.owner,
                                         incidents_len=settings.incidents_len,
                                         ttl_ms=settings.incidents_ttl_ms)
@@ -77,12 +81,14 @@ class Monitor:
         """One round: read the fleet, record it, log what this round recorded."""
         fleet = read_fleet(self.client, self.settings.keys)
         if fleet.store_problem is None:
-            due = self._due(fleet.reports)
             try:
+                version = self._others_changed()
+                due = self._due(fleet.reports)
                 recorded = record(self.client, self.settings.keys, due,
                                   monitor_id=self.owner,
                                   incidents_len=self.settings.incidents_len,
                                   ttl_ms=self.settings.incidents_ttl_ms)
+                self._count(version, sum(1 for r in recorded if r.incident))
             except Exception as exc:  # a store error between the read and the record
                 self._say_problem(f"Redis refused the record: {exc}")
                 return []
@@ -118,6 +124,23 @@ class Monitor:
                 log.info("monitor: %s entry %r is %s, notified", entry.service, entry.entry,
                          entry.state)
         return recorded
+
+    def _others_changed(self) -> int:
+        """The transitions counter; if another monitor (or anyone) moved it since this one
+        last did, forget what was settled: the record may hold what this monitor did not
+        see, so every service goes to the record this round."""
+        version = int(self.client.get(self.settings.keys.transitions) or 0)
+        if version != self._version:
+            self._settled.clear()
+        return version
+
+    def _count(self, version: int, transitions: int) -> None:
+        """Add this round's recorded transitions to the counter, and note where it stands."""
+        if not transitions:
+            self._version = version
+            return
+        now = int(self.client.incrby(self.settings.keys.transitions, transitions))
+        self._version = now if now == version + transitions else None  # another's too
 
     def _due(self, reports: list[Any]) -> list[Any]:
         """The reports that may change the record: see the module's docstring."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.core.errors import PayloadTooLargeError
 from worker.core.names import Keys, validate_service
-from worker.core.payload import MAX_PAYLOAD_BYTES
+from worker.core.payload import MAX_PAYLOAD_BYTES, payload_problem
 from worker.core.redis_io import is_cluster_client, lua_script
 from worker.core.states import FUTURE_TOLERANCE_MS
 
@@ -67,9 +67,23 @@ def encode_body(body: dict[str, Any]) -> str:
     return text
 
 
-def summary_fields(body: dict[str, Any]) -> str:
+_STAMPED = ("seq", "ts_ms", "timestamp")
+"""Fields the script writes first: a body's own would come last and win for readers."""
+
+_EPOCH = "1970-01-01T00:00:00.000+00:00"
+
+
+def summary_fields(body: dict[str, Any], service: str) -> str:
     """The summary's fields of ``body`` as the tail of a compact JSON object: the script
-    writes ``seq``, ``ts_ms``, ``timestamp`` and ``nodes`` first, then this."""
+    writes ``seq``, ``ts_ms``, ``timestamp`` and ``nodes`` first, then this.
+
+    A body that readers would judge invalid (``payload_problem``: another schema, another
+    service's name, no checks...), or that carries a stamped field of its own, gets no
+    fields: its summary then shows nothing fresh, and readers judge its payload in full.
+    """
+    if any(name in body for name in _STAMPED) or payload_problem(
+            {"seq": 1, "ts_ms": 0, "timestamp": _EPOCH, **body}, service) is not None:
+        return "}"
     slim = {name: body[name] for name in SUMMARY_FIELDS if name in body}
     message = slim.get("message")
     if isinstance(message, str) and len(message) > SUMMARY_MESSAGE_CHARS:
@@ -78,7 +92,7 @@ def summary_fields(body: dict[str, Any]) -> str:
     if isinstance(worker, dict):
         slim["worker"] = {"node": worker.get("node")}
     text = json.dumps(slim, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    return "}" if text == "{}" else "," + text[1:]  # the script writes its fields first
+    return "," + text[1:]  # the script writes its fields first
 
 
 class HeartbeatStore:
@@ -129,6 +143,7 @@ class HeartbeatStore:
     def publish(self, service: str, body: dict[str, Any]) -> PublishResult:
         """Write one heartbeat of ``service``; ``body`` is the payload minus the stamped fields."""
         keys, args = self._script_call(service, body)
+        self._before(service, args)
         return self._done(service, self._script(keys=keys, args=args))
 
     def publish_many(self, heartbeats: Sequence[tuple[str, dict[str, Any]]]
@@ -140,13 +155,24 @@ class HeartbeatStore:
         """
         calls = [self._script_call(service, body) for service, body in heartbeats]
         if self._cluster:
-            return [self._done(service, self._script(keys=keys, args=args))
-                    for (service, _), (keys, args) in zip(heartbeats, calls, strict=True)]
+            out = []
+            for (service, _), (keys, args) in zip(heartbeats, calls, strict=True):
+                self._before(service, args)
+                out.append(self._done(service, self._script(keys=keys, args=args)))
+            return out
         pipe = self._client.pipeline(transaction=False)
         for keys, args in calls:
             self._script(keys=keys, args=args, client=pipe)
         return [self._done(service, reply)
                 for (service, _), reply in zip(heartbeats, pipe.execute(), strict=True)]
+
+    def _before(self, service: str, args: list[str | int]) -> None:
+        """On a cluster, a heartbeat that is not ``ok`` (or has no summary fields) first
+        removes the service's summary: it is written after the script, in another slot,
+        and an ``ok`` summary left standing by a failure between the two would show the
+        service fresh. Without one, readers judge its payload in full."""
+        if self._cluster and (args[6] != "ok" or args[-1] == "}"):
+            self._client.hdel(self._keys.summary_of(service), service)
 
     def _done(self, service: str, reply: list[Any]) -> PublishResult:
         """The script's reply as a result; on a cluster, the index and the summary written."""
@@ -173,5 +199,5 @@ class HeartbeatStore:
             "," + text[1:], service, self._retention_ms, self._history_len, self._keys.events,
             FUTURE_TOLERANCE_MS, body.get("status", "ok"),
             "" if lag is None else f"{lag:.3f}", f"{body.get('duration_ms', 0.0):.3f}",
-            "" if depth is None else int(depth), summary_fields(body),
+            "" if depth is None else int(depth), summary_fields(body, service),
         ]
