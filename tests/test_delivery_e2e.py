@@ -101,7 +101,9 @@ def test_a_receiver_slower_than_the_lease_gets_each_in_order_again_only_per_hand
                            "--webhook", slow_receiver.url], env, tmp_path, name))
     wait_for(lambda: all("judging every service" in p.output() for p in procs), 30,
              what="both monitors running")
-    assert client.get(cursor) == b"0-0"  # started on an empty outbox
+    # Started on an empty outbox (the delivery threads start their cursor just after the
+    # monitor says it judges: waited for, not read at once).
+    wait_for(lambda: client.get(cursor) == b"0-0", 10, what="the cursor started at 0-0")
     ids = [client.xadd(KEYS.outbox, {"event": json.dumps(
         {"service": "petsage", "old_state": old, "new_state": new})}).decode()
         for old, new in [("fresh", "late"), ("late", "stale"), ("stale", "fresh"),
