@@ -29,21 +29,20 @@ from pathlib import Path
 import redis
 
 import worker
-from bench.common import BenchError, ProcessCost, RedisProcess, machine, run_measured, table
+from bench.common import (
+    BenchError,
+    ProcessCost,
+    RedisProcess,
+    fresh_body,
+    machine,
+    run_measured,
+    table,
+)
 from worker.core.names import Keys
 from worker.publish.store import HeartbeatStore
 
 GOAL = 2.0
 """check's CPU may be at most this many times the floor's."""
-
-
-def _body(service: str) -> dict[str, object]:
-    """A heartbeat whose long interval keeps it fresh for the whole benchmark."""
-    return {"schema": 1, "service": service, "status": "ok", "message": "bench",
-            "interval_s": 600, "stale_after_s": 1800, "queue_lag_ms": 1.0, "duration_ms": 1.0,
-            "clock_offset_ms": 0.0, "published_at": None,
-            "worker": {"node": "bench@host", "hostname": "host", "pid": 1}, "version": "bench",
-            "checks": {"redis": {"status": "ok", "latency_ms": 0.1}}}
 
 
 def commands(url: str, port: int, key: str) -> dict[str, list[str]]:
@@ -118,7 +117,7 @@ def main() -> int:
     try:
         server = RedisProcess()
         HeartbeatStore(redis.Redis(port=server.port), Keys(), retention_s=3600,
-                       history_len=10).publish("petsage", _body("petsage"))
+                       history_len=10).publish("petsage", fresh_body("petsage"))
         argv_by_name = commands(server.url, server.port, Keys().latest("petsage"))
         load_before = loadavg()
         rows = []

@@ -21,6 +21,15 @@ class BenchError(RuntimeError):
     """A benchmark could not run (missing server, crash): the run exits non-zero."""
 
 
+def fresh_body(service: str) -> dict[str, object]:
+    """A heartbeat whose long interval keeps it fresh for the whole benchmark."""
+    return {"schema": 1, "service": service, "status": "ok", "message": "bench",
+            "interval_s": 600, "stale_after_s": 1800, "queue_lag_ms": 1.0, "duration_ms": 1.0,
+            "clock_offset_ms": 0.0, "published_at": None,
+            "worker": {"node": "bench@host", "hostname": "host", "pid": 1}, "version": "bench",
+            "checks": {"redis": {"status": "ok", "latency_ms": 0.1}}}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

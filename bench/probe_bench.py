@@ -28,6 +28,7 @@ from bench.common import (
     BenchError,
     ProcessCost,
     RedisProcess,
+    fresh_body,
     machine,
     medians,
     run_measured,
@@ -39,15 +40,6 @@ from worker.publish.store import HeartbeatStore
 from worker.read.fleet import read_fleet
 from worker.read.reader import read_heartbeat
 from worker.read.resp_client import ProbeClient
-
-
-def _body(service: str) -> dict[str, object]:
-    """A heartbeat whose long interval keeps it fresh for the whole benchmark."""
-    return {"schema": 1, "service": service, "status": "ok", "message": "bench",
-            "interval_s": 600, "stale_after_s": 1800, "queue_lag_ms": 1.0, "duration_ms": 1.0,
-            "clock_offset_ms": 0.0, "published_at": None,
-            "worker": {"node": "bench@host", "hostname": "host", "pid": 1}, "version": "bench",
-            "checks": {"redis": {"status": "ok", "latency_ms": 0.1}}}
 
 
 def _start_worker(env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
@@ -138,7 +130,7 @@ def bench_fleet(server: RedisProcess, env: dict[str, str], services: int, runs: 
     client = redis.Redis(port=server.port)
     store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
     for i in range(services):
-        store.publish(f"svc-{i}", _body(f"svc-{i}"))
+        store.publish(f"svc-{i}", fresh_body(f"svc-{i}"))
     probe = ProbeClient(server.url, timeout_s=30)
     calls: dict[str, Callable[[], object]] = {
         "read_fleet (what status --all reads and judges)": lambda: read_fleet(probe, Keys()),
@@ -200,7 +192,7 @@ def main() -> int:
         worker = _start_worker(env, workdir)
         print(f"(celery worker ready after {time.monotonic() - started:.1f}s)", file=sys.stderr)
         HeartbeatStore(redis.Redis(port=server.port), Keys(), retention_s=3600,
-                       history_len=10).publish("petsage", _body("petsage"))
+                       history_len=10).publish("petsage", fresh_body("petsage"))
         print(f"### Probe cost ({args.runs} runs each, medians; {machine()})\n")
         print(bench_probes(server.url, server.port, env, args.runs))
         print(f"### Fleet read ({max(args.runs // 2, 3)} runs each, medians)\n")

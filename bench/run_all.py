@@ -37,9 +37,9 @@ from pathlib import Path
 
 import redis
 
-from bench.common import BIN, BenchError, RedisProcess, free_port, machine, table
+from bench.common import BIN, BenchError, RedisProcess, free_port, fresh_body, machine, table
 from bench.fill import not_fresh_indices
-from bench.probe_bench import _body, _naive_scan_get
+from bench.probe_bench import _naive_scan_get
 from worker.core.names import Keys, default_queue
 from worker.core.settings import DEFAULT_HISTORY_LEN
 from worker.publish.store import HeartbeatStore
@@ -64,7 +64,7 @@ def _median_us(samples: list[float]) -> float:
 
 def bench_publish(client: redis.Redis, n: int) -> None:
     store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=1000)
-    body = _body("bench-publish")
+    body = fresh_body("bench-publish")
     store.publish("bench-publish", body)  # load the script
     payload = client.get(Keys().latest("bench-publish")) or b""
     ours: list[float] = []
@@ -124,7 +124,7 @@ def bench_fleet_read(server: RedisProcess, client: redis.Redis, services: int,
                      runs: int = 5) -> None:
     store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=10)
     for i in range(services):
-        store.publish(f"svc-{i}", _body(f"svc-{i}"))
+        store.publish(f"svc-{i}", fresh_body(f"svc-{i}"))
     probe = ProbeClient(server.url, timeout_s=30)
     ours, naive = [], []
     for _ in range(runs):
@@ -144,12 +144,12 @@ def bench_fleet_read(server: RedisProcess, client: redis.Redis, services: int,
 def bench_store_cost(client: redis.Redis) -> dict[str, float]:
     store = HeartbeatStore(client, Keys(), retention_s=3600, history_len=DEFAULT_HISTORY_LEN)
     for _ in range(3 * DEFAULT_HISTORY_LEN):
-        store.publish("cost", _body("cost"))
+        store.publish("cost", fresh_body("cost"))
     latest = float(client.memory_usage(Keys().latest("cost")) or 0)
     history = float(client.memory_usage(Keys().history("cost"), samples=0) or 0)
     large = HeartbeatStore(client, Keys(), retention_s=3600, history_len=1000)
     for _ in range(1200):
-        large.publish("cost-1000", _body("cost-1000"))
+        large.publish("cost-1000", fresh_body("cost-1000"))
     history_1000 = float(client.memory_usage(Keys().history("cost-1000"), samples=0) or 0)
     before = float(client.memory_usage(Keys().index, samples=0) or 0)
     count = client.zcard(Keys().index)
@@ -268,7 +268,7 @@ def bench_fleet_load(server: RedisProcess, services: int, seconds: int) -> None:
                 if time.monotonic() > deadline:
                     raise BenchError("serve did not start") from None
                 time.sleep(0.2)
-        bodies = {f"svc-{i}": _body(f"svc-{i}") for i in range(services)}
+        bodies = {f"svc-{i}": fresh_body(f"svc-{i}") for i in range(services)}
         for name, body in bodies.items():
             store.publish(name, body)
         cpu0 = client.info("cpu")
